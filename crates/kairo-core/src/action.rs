@@ -1,0 +1,53 @@
+//! The request to perform one action, as a rule produced it.
+
+use serde::{Deserialize, Serialize};
+
+/// One action a rule asked for: which plugin action, with what parameters, and why.
+///
+/// `(event_id, rule, index)` identifies it uniquely, so retries and restarts can
+/// recognise work already done (see [`ActionRequest::key`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRequest {
+    /// Name of the action plugin, e.g. `set_group` or `slack`.
+    pub action: String,
+    /// Parameters for the plugin, as JSON.
+    pub params: serde_json::Value,
+    /// Id of the event that triggered the rule.
+    pub event_id: String,
+    /// Name of the rule that asked for the action.
+    pub rule: String,
+    /// Position of this request among the requests the rule made for this event.
+    pub index: u32,
+    /// Earliest time to perform it, epoch milliseconds; `None` means now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<i64>,
+}
+
+impl ActionRequest {
+    /// The stable idempotency key: `event_id/rule/index`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.event_id, self.rule, self.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_event_rule_index() {
+        let request = ActionRequest {
+            action: "slack".into(),
+            params: serde_json::json!({"text": "hi"}),
+            event_id: "ev1".into(),
+            rule: "ota".into(),
+            index: 2,
+            not_before_ms: None,
+        };
+        assert_eq!(request.key(), "ev1/ota/2");
+        let json = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["eventId"], "ev1");
+        assert!(json.get("notBeforeMs").is_none());
+    }
+}

@@ -1,0 +1,14 @@
+//! Kairo's pure core: the normalized [`Event`], the [`ActionRequest`] a rule makes,
+//! and the injected [`Clock`]. Nothing here performs I/O or needs an async runtime.
+//!
+//! - [`event`]: normalizing SORACOM-style and Flux-style JSON into an [`Event`]
+//! - [`action`]: [`ActionRequest`], the unit of work handed to the dispatcher
+//! - [`clock`]: wall-clock time as an injectable dependency
+
+pub mod action;
+pub mod clock;
+pub mod event;
+
+pub use action::ActionRequest;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{Event, EventError};

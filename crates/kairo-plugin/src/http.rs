@@ -1,0 +1,128 @@
+//! Helpers for actions that call HTTP endpoints: one place that decides which
+//! responses and transport errors are worth retrying.
+
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode, header::HeaderMap};
+use serde_json::json;
+
+use crate::{ActionContext, ActionError, ActionOutcome};
+
+/// Longest response body excerpt kept in errors and outcomes.
+const EXCERPT: usize = 512;
+
+/// Sends `request` within the context's deadline and classes the result.
+///
+/// 2xx is success; 429 (honouring `Retry-After`) and 5xx are retryable; other
+/// statuses are permanent. Connect errors and timeouts are retryable.
+pub async fn send(
+    request: RequestBuilder,
+    cx: &ActionContext,
+) -> Result<ActionOutcome, ActionError> {
+    let response = request
+        .timeout(cx.remaining())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    classify(status, retry_after, &body)?;
+    Ok(ActionOutcome::new(
+        json!({"status": status.as_u16(), "body": excerpt(&body)}),
+    ))
+}
+
+/// Classes an HTTP status: `Ok` for 2xx, otherwise a retryable or permanent error.
+pub fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &str,
+) -> Result<(), ActionError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let message = format!("HTTP {status}: {}", excerpt(body));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        Err(ActionError::retryable(message).with_retry_after(retry_after))
+    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        Err(ActionError::retryable(message))
+    } else {
+        Err(ActionError::permanent(message))
+    }
+}
+
+/// Classes a transport error: connect failures and timeouts are retryable.
+pub fn transport_error(error: reqwest::Error) -> ActionError {
+    let message = format!("request failed: {}", error_chain(&error));
+    if error.is_builder() {
+        ActionError::permanent(message)
+    } else {
+        ActionError::retryable(message)
+    }
+}
+
+/// The `Retry-After` header in seconds, if present.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn excerpt(body: &str) -> &str {
+    match body.char_indices().nth(EXCERPT) {
+        Some((i, _)) => &body[..i],
+        None => body,
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classed() {
+        assert!(classify(StatusCode::OK, None, "").is_ok());
+        let e = classify(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(Duration::from_secs(3)),
+            "",
+        )
+        .unwrap_err();
+        assert!(e.is_retryable());
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        assert!(
+            classify(StatusCode::BAD_GATEWAY, None, "")
+                .unwrap_err()
+                .is_retryable()
+        );
+        assert!(
+            !classify(StatusCode::NOT_FOUND, None, "x")
+                .unwrap_err()
+                .is_retryable()
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}

@@ -1,0 +1,157 @@
+//! The action functions rule scripts call. Calling one performs nothing: it
+//! records an action call that becomes an [`ActionRequest`] after the script returns.
+//!
+//! [`ActionRequest`]: kairo_core::ActionRequest
+
+use std::cell::RefCell;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Map};
+use serde_json::{Value, json};
+
+/// One action call recorded during an evaluation: action name and parameters.
+pub type CapturedCall = (String, Value);
+
+thread_local! {
+    static CALLS: RefCell<Vec<CapturedCall>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` and returns the action calls it recorded on this thread.
+pub fn capturing<T>(f: impl FnOnce() -> T) -> (T, Vec<CapturedCall>) {
+    CALLS.with(|calls| calls.borrow_mut().clear());
+    let out = f();
+    let calls = CALLS.with(|calls| std::mem::take(&mut *calls.borrow_mut()));
+    (out, calls)
+}
+
+fn record(action: &str, params: Value) {
+    CALLS.with(|calls| calls.borrow_mut().push((action.to_string(), params)));
+}
+
+type FnResult = Result<(), Box<EvalAltResult>>;
+
+fn string_arg(function: &str, name: &str, value: &Dynamic) -> Result<String, Box<EvalAltResult>> {
+    value.clone().into_string().map_err(|found| {
+        format!(
+            "{function}: `{name}` must be a string, got {found} ({})",
+            value.type_name()
+        )
+        .into()
+    })
+}
+
+fn to_json(function: &str, value: &Dynamic) -> Result<Value, Box<EvalAltResult>> {
+    rhai::serde::from_dynamic::<Value>(value)
+        .map_err(|e| format!("{function}: cannot convert argument to JSON: {e}").into())
+}
+
+fn map_arg(function: &str, map: Map) -> Result<Value, Box<EvalAltResult>> {
+    to_json(function, &Dynamic::from_map(map))
+}
+
+/// Registers every built-in action function on `engine`.
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("set_group", |sim: Dynamic, group: Dynamic| -> FnResult {
+        let sim_id = string_arg("set_group", "sim_id", &sim)?;
+        let group_id = string_arg("set_group", "group_id", &group)?;
+        record("set_group", json!({"simId": sim_id, "groupId": group_id}));
+        Ok(())
+    });
+    for name in [
+        "unset_group",
+        "activate",
+        "deactivate",
+        "suspend",
+        "set_to_standby",
+        "unset_imei_lock",
+    ] {
+        engine.register_fn(name, move |sim: Dynamic| -> FnResult {
+            let sim_id = string_arg(name, "sim_id", &sim)?;
+            record(name, json!({"simId": sim_id}));
+            Ok(())
+        });
+    }
+    engine.register_fn(
+        "set_speed_class",
+        |sim: Dynamic, class: Dynamic| -> FnResult {
+            let sim_id = string_arg("set_speed_class", "sim_id", &sim)?;
+            let speed_class = string_arg("set_speed_class", "speed_class", &class)?;
+            record(
+                "set_speed_class",
+                json!({"simId": sim_id, "speedClass": speed_class}),
+            );
+            Ok(())
+        },
+    );
+    engine.register_fn("set_imei_lock", |sim: Dynamic| -> FnResult {
+        let sim_id = string_arg("set_imei_lock", "sim_id", &sim)?;
+        record("set_imei_lock", json!({"simId": sim_id}));
+        Ok(())
+    });
+    engine.register_fn("set_imei_lock", |sim: Dynamic, imei: Dynamic| -> FnResult {
+        let sim_id = string_arg("set_imei_lock", "sim_id", &sim)?;
+        let imei = string_arg("set_imei_lock", "imei", &imei)?;
+        record("set_imei_lock", json!({"simId": sim_id, "imei": imei}));
+        Ok(())
+    });
+    engine.register_fn("slack", |text: Dynamic| -> FnResult {
+        let text = string_arg("slack", "text", &text)?;
+        record("slack", json!({"text": text}));
+        Ok(())
+    });
+    engine.register_fn("slack", |params: Map| -> FnResult {
+        record("slack", map_arg("slack", params)?);
+        Ok(())
+    });
+    engine.register_fn(
+        "email",
+        |to: Dynamic, subject: Dynamic, body: Dynamic| -> FnResult {
+            let to = string_arg("email", "to", &to)?;
+            let subject = string_arg("email", "subject", &subject)?;
+            let body = string_arg("email", "body", &body)?;
+            record("email", json!({"to": to, "subject": subject, "body": body}));
+            Ok(())
+        },
+    );
+    engine.register_fn("webhook", |url: Dynamic, body: Dynamic| -> FnResult {
+        let url = string_arg("webhook", "url", &url)?;
+        let body = to_json("webhook", &body)?;
+        record("webhook", json!({"url": url, "body": body}));
+        Ok(())
+    });
+    engine.register_fn("webhook", |params: Map| -> FnResult {
+        record("webhook", map_arg("webhook", params)?);
+        Ok(())
+    });
+    engine.register_fn(
+        "publish",
+        |subject: Dynamic, payload: Dynamic| -> FnResult {
+            let subject = string_arg("publish", "subject", &subject)?;
+            let payload = to_json("publish", &payload)?;
+            record("publish", json!({"subject": subject, "payload": payload}));
+            Ok(())
+        },
+    );
+    engine.register_fn("action", |name: Dynamic, params: Map| -> FnResult {
+        let name = string_arg("action", "plugin_name", &name)?;
+        record(&name, map_arg("action", params)?);
+        Ok(())
+    });
+}
+
+/// Names of the built-in action functions and the action each records.
+pub const BUILTIN_FUNCTIONS: [&str; 14] = [
+    "set_group",
+    "unset_group",
+    "set_speed_class",
+    "activate",
+    "deactivate",
+    "suspend",
+    "set_to_standby",
+    "set_imei_lock",
+    "unset_imei_lock",
+    "slack",
+    "email",
+    "webhook",
+    "publish",
+    "action",
+];

@@ -1,0 +1,18 @@
+//! Kairo's rule scripts: a sandboxed Rhai engine, loading `.rhai` files from the
+//! rules directory with hot reload, and capturing the action calls a script makes.
+//!
+//! - [`engine`]: the one way to build the sandboxed, pre-configured [`rhai::Engine`]
+//! - [`capture`]: the action functions scripts call, which record [`ActionRequest`]s
+//! - [`rules`]: [`RuleSet`] (compiled scripts) and [`RuleStore`] (hot-reloadable)
+//! - [`watch`]: file-system watching that triggers [`RuleStore::reload`]
+//!
+//! [`ActionRequest`]: kairo_core::ActionRequest
+
+pub mod capture;
+pub mod engine;
+pub mod rules;
+pub mod watch;
+
+pub use engine::{Limits, engine};
+pub use rules::{Evaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError};
+pub use watch::RuleWatcher;

@@ -1,0 +1,541 @@
+//! Compiled rule scripts and the hot-reloadable store that holds them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use kairo_core::{ActionRequest, Event};
+use rhai::{AST, Dynamic, Engine, Scope};
+
+use crate::capture::capturing;
+
+/// Variables every rule sees, in this order.
+const VARIABLES: [&str; 5] = ["event", "payload", "imsi", "simId", "eventType"];
+
+/// A rule script that failed to load: which file, where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    /// The script file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+/// A rule that failed while running against an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    /// The rule's name.
+    pub rule: String,
+    /// The event's id.
+    pub event_id: String,
+    /// What went wrong, with the script position.
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rule {} on event {}: {}",
+            self.rule, self.event_id, self.message
+        )
+    }
+}
+
+/// One compiled rule script.
+#[derive(Debug)]
+pub struct Rule {
+    /// The rule's name: the file stem.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    source: String,
+    ast: AST,
+}
+
+/// The result of running every rule against one event.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Actions the rules asked for, in rule order then call order.
+    pub requests: Vec<ActionRequest>,
+    /// Rules that failed; the other rules still ran.
+    pub errors: Vec<RuleError>,
+}
+
+/// An immutable set of compiled rules, sorted by name, sharing one engine.
+#[derive(Clone)]
+pub struct RuleSet {
+    engine: Arc<Engine>,
+    rules: Vec<Arc<Rule>>,
+}
+
+impl fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.rules.iter().map(|r| &r.name))
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// An empty set using `engine`.
+    pub fn empty(engine: Arc<Engine>) -> Self {
+        Self {
+            engine,
+            rules: Vec::new(),
+        }
+    }
+
+    /// Compiles `source` as a rule named `name`; the error names `path`, line and column.
+    pub fn compile(
+        engine: &Engine,
+        name: &str,
+        path: &Path,
+        source: String,
+    ) -> Result<Rule, ScriptError> {
+        // Declared (not as constants, which the optimizer would inline) so that
+        // strict-variables mode accepts them and rejects typos.
+        let mut scope = Scope::new();
+        for variable in VARIABLES {
+            scope.push(variable, Dynamic::UNIT);
+        }
+        let ast = engine
+            .compile_with_scope(&scope, &source)
+            .map_err(|e| ScriptError {
+                file: path.to_path_buf(),
+                line: e.position().line(),
+                column: e.position().position(),
+                message: e.err_type().to_string(),
+            })?;
+        Ok(Rule {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            source,
+            ast,
+        })
+    }
+
+    /// Builds a set from already compiled rules.
+    pub fn from_rules(engine: Arc<Engine>, mut rules: Vec<Arc<Rule>>) -> Self {
+        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        Self { engine, rules }
+    }
+
+    /// The rules, sorted by name.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// The rule called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Rule>> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Runs every rule against `event` and collects the actions they ask for.
+    pub fn evaluate(&self, event: &Event) -> Evaluation {
+        let mut evaluation = Evaluation::default();
+        if self.rules.is_empty() {
+            return evaluation;
+        }
+        let mut scope = event_scope(event);
+        let base = scope.len();
+        for rule in &self.rules {
+            let (result, calls) =
+                capturing(|| self.engine.run_ast_with_scope(&mut scope, &rule.ast));
+            scope.rewind(base);
+            match result {
+                Ok(()) => {
+                    for (index, (action, params)) in calls.into_iter().enumerate() {
+                        evaluation.requests.push(ActionRequest {
+                            action,
+                            params,
+                            event_id: event.id.clone(),
+                            rule: rule.name.clone(),
+                            index: index as u32,
+                            not_before_ms: None,
+                        });
+                    }
+                }
+                Err(mut error) => {
+                    let position = error.position();
+                    error.clear_position();
+                    let location = match (position.line(), position.position()) {
+                        (Some(line), Some(column)) => format!(":{line}:{column}"),
+                        (Some(line), None) => format!(":{line}"),
+                        _ => String::new(),
+                    };
+                    evaluation.errors.push(RuleError {
+                        rule: rule.name.clone(),
+                        event_id: event.id.clone(),
+                        message: format!("{}{location}: {error}", rule.path.display()),
+                    });
+                }
+            }
+        }
+        evaluation
+    }
+}
+
+fn event_scope(event: &Event) -> Scope<'static> {
+    let mut scope = Scope::new();
+    let to_dynamic = |v: &serde_json::Value| rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT);
+    let string = |s: &Option<String>| s.clone().map_or(Dynamic::UNIT, Dynamic::from);
+    scope.push_constant("event", to_dynamic(&event.to_value()));
+    let payload = serde_json::Value::Object(event.payload().clone());
+    scope.push_constant("payload", to_dynamic(&payload));
+    scope.push_constant("imsi", string(&event.imsi));
+    scope.push_constant("simId", string(&event.sim_id));
+    scope.push_constant("eventType", string(&event.event_type));
+    scope
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Rules that appeared.
+    pub added: Vec<String>,
+    /// Rules whose source changed and compiled.
+    pub updated: Vec<String>,
+    /// Rules whose file is gone.
+    pub removed: Vec<String>,
+    /// Files that failed to compile; their previous good version, if any, stays.
+    pub errors: Vec<ScriptError>,
+}
+
+impl ReloadReport {
+    /// True when nothing changed and nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.updated.is_empty()
+            && self.removed.is_empty()
+            && self.errors.is_empty()
+    }
+}
+
+/// The rules of one directory, swapped atomically on reload.
+///
+/// Readers take a cheap [`RuleStore::snapshot`]; a reload never blocks them.
+pub struct RuleStore {
+    dir: PathBuf,
+    engine: Arc<Engine>,
+    current: ArcSwap<RuleSet>,
+    reload_lock: Mutex<()>,
+}
+
+impl fmt::Debug for RuleStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuleStore").field("dir", &self.dir).finish()
+    }
+}
+
+impl RuleStore {
+    /// Loads every `.rhai` file in `dir`; files that fail to compile are reported and left out.
+    pub fn load(dir: impl Into<PathBuf>, engine: Arc<Engine>) -> (Self, ReloadReport) {
+        let store = Self {
+            dir: dir.into(),
+            current: ArcSwap::from_pointee(RuleSet::empty(engine.clone())),
+            engine,
+            reload_lock: Mutex::new(()),
+        };
+        let report = store.reload();
+        (store, report)
+    }
+
+    /// The directory the rules come from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current rules.
+    pub fn snapshot(&self) -> Arc<RuleSet> {
+        self.current.load_full()
+    }
+
+    /// Rescans the directory: compiles new and changed files, drops deleted ones,
+    /// and keeps the previous good version of any file that no longer compiles.
+    pub fn reload(&self) -> ReloadReport {
+        let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.snapshot();
+        let mut old: BTreeMap<&str, &Arc<Rule>> = previous
+            .rules
+            .iter()
+            .map(|r| (r.name.as_str(), r))
+            .collect();
+        let mut report = ReloadReport::default();
+        let mut next = Vec::new();
+        let files = match script_files(&self.dir) {
+            Ok(files) => files,
+            Err(message) => {
+                report.errors.push(ScriptError {
+                    file: self.dir.clone(),
+                    line: None,
+                    column: None,
+                    message,
+                });
+                return report;
+            }
+        };
+        for (name, path) in files {
+            let previous_rule = old.remove(name.as_str());
+            let source = match std::fs::read_to_string(&path) {
+                Ok(source) => source,
+                Err(e) => {
+                    report.errors.push(ScriptError {
+                        file: path,
+                        line: None,
+                        column: None,
+                        message: format!("cannot read: {e}"),
+                    });
+                    next.extend(previous_rule.cloned());
+                    continue;
+                }
+            };
+            if let Some(rule) = previous_rule.filter(|r| r.source == source && r.path == path) {
+                next.push(rule.clone());
+                continue;
+            }
+            match RuleSet::compile(&self.engine, &name, &path, source) {
+                Ok(rule) => {
+                    if previous_rule.is_some() {
+                        report.updated.push(name);
+                    } else {
+                        report.added.push(name);
+                    }
+                    next.push(Arc::new(rule));
+                }
+                Err(error) => {
+                    report.errors.push(error);
+                    next.extend(previous_rule.cloned());
+                }
+            }
+        }
+        report.removed = old.into_keys().map(str::to_string).collect();
+        if !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty()) {
+            self.current
+                .store(Arc::new(RuleSet::from_rules(self.engine.clone(), next)));
+        }
+        report
+    }
+}
+
+/// `(rule name, path)` of every `.rhai` file directly in `dir`, sorted.
+fn script_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read rules directory: {e}"))?;
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("rhai") || !path.is_file() {
+            continue;
+        }
+        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+            files.push((stem.to_string(), path));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limits, engine};
+    use serde_json::json;
+
+    fn shared_engine() -> Arc<Engine> {
+        Arc::new(engine(Limits::default()))
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+
+    const OTA: &str = r#"
+if payload.otaStatus == "finished" {
+    set_group(simId, "group-to-id");
+    slack(`OTA finished for ${simId}`);
+}
+"#;
+
+    #[test]
+    fn ota_rule_fires_only_on_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "ota.rhai", OTA);
+        let (store, report) = RuleStore::load(dir.path(), shared_engine());
+        assert_eq!(report.added, vec!["ota"]);
+        let rules = store.snapshot();
+        let finished = Event::from_value(json!({"simId": "s1", "otaStatus": "finished"})).unwrap();
+        let evaluation = rules.evaluate(&finished);
+        assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
+        let actions: Vec<_> = evaluation
+            .requests
+            .iter()
+            .map(|r| (r.action.as_str(), r.params.clone()))
+            .collect();
+        assert_eq!(
+            actions,
+            vec![
+                (
+                    "set_group",
+                    json!({"simId": "s1", "groupId": "group-to-id"})
+                ),
+                ("slack", json!({"text": "OTA finished for s1"})),
+            ]
+        );
+        assert_eq!(evaluation.requests[1].index, 1);
+        let started = Event::from_value(json!({"simId": "s1", "otaStatus": "started"})).unwrap();
+        assert!(rules.evaluate(&started).requests.is_empty());
+        let lower = Event::from_value(json!({"simId": "s1", "otastatus": "finished"})).unwrap();
+        assert!(
+            rules.evaluate(&lower).requests.is_empty(),
+            "keys are case-sensitive"
+        );
+    }
+
+    #[test]
+    fn compile_error_names_file_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "bad.rhai", "let x = 1;\nif x == {\n");
+        let (store, report) = RuleStore::load(dir.path(), shared_engine());
+        assert!(store.snapshot().is_empty());
+        let error = &report.errors[0];
+        assert_eq!(error.line, Some(3));
+        assert!(error.to_string().contains("bad.rhai:3:"), "{error}");
+    }
+
+    #[test]
+    fn unknown_variable_is_a_compile_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "typo.rhai",
+            "if simid == \"x\" { suspend(simId); }",
+        );
+        let (_, report) = RuleStore::load(dir.path(), shared_engine());
+        assert!(
+            report.errors[0].to_string().contains("typo.rhai:1:4"),
+            "{}",
+            report.errors[0]
+        );
+    }
+
+    #[test]
+    fn reload_keeps_good_version_and_drops_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.rhai", "slack(\"v1\");");
+        let (store, _) = RuleStore::load(dir.path(), shared_engine());
+        let event = Event::from_value(json!({})).unwrap();
+        let text = |store: &RuleStore| -> Vec<serde_json::Value> {
+            store
+                .snapshot()
+                .evaluate(&event)
+                .requests
+                .into_iter()
+                .map(|r| r.params["text"].clone())
+                .collect()
+        };
+        assert_eq!(text(&store), vec![json!("v1")]);
+
+        write(dir.path(), "a.rhai", "slack(\"v2\"");
+        let report = store.reload();
+        assert_eq!(report.errors.len(), 1);
+        assert_eq!(text(&store), vec![json!("v1")], "broken edit keeps v1");
+
+        write(dir.path(), "a.rhai", "slack(\"v2\");");
+        assert_eq!(store.reload().updated, vec!["a"]);
+        assert_eq!(text(&store), vec![json!("v2")]);
+
+        std::fs::remove_file(dir.path().join("a.rhai")).unwrap();
+        assert_eq!(store.reload().removed, vec!["a"]);
+        assert!(text(&store).is_empty());
+    }
+
+    #[test]
+    fn runtime_errors_do_not_stop_other_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a_fails.rhai", "set_group(simId, \"g\");");
+        write(dir.path(), "b_works.rhai", "slack(\"ok\");");
+        let (store, _) = RuleStore::load(dir.path(), shared_engine());
+        let evaluation = store
+            .snapshot()
+            .evaluate(&Event::from_value(json!({})).unwrap());
+        assert_eq!(evaluation.requests.len(), 1);
+        assert_eq!(evaluation.errors[0].rule, "a_fails");
+        assert!(
+            evaluation.errors[0]
+                .message
+                .contains("sim_id` must be a string"),
+            "{}",
+            evaluation.errors[0]
+        );
+    }
+
+    #[test]
+    fn sandbox_stops_runaway_scripts_and_constants_are_protected() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a_loop.rhai", "loop { }");
+        write(
+            dir.path(),
+            "b_mutate.rhai",
+            "payload.otaStatus = \"hacked\";",
+        );
+        write(dir.path(), "c_read.rhai", "slack(payload.otaStatus);");
+        let (store, report) = RuleStore::load(dir.path(), shared_engine());
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let event = Event::from_value(json!({"otaStatus": "finished"})).unwrap();
+        let evaluation = store.snapshot().evaluate(&event);
+        assert_eq!(evaluation.errors.len(), 2, "{:?}", evaluation.errors);
+        assert_eq!(evaluation.requests[0].params["text"], "finished");
+    }
+
+    #[test]
+    fn action_function_records_any_plugin() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "x.rhai",
+            "action(\"my_plugin\", #{ level: 3 }); publish(\"a.b\", #{ n: 1 });",
+        );
+        let (store, _) = RuleStore::load(dir.path(), shared_engine());
+        let evaluation = store
+            .snapshot()
+            .evaluate(&Event::from_value(json!({})).unwrap());
+        assert_eq!(evaluation.requests[0].action, "my_plugin");
+        assert_eq!(evaluation.requests[0].params, json!({"level": 3}));
+        assert_eq!(
+            evaluation.requests[1].params,
+            json!({"subject": "a.b", "payload": {"n": 1}})
+        );
+    }
+}
