@@ -1,1 +1,14 @@
-//! placeholder
+//! SORACOM API access for Kairo: a client with AuthKey authentication and token
+//! refresh, errors classed for retrying, and an emulator of the endpoints Kairo
+//! calls for tests, demos and offline use.
+//!
+//! - [`client`]: [`SoracomClient`] and the [`SimOperation`]s it performs
+//! - [`error`]: [`SoracomError`] with a [`SoracomErrorKind`]
+//! - [`emulator`]: an in-memory SORACOM API served with axum
+
+pub mod client;
+pub mod emulator;
+pub mod error;
+
+pub use client::{ClientConfig, SimOperation, SoracomClient};
+pub use error::{SoracomError, SoracomErrorKind};

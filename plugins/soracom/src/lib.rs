@@ -1,1 +1,9 @@
-//! placeholder
+//! Kairo's SORACOM action plugin: SIM operations through the SORACOM API
+//! (`set_group`, `unset_group`, `set_speed_class`, `activate`, `deactivate`,
+//! `suspend`, `set_to_standby`, `set_imei_lock`, `unset_imei_lock`).
+//!
+//! - [`sim_action`]: one [`kairo_plugin::Action`] per SIM operation, all sharing one client
+
+pub mod sim_action;
+
+pub use sim_action::{SimAction, actions};

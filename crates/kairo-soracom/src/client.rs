@@ -1,0 +1,393 @@
+//! The SORACOM API client.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::{SoracomError, SoracomErrorKind};
+
+/// Production endpoint for the Japan coverage.
+pub const JAPAN_ENDPOINT: &str = "https://api.soracom.io";
+/// Production endpoint for the global coverage.
+pub const GLOBAL_ENDPOINT: &str = "https://g.api.soracom.io";
+
+/// How to reach and authenticate to the SORACOM API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Base URL without `/v1`, e.g. `https://api.soracom.io` or an emulator's address.
+    pub endpoint: String,
+    /// AuthKey id (`keyId-…`).
+    pub auth_key_id: Option<String>,
+    /// AuthKey secret (`secret-…`).
+    pub auth_key: Option<String>,
+    /// Lifetime asked for each API token, in seconds (SORACOM allows up to 172800).
+    pub token_timeout_seconds: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: JAPAN_ENDPOINT.into(),
+            auth_key_id: None,
+            auth_key: None,
+            token_timeout_seconds: 86_400,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The configuration keys that must still be set before calls can be made.
+    pub fn missing_credentials(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if self.auth_key_id.as_deref().is_none_or(str::is_empty) {
+            missing.push("soracom.auth_key_id");
+        }
+        if self.auth_key.as_deref().is_none_or(str::is_empty) {
+            missing.push("soracom.auth_key");
+        }
+        missing
+    }
+}
+
+/// An operation on one SIM, as the SIM API's `POST /v1/sims/{sim_id}/…` paths offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimOperation {
+    /// Put the SIM in a group.
+    SetGroup {
+        /// Target group id.
+        group_id: String,
+    },
+    /// Take the SIM out of its group.
+    UnsetGroup,
+    /// Change the speed class, e.g. `s1.minimum`.
+    UpdateSpeedClass {
+        /// New speed class.
+        speed_class: String,
+    },
+    /// Status → active.
+    Activate,
+    /// Status → inactive.
+    Deactivate,
+    /// Status → suspended.
+    Suspend,
+    /// Status → standby.
+    SetToStandby,
+    /// Lock to an IMEI; `None` locks to the IMEI of the current session.
+    SetImeiLock {
+        /// IMEI to lock to.
+        imei: Option<String>,
+    },
+    /// Remove the IMEI lock.
+    UnsetImeiLock,
+}
+
+impl SimOperation {
+    /// The last path segment, e.g. `set_group`.
+    pub fn path_segment(&self) -> &'static str {
+        match self {
+            Self::SetGroup { .. } => "set_group",
+            Self::UnsetGroup => "unset_group",
+            Self::UpdateSpeedClass { .. } => "update_speed_class",
+            Self::Activate => "activate",
+            Self::Deactivate => "deactivate",
+            Self::Suspend => "suspend",
+            Self::SetToStandby => "set_to_standby",
+            Self::SetImeiLock { .. } => "set_imei_lock",
+            Self::UnsetImeiLock => "unset_imei_lock",
+        }
+    }
+
+    /// The JSON body the API expects, if any.
+    pub fn body(&self) -> Option<Value> {
+        match self {
+            Self::SetGroup { group_id } => Some(json!({"groupId": group_id})),
+            Self::UpdateSpeedClass { speed_class } => Some(json!({"speedClass": speed_class})),
+            Self::SetImeiLock { imei: Some(imei) } => Some(json!({"imei": imei})),
+            Self::SetImeiLock { imei: None } => Some(json!({})),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    api_key: String,
+    token: String,
+    refresh_at: Instant,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthResponse {
+    api_key: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+/// A SORACOM API client that authenticates with an AuthKey, caches the API
+/// token, refreshes it before it expires and once on a 401.
+#[derive(Debug)]
+pub struct SoracomClient {
+    http: reqwest::Client,
+    config: ClientConfig,
+    session: Mutex<Option<Session>>,
+}
+
+impl SoracomClient {
+    /// A client for `config`, sharing `http`'s connection pool.
+    pub fn new(http: reqwest::Client, mut config: ClientConfig) -> Self {
+        config.endpoint = config.endpoint.trim_end_matches('/').to_string();
+        Self {
+            http,
+            config,
+            session: Mutex::new(None),
+        }
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Performs `operation` on SIM `sim_id`; returns the updated SIM object.
+    pub async fn sim_operation(
+        &self,
+        sim_id: &str,
+        operation: &SimOperation,
+    ) -> Result<Value, SoracomError> {
+        let path = format!("/v1/sims/{}/{}", encode(sim_id), operation.path_segment());
+        self.call(Method::POST, &path, operation.body()).await
+    }
+
+    /// `GET /v1/sims/{sim_id}`.
+    pub async fn get_sim(&self, sim_id: &str) -> Result<Value, SoracomError> {
+        self.call(Method::GET, &format!("/v1/sims/{}", encode(sim_id)), None)
+            .await
+    }
+
+    /// `GET /v1/groups/{group_id}`.
+    pub async fn get_group(&self, group_id: &str) -> Result<Value, SoracomError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/groups/{}", encode(group_id)),
+            None,
+        )
+        .await
+    }
+
+    /// Calls an authenticated endpoint, re-authenticating once on 401.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, SoracomError> {
+        let session = self.session(false).await?;
+        match self
+            .send(&session, method.clone(), path, body.as_ref())
+            .await
+        {
+            Err(e) if e.kind == SoracomErrorKind::Unauthorized => {
+                tracing::info!(path, "SORACOM API answered 401; re-authenticating once");
+                let session = self.session(true).await?;
+                self.send(&session, method, path, body.as_ref()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send(
+        &self,
+        session: &Session,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, SoracomError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.config.endpoint))
+            .header("X-Soracom-API-Key", &session.api_key)
+            .header("X-Soracom-Token", &session.token)
+            .header("X-Soracom-Lang", "en");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(transport)?;
+        read_response(response).await
+    }
+
+    /// The current session, authenticating when there is none, it is due for
+    /// refresh, or `force` is set.
+    async fn session(&self, force: bool) -> Result<Session, SoracomError> {
+        let mut guard = self.session.lock().await;
+        if let Some(session) = guard
+            .as_ref()
+            .filter(|s| !force && Instant::now() < s.refresh_at)
+        {
+            return Ok(session.clone());
+        }
+        let session = self.authenticate().await?;
+        *guard = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn authenticate(&self) -> Result<Session, SoracomError> {
+        let missing = self.config.missing_credentials();
+        if !missing.is_empty() {
+            let env: Vec<String> = missing
+                .iter()
+                .map(|k| format!("KAIRO_{}", k.to_uppercase().replace('.', "__")))
+                .collect();
+            return Err(SoracomError::new(
+                SoracomErrorKind::MissingCredentials,
+                format!(
+                    "SORACOM credentials are not configured: set {} (or the environment variables {})",
+                    missing.join(" and "),
+                    env.join(", ")
+                ),
+            ));
+        }
+        let timeout = self.config.token_timeout_seconds.clamp(180, 172_800);
+        let body = json!({
+            "authKeyId": self.config.auth_key_id,
+            "authKey": self.config.auth_key,
+            "tokenTimeoutSeconds": timeout,
+        });
+        let response = self
+            .http
+            .post(format!("{}/v1/auth", self.config.endpoint))
+            .json(&body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let value = read_response(response).await.map_err(|mut e| {
+            if matches!(e.kind, SoracomErrorKind::Unauthorized | SoracomErrorKind::Rejected) {
+                e.kind = SoracomErrorKind::AuthFailed;
+                e.message = format!("SORACOM authentication failed (check soracom.auth_key_id and soracom.auth_key): {}", e.message);
+            }
+            e
+        })?;
+        let auth: AuthResponse = serde_json::from_value(value).map_err(|e| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                format!("unexpected /v1/auth response: {e}"),
+            )
+        })?;
+        // Refresh when 90% of the lifetime has passed.
+        let refresh_after = Duration::from_secs(timeout * 9 / 10);
+        tracing::debug!(endpoint = %self.config.endpoint, "authenticated to the SORACOM API");
+        Ok(Session {
+            api_key: auth.api_key,
+            token: auth.token,
+            refresh_at: Instant::now() + refresh_after,
+        })
+    }
+}
+
+async fn read_response(response: reqwest::Response) -> Result<Value, SoracomError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.map_err(transport)?;
+    if status.is_success() {
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        return serde_json::from_str(&text).map_err(|e| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                format!("response is not JSON: {e}"),
+            )
+        });
+    }
+    let parsed: Option<ApiErrorBody> = serde_json::from_str(&text).ok();
+    let (code, detail) = match parsed {
+        Some(ApiErrorBody { code, message }) => (code, message.unwrap_or_else(|| text.clone())),
+        None => (None, text.clone()),
+    };
+    let kind = match status {
+        StatusCode::UNAUTHORIZED => SoracomErrorKind::Unauthorized,
+        StatusCode::NOT_FOUND => SoracomErrorKind::NotFound,
+        StatusCode::TOO_MANY_REQUESTS => SoracomErrorKind::RateLimited,
+        s if s.is_server_error() => SoracomErrorKind::Server,
+        _ => SoracomErrorKind::Rejected,
+    };
+    let retry_after = header_secs(&headers, "X-Soracom-Ratelimit-Seconds-Before-Refresh")
+        .or_else(|| header_secs(&headers, "Retry-After"));
+    let code_text = code.as_deref().map(|c| format!(" {c}")).unwrap_or_default();
+    Err(SoracomError {
+        kind,
+        status: Some(status.as_u16()),
+        message: format!("SORACOM API HTTP {}{code_text}: {detail}", status.as_u16()),
+        code,
+        retry_after,
+    })
+}
+
+fn header_secs(headers: &reqwest::header::HeaderMap, name: &str) -> Option<Duration> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+fn transport(error: reqwest::Error) -> SoracomError {
+    let mut message = format!("SORACOM API request failed: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    SoracomError::new(SoracomErrorKind::Transport, message)
+}
+
+/// Percent-encodes a path segment (ids are normally plain digits and letters).
+fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_credentials_are_named() {
+        let config = ClientConfig::default();
+        assert_eq!(
+            config.missing_credentials(),
+            vec!["soracom.auth_key_id", "soracom.auth_key"]
+        );
+    }
+
+    #[test]
+    fn operations_map_to_paths_and_bodies() {
+        let op = SimOperation::SetGroup {
+            group_id: "g1".into(),
+        };
+        assert_eq!(op.path_segment(), "set_group");
+        assert_eq!(op.body(), Some(json!({"groupId": "g1"})));
+        assert_eq!(SimOperation::Suspend.body(), None);
+        assert_eq!(encode("89/81 x"), "89%2F81%20x");
+    }
+}

@@ -1,0 +1,396 @@
+//! Request handling for the emulator: one entry point that records each request,
+//! applies injected faults, authenticates, rate-limits and then routes.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::state::{EmulatorState, Fault, Group, RecordedRequest, Sim};
+
+type Shared = Arc<Mutex<EmulatorState>>;
+
+const SPEED_CLASSES: [&str; 8] = [
+    "s1.minimum",
+    "s1.slow",
+    "s1.standard",
+    "s1.fast",
+    "s1.4xfast",
+    "s1.8xfast",
+    "u1.standard",
+    "u1.slow",
+];
+
+pub(super) fn router(state: Shared) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// An API answer: status, JSON body and extra headers.
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Answer {
+    fn ok(body: Value) -> Self {
+        Self::with(StatusCode::OK, body)
+    }
+
+    fn with(status: StatusCode, body: Value) -> Self {
+        Self {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self::with(status, json!({"code": code, "message": message.into()}))
+    }
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = if self.status == StatusCode::NO_CONTENT {
+            self.status.into_response()
+        } else {
+            (self.status, axum::Json(self.body)).into_response()
+        };
+        for (name, value) in self.headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+async fn handle(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_string();
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rest) = path.strip_prefix("/_emulator/") {
+        return control(&mut state, &method, rest, &body).into_response();
+    }
+    let json_body = if body.is_empty() {
+        Ok(Value::Null)
+    } else {
+        serde_json::from_slice::<Value>(&body)
+    };
+    let answer = match json_body {
+        Err(ref e) => Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            format!("request body is not valid JSON: {e}"),
+        ),
+        Ok(ref value) => answer(&mut state, &method, &path, &headers, value),
+    };
+    state.requests.push(RecordedRequest {
+        method: method.to_string(),
+        path,
+        body: json_body.unwrap_or(Value::Null),
+        status: answer.status.as_u16(),
+    });
+    answer.into_response()
+}
+
+fn answer(
+    state: &mut EmulatorState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Answer {
+    if let Some(fault) = state.take_fault(path) {
+        return fault_answer(&fault);
+    }
+    if method == Method::POST && path == "/v1/auth" {
+        return auth(state, body);
+    }
+    let api_key = match authenticated(state, headers) {
+        Ok(api_key) => api_key,
+        Err(answer) => return answer,
+    };
+    let mut limit_headers = Vec::new();
+    if let Some(limit) = state.rate_limit_per_minute {
+        match rate_limit(state, &api_key, method, path, limit) {
+            Ok(headers) => limit_headers = headers,
+            Err(answer) => return answer,
+        }
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut answer = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "sims", sim_id]) => get_sim(state, sim_id),
+        (&Method::POST, ["v1", "sims", sim_id, operation]) => {
+            sim_operation(state, sim_id, operation, body)
+        }
+        (&Method::POST, ["v1", "groups"]) => create_group(state, body),
+        (&Method::GET, ["v1", "groups"]) => {
+            Answer::ok(json!(state.groups.values().collect::<Vec<_>>()))
+        }
+        (&Method::GET, ["v1", "groups", group_id]) => match state.groups.get(*group_id) {
+            Some(group) => Answer::ok(json!(group)),
+            None => not_found("group", group_id),
+        },
+        _ => Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0004",
+            format!("no such API: {method} {path}"),
+        ),
+    };
+    answer.headers.extend(limit_headers);
+    answer
+}
+
+fn fault_answer(fault: &Fault) -> Answer {
+    let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = Answer::error(
+        status,
+        "EMU0006",
+        format!("injected fault: HTTP {}", fault.status),
+    );
+    if let Some(seconds) = fault.retry_after_seconds {
+        answer.headers.push((
+            "X-Soracom-Ratelimit-Seconds-Before-Refresh",
+            seconds.to_string(),
+        ));
+    }
+    answer
+}
+
+fn auth(state: &mut EmulatorState, body: &Value) -> Answer {
+    let key_id = body.get("authKeyId").and_then(Value::as_str);
+    let key = body.get("authKey").and_then(Value::as_str);
+    let (Some(key_id), Some(key)) = (key_id, key) else {
+        return Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            "authKeyId and authKey are required",
+        );
+    };
+    if state.auth_keys.get(key_id).map(String::as_str) != Some(key) {
+        return Answer::error(
+            StatusCode::UNAUTHORIZED,
+            "EMU0002",
+            "Invalid authKeyId or authKey",
+        );
+    }
+    let timeout = body
+        .get("tokenTimeoutSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(86_400)
+        .clamp(180, 172_800);
+    let api_key = state.fresh_id("api-");
+    let token = format!("token-{}", rand::random::<u64>());
+    let expires = now_ms() + timeout * 1000;
+    state
+        .tokens
+        .insert(token.clone(), (api_key.clone(), expires));
+    Answer::ok(json!({"apiKey": api_key, "operatorId": super::state::OPERATOR_ID, "token": token}))
+}
+
+fn authenticated(state: &EmulatorState, headers: &HeaderMap) -> Result<String, Answer> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let unauthorized = |message: &str| Answer::error(StatusCode::UNAUTHORIZED, "EMU0003", message);
+    let (Some(api_key), Some(token)) = (header("X-Soracom-API-Key"), header("X-Soracom-Token"))
+    else {
+        return Err(unauthorized(
+            "X-Soracom-API-Key and X-Soracom-Token headers are required",
+        ));
+    };
+    match state.tokens.get(token) {
+        Some((key, expires)) if key == api_key && *expires > now_ms() => Ok(api_key.to_string()),
+        _ => Err(unauthorized("Invalid or expired API key or token")),
+    }
+}
+
+fn rate_limit(
+    state: &mut EmulatorState,
+    api_key: &str,
+    method: &Method,
+    path: &str,
+    limit: u32,
+) -> Result<Vec<(&'static str, String)>, Answer> {
+    let now = now_ms();
+    let window = state
+        .windows
+        .entry((api_key.to_string(), format!("{method} {path}")))
+        .or_insert((now, 0));
+    if now - window.0 >= 60_000 {
+        *window = (now, 0);
+    }
+    let refresh = ((window.0 + 60_000 - now) / 1000).max(1);
+    let headers = |remaining: u32| {
+        vec![
+            ("X-Soracom-Ratelimit-Limit", limit.to_string()),
+            ("X-Soracom-Ratelimit-Remaining", remaining.to_string()),
+            (
+                "X-Soracom-Ratelimit-Seconds-Before-Refresh",
+                refresh.to_string(),
+            ),
+        ]
+    };
+    if window.1 >= limit {
+        let mut answer = Answer::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "EMU0005",
+            "Rate limit exceeded",
+        );
+        answer.headers = headers(0);
+        return Err(answer);
+    }
+    window.1 += 1;
+    Ok(headers(limit - window.1))
+}
+
+fn not_found(what: &str, id: &str) -> Answer {
+    Answer::error(
+        StatusCode::NOT_FOUND,
+        "EMU0004",
+        format!("{what} {id} not found"),
+    )
+}
+
+fn get_sim(state: &mut EmulatorState, sim_id: &str) -> Answer {
+    match sim_mut(state, sim_id) {
+        Some(sim) => Answer::ok(json!(sim)),
+        None => not_found("SIM", sim_id),
+    }
+}
+
+fn sim_mut<'a>(state: &'a mut EmulatorState, sim_id: &str) -> Option<&'a mut Sim> {
+    if state.auto_create && !state.sims.contains_key(sim_id) {
+        state.sims.insert(sim_id.to_string(), Sim::new(sim_id));
+    }
+    state.sims.get_mut(sim_id)
+}
+
+fn sim_operation(state: &mut EmulatorState, sim_id: &str, operation: &str, body: &Value) -> Answer {
+    let string_field = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+    // Validate the body and the referenced group before touching the SIM.
+    let group_id = if operation == "set_group" {
+        let Some(group_id) = string_field("groupId") else {
+            return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "groupId is required");
+        };
+        if !state.groups.contains_key(&group_id) {
+            if !state.auto_create {
+                return not_found("group", &group_id);
+            }
+            let group = Group {
+                group_id: group_id.clone(),
+                operator_id: super::state::OPERATOR_ID.into(),
+                tags: Default::default(),
+                configuration: Default::default(),
+                created_time: now_ms(),
+            };
+            state.groups.insert(group_id.clone(), group);
+        }
+        Some(group_id)
+    } else {
+        None
+    };
+    let Some(sim) = sim_mut(state, sim_id) else {
+        return not_found("SIM", sim_id);
+    };
+    if sim.status == "terminated" {
+        return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "the SIM is terminated");
+    }
+    match operation {
+        "set_group" => sim.group_id = group_id,
+        "unset_group" => sim.group_id = None,
+        "update_speed_class" => match string_field("speedClass") {
+            Some(class) if SPEED_CLASSES.contains(&class.as_str()) => sim.speed_class = class,
+            Some(class) => {
+                return Answer::error(
+                    StatusCode::BAD_REQUEST,
+                    "EMU0001",
+                    format!("invalid speed class: {class}"),
+                );
+            }
+            None => {
+                return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "speedClass is required");
+            }
+        },
+        "activate" => sim.status = "active".into(),
+        "deactivate" => sim.status = "inactive".into(),
+        "suspend" => sim.status = "suspended".into(),
+        "set_to_standby" => sim.status = "standby".into(),
+        "set_imei_lock" => {
+            let imei = string_field("imei").unwrap_or_else(|| "*".into());
+            sim.imei_lock = Some(json!({"imei": imei}));
+        }
+        "unset_imei_lock" => sim.imei_lock = None,
+        other => {
+            return Answer::error(
+                StatusCode::NOT_FOUND,
+                "EMU0004",
+                format!("no such SIM API: {other}"),
+            );
+        }
+    }
+    sim.last_modified_time = now_ms();
+    Answer::ok(json!(sim))
+}
+
+fn create_group(state: &mut EmulatorState, body: &Value) -> Answer {
+    let tags = match body.get("tags") {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::Object(tags)) => tags.clone(),
+        Some(_) => {
+            return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "tags must be an object");
+        }
+    };
+    let configuration = body
+        .get("configuration")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let group = Group {
+        group_id: state.fresh_id("group-"),
+        operator_id: super::state::OPERATOR_ID.into(),
+        tags,
+        configuration,
+        created_time: now_ms(),
+    };
+    state.groups.insert(group.group_id.clone(), group.clone());
+    Answer::with(StatusCode::CREATED, json!(group))
+}
+
+fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes) -> Answer {
+    match (method, rest) {
+        (&Method::GET, "requests") => Answer::ok(json!(state.requests)),
+        (&Method::POST, "faults") => match serde_json::from_slice::<Fault>(body) {
+            Ok(fault) => {
+                state.faults.push(fault);
+                Answer::with(StatusCode::NO_CONTENT, Value::Null)
+            }
+            Err(e) => Answer::error(
+                StatusCode::BAD_REQUEST,
+                "EMU0001",
+                format!("bad fault: {e}"),
+            ),
+        },
+        (&Method::POST, "revoke_tokens") => {
+            state.tokens.clear();
+            Answer::with(StatusCode::NO_CONTENT, Value::Null)
+        }
+        _ => Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0004",
+            format!("no such control: {rest}"),
+        ),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
