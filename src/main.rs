@@ -1,1 +1,183 @@
-fn main() {}
+//! The `kairo` command line: wiring only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use kairo::config::{KairoConfig, LogFormat};
+use kairo_soracom::emulator::{Emulator, EmulatorOptions, Seed};
+use tokio_util::sync::CancellationToken;
+
+/// Kairo: a self-hosted, plugin-based event router for SORACOM IoT fleets.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log format (overrides `[log] format`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the router.
+    Run {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the configuration and rule scripts; exits non-zero listing every error.
+    Check {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Rule script files or directories (default: the configured rules directory).
+        paths: Vec<PathBuf>,
+    },
+    /// Dry run: print the action requests each rule would make for the events in a file, as JSON lines.
+    Test {
+        /// A JSON file holding one event or an array of events.
+        event_file: PathBuf,
+        /// Rules directory (default: the configured one).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run an emulator for local use.
+    #[command(subcommand)]
+    Emulator(EmulatorCommand),
+}
+
+#[derive(Subcommand)]
+enum EmulatorCommand {
+    /// The SORACOM API emulator (auth, SIMs, groups).
+    Soracom {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+        /// JSON file with initial `sims`, `groups` and `authKeys`.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        /// Answer 404 for unknown SIMs and groups instead of creating them.
+        #[arg(long)]
+        strict: bool,
+        /// Requests per minute per API key and path before answering 429.
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// A catcher that answers every request with 200 and prints it as a JSON line.
+    Catcher {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9100")]
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            kairo::telemetry::init(
+                cli.log_format.unwrap_or(config.log.format),
+                &config.log.level,
+            );
+            kairo::Router::builder().config(config).run().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config, paths } => {
+            let report = kairo::check::check(config.as_deref(), &paths);
+            for error in &report.errors {
+                eprintln!("{error}");
+            }
+            if report.errors.is_empty() {
+                println!(
+                    "ok: configuration valid, {} rule script(s) compiled",
+                    report.rules
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("{} error(s)", report.errors.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Test {
+            event_file,
+            rules,
+            config,
+        } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            let rules = rules.unwrap_or_else(|| config.rules.dir.clone());
+            let run =
+                kairo::check::dry_run(&config, &rules, &event_file).map_err(anyhow::Error::msg)?;
+            for request in &run.requests {
+                println!("{}", serde_json::to_string(request)?);
+            }
+            for error in &run.script_errors {
+                eprintln!("{error}");
+            }
+            for error in &run.rule_errors {
+                eprintln!("{error}");
+            }
+            let failed = !(run.script_errors.is_empty() && run.rule_errors.is_empty());
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Emulator(command) => {
+            kairo::telemetry::init(cli.log_format.unwrap_or_default(), "info");
+            let cancel = CancellationToken::new();
+            kairo::shutdown::cancel_on_signal(cancel.clone());
+            let shutdown = async move { cancel.cancelled().await };
+            match command {
+                EmulatorCommand::Soracom {
+                    listen,
+                    seed,
+                    strict,
+                    rate_limit,
+                } => {
+                    let seed = match seed {
+                        Some(path) => Seed::from_file(&path).map_err(anyhow::Error::msg)?,
+                        None => Seed::default(),
+                    };
+                    let emulator = Emulator::new(EmulatorOptions {
+                        seed,
+                        auto_create: !strict,
+                        rate_limit_per_minute: rate_limit,
+                    });
+                    let listener = tokio::net::TcpListener::bind(listen)
+                        .await
+                        .with_context(|| format!("binding {listen}"))?;
+                    tracing::info!(addr = %listener.local_addr()?, "SORACOM API emulator listening");
+                    emulator.serve(listener, shutdown).await?;
+                }
+                EmulatorCommand::Catcher { listen } => {
+                    let listener = tokio::net::TcpListener::bind(listen)
+                        .await
+                        .with_context(|| format!("binding {listen}"))?;
+                    tracing::info!(addr = %listener.local_addr()?, "request catcher listening");
+                    kairo::catcher::serve(listener, shutdown).await?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

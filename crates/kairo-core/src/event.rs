@@ -238,6 +238,18 @@ fn content_id(body: &Map<String, Value>) -> String {
     format!("h-{}", &hash.to_hex()[..32])
 }
 
+/// Describes a JSON syntax error as `invalid JSON at line L column C: what`.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    let what = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!(
+        "invalid JSON at line {} column {}: {what}",
+        error.line(),
+        error.column()
+    )
+}
+
 /// A human name for a JSON value's type, for error messages.
 pub fn json_kind(value: &Value) -> &'static str {
     match value {

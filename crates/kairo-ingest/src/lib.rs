@@ -1,1 +1,12 @@
-//! placeholder
+//! Kairo's event sources. Each source turns what it receives into
+//! [`kairo_core::Event`]s and hands them to an [`EventSink`], acknowledging the
+//! sender only after the sink has taken them.
+//!
+//! - [`sink`]: the [`EventSink`] trait sources deliver to
+//! - [`webhook`]: `POST /v1/events`, `GET /healthz`, `GET /metrics` over HTTP (axum)
+
+pub mod sink;
+pub mod webhook;
+
+pub use sink::{EventSink, SinkError};
+pub use webhook::{WebhookConfig, webhook_router};

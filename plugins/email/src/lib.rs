@@ -5,11 +5,11 @@ use kairo_plugin::params::{invalid, only_keys, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// `[plugins.email]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// SMTP server URL: `smtp://host:port` (plain), `smtp://host:port?tls=required`

@@ -3,11 +3,11 @@
 use async_trait::async_trait;
 use kairo_plugin::params::{invalid, only_keys, optional_str, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// `[plugins.slack]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     /// Incoming webhook URL, e.g. `https://hooks.slack.com/services/…`.

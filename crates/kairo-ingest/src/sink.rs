@@ -1,0 +1,26 @@
+//! Where sources deliver events.
+
+use async_trait::async_trait;
+use kairo_core::Event;
+
+/// The sink could not take the events; the sender should try again later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SinkError(pub String);
+
+/// Takes normalized events from a source.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes `events`; once this returns `Ok`, the source may acknowledge them.
+    async fn accept(&self, events: Vec<Event>) -> Result<(), SinkError>;
+
+    /// Notes that a source rejected input, for metrics; `reason` is a short label.
+    fn rejected(&self, reason: &'static str) {
+        let _ = reason;
+    }
+
+    /// Prometheus text exposition of the router's metrics.
+    fn metrics(&self) -> String {
+        String::new()
+    }
+}

@@ -1,0 +1,44 @@
+//! The built-in action plugins, configured from [`KairoConfig`].
+
+use std::sync::Arc;
+
+use kairo_plugin::{Action, Registry};
+use kairo_soracom::{ClientConfig, SoracomClient};
+
+use crate::config::KairoConfig;
+
+/// A registry holding every built-in action, configured from `config`.
+pub fn registry(config: &KairoConfig, http: &reqwest::Client) -> Registry {
+    let mut registry = Registry::new();
+    for action in actions(config, http) {
+        registry.register(action);
+    }
+    registry
+}
+
+/// Every built-in action, configured from `config`.
+pub fn actions(config: &KairoConfig, http: &reqwest::Client) -> Vec<Arc<dyn Action>> {
+    let soracom = Arc::new(SoracomClient::new(
+        http.clone(),
+        soracom_client_config(config),
+    ));
+    let mut actions = kairo_plugin_soracom::actions(soracom);
+    actions.push(Arc::new(kairo_plugin_slack::SlackAction::new(
+        config.plugins.slack.clone(),
+    )));
+    actions.push(Arc::new(kairo_plugin_email::EmailAction::new(
+        &config.plugins.email,
+    )));
+    actions.push(Arc::new(kairo_plugin_webhook::WebhookAction));
+    actions
+}
+
+/// The SORACOM client settings from `[soracom]`.
+pub fn soracom_client_config(config: &KairoConfig) -> ClientConfig {
+    ClientConfig {
+        endpoint: config.soracom.endpoint.clone(),
+        auth_key_id: config.soracom.auth_key_id.clone(),
+        auth_key: config.soracom.auth_key.clone(),
+        token_timeout_seconds: config.soracom.token_timeout_seconds,
+    }
+}

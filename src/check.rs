@@ -1,0 +1,122 @@
+//! `kairo check` (validate configuration and rule scripts without running) and
+//! `kairo test` (a dry run of the rules against events from a file).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kairo_core::ActionRequest;
+use kairo_script::{Limits, RuleError, RuleSet, RuleStore};
+
+use crate::config::KairoConfig;
+
+/// What `kairo check` found.
+#[derive(Debug, Default)]
+pub struct CheckReport {
+    /// Rule scripts that compiled.
+    pub rules: usize,
+    /// Every problem, one line each, naming the file (and line and column where known).
+    pub errors: Vec<String>,
+}
+
+/// Validates the configuration and every rule script in `paths` (files or
+/// directories), or in the configured rules directory when `paths` is empty.
+pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
+    let mut report = CheckReport::default();
+    let config = match KairoConfig::load(config_file) {
+        Ok(config) => config,
+        Err(e) => {
+            report.errors.extend(e.errors);
+            KairoConfig::default()
+        }
+    };
+    let engine = kairo_script::engine(limits(&config));
+    let paths = if paths.is_empty() {
+        vec![config.rules.dir.clone()]
+    } else {
+        paths.to_vec()
+    };
+    for path in paths {
+        let files = match script_files(&path) {
+            Ok(files) => files,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        for file in files {
+            let name = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("rule")
+                .to_string();
+            match std::fs::read_to_string(&file) {
+                Err(e) => report
+                    .errors
+                    .push(format!("{}: cannot read: {e}", file.display())),
+                Ok(source) => match RuleSet::compile(&engine, &name, &file, source) {
+                    Ok(_) => report.rules += 1,
+                    Err(e) => report.errors.push(e.to_string()),
+                },
+            }
+        }
+    }
+    report
+}
+
+fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| format!("{}: cannot read rules directory: {e}", path.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("rhai"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn limits(config: &KairoConfig) -> Limits {
+    Limits {
+        max_operations: config.rules.max_operations,
+        ..Limits::default()
+    }
+}
+
+/// The outcome of a dry run.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// What the rules would ask for, in event order, then rule order.
+    pub requests: Vec<ActionRequest>,
+    /// Rules that failed on an event.
+    pub rule_errors: Vec<RuleError>,
+    /// Scripts that did not compile (left out of the run).
+    pub script_errors: Vec<String>,
+}
+
+/// Runs the rules in `rules_dir` against the events in `events_file` (one
+/// event object or an array) without performing anything.
+pub fn dry_run(
+    config: &KairoConfig,
+    rules_dir: &Path,
+    events_file: &Path,
+) -> Result<DryRun, String> {
+    let body = std::fs::read(events_file).map_err(|e| format!("{}: {e}", events_file.display()))?;
+    let events = kairo_ingest::webhook::parse_events(&body)
+        .map_err(|e| format!("{}: {e}", events_file.display()))?;
+    let engine = Arc::new(kairo_script::engine(limits(config)));
+    let (store, report) = RuleStore::load(rules_dir, engine);
+    let mut run = DryRun {
+        script_errors: report.errors.iter().map(ToString::to_string).collect(),
+        ..DryRun::default()
+    };
+    let rules = store.snapshot();
+    for event in &events {
+        let evaluation = rules.evaluate(event);
+        run.requests.extend(evaluation.requests);
+        run.rule_errors.extend(evaluation.errors);
+    }
+    Ok(run)
+}

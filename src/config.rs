@@ -1,0 +1,395 @@
+//! Kairo's configuration: typed sections with documented defaults, loaded with
+//! figment from built-in defaults < a TOML file < `KAIRO_*` environment variables
+//! (`__` separates nesting levels, e.g. `KAIRO_SORACOM__AUTH_KEY`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use kairo_plugin_email::EmailConfig;
+use kairo_plugin_slack::SlackConfig;
+use serde::{Deserialize, Serialize};
+
+/// The default configuration file, used when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config/kairo.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KairoConfig {
+    /// `[server]`: the HTTP listener.
+    pub server: ServerConfig,
+    /// `[rules]`: rule scripts.
+    pub rules: RulesConfig,
+    /// `[store]`: durable state.
+    pub store: StoreConfig,
+    /// `[nats]`: NATS ingest.
+    pub nats: NatsConfig,
+    /// `[soracom]`: the SORACOM API.
+    pub soracom: SoracomConfig,
+    /// `[dispatch]`: how actions are performed and retried.
+    pub dispatch: DispatchConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+    /// `[plugins.*]`: per-plugin sections.
+    pub plugins: PluginsConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address for the webhook, health and metrics endpoints.
+    pub listen: String,
+    /// When set, `POST /v1/events` needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            token: None,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Directory of `.rhai` rule scripts.
+    pub dir: PathBuf,
+    /// Reload scripts when files in `dir` change.
+    pub watch: bool,
+    /// Sandbox: maximum operations per rule evaluation.
+    pub max_operations: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: "scripts".into(),
+            watch: true,
+            max_operations: 100_000,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Path of the embedded state database.
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: "data/kairo.redb".into(),
+        }
+    }
+}
+
+/// `[nats]`: NATS ingest, on when `url` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL, e.g. `nats://127.0.0.1:4222`.
+    pub url: Option<String>,
+    /// Subject to subscribe to (wildcards allowed).
+    pub subject: Option<String>,
+    /// Queue group shared by several instances.
+    pub queue_group: Option<String>,
+    /// JetStream stream; a durable consumer is used when set.
+    pub stream: Option<String>,
+    /// JetStream durable consumer name.
+    pub durable: Option<String>,
+}
+
+/// `[soracom]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SoracomConfig {
+    /// API base URL: `https://api.soracom.io` (Japan), `https://g.api.soracom.io` (global), or an emulator.
+    pub endpoint: String,
+    /// AuthKey id.
+    pub auth_key_id: Option<String>,
+    /// AuthKey secret.
+    pub auth_key: Option<String>,
+    /// Requested API token lifetime, seconds.
+    pub token_timeout_seconds: u64,
+}
+
+impl Default for SoracomConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: kairo_soracom::client::JAPAN_ENDPOINT.into(),
+            auth_key_id: None,
+            auth_key: None,
+            token_timeout_seconds: 86_400,
+        }
+    }
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Attempts per action before it is given up (including the first).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt, milliseconds; doubles each retry.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff between attempts, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Deadline for one attempt, milliseconds.
+    pub action_timeout_ms: u64,
+    /// Actions performed at the same time, at most.
+    pub concurrency: usize,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            action_timeout_ms: 10_000,
+            concurrency: 64,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// Level filter, e.g. `info` or `kairo=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[plugins.*]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// `[plugins.slack]`.
+    pub slack: SlackConfig,
+    /// `[plugins.email]`.
+    pub email: EmailConfig,
+}
+
+/// A configuration that could not be loaded; each line names the source, line and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .errors.join("\n"))]
+pub struct ConfigError {
+    /// One message per problem.
+    pub errors: Vec<String>,
+}
+
+impl KairoConfig {
+    /// Loads defaults < `file` (or `config/kairo.toml` when present) < `KAIRO_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError {
+                    errors: vec![format!("{}: configuration file not found", path.display())],
+                });
+            }
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let mut figment = Figment::from(Serialized::defaults(KairoConfig::default()));
+        if let Some(path) = &file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("KAIRO_").split("__"));
+        let config: KairoConfig = figment.extract().map_err(|e| ConfigError {
+            errors: e
+                .into_iter()
+                .map(|e| describe(&e, file.as_deref()))
+                .collect(),
+        })?;
+        config.validate(file.as_deref())?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| errors.push(located(file, key, &message));
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            bad(
+                "server.listen",
+                format!("not a socket address: {:?}", self.server.listen),
+            );
+        }
+        if self.server.max_body_bytes == 0 {
+            bad("server.max_body_bytes", "must be greater than 0".into());
+        }
+        if self.dispatch.max_attempts == 0 {
+            bad("dispatch.max_attempts", "must be at least 1".into());
+        }
+        if self.dispatch.concurrency == 0 {
+            bad("dispatch.concurrency", "must be at least 1".into());
+        }
+        if self.dispatch.backoff_initial_ms > self.dispatch.backoff_max_ms {
+            bad(
+                "dispatch.backoff_initial_ms",
+                "must not exceed dispatch.backoff_max_ms".into(),
+            );
+        }
+        if !(self.soracom.endpoint.starts_with("http://")
+            || self.soracom.endpoint.starts_with("https://"))
+        {
+            bad(
+                "soracom.endpoint",
+                format!("must be an http(s) URL, got {:?}", self.soracom.endpoint),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { errors })
+        }
+    }
+
+    /// The listen address (validated by [`KairoConfig::validate`]).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.server.listen.parse().expect("validated at load")
+    }
+}
+
+/// Formats a figment error as `source:line: key: message`.
+fn describe(error: &figment::Error, file: Option<&Path>) -> String {
+    let key = error.path.join(".");
+    let from_file = error
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("TOML"));
+    let source = error.metadata.as_ref().map(|m| m.name.to_string());
+    let message = error.kind.to_string();
+    if from_file && file.is_some() {
+        located(file, &key, &message)
+    } else {
+        let origin = match source {
+            Some(name) if name.contains("environment") => {
+                format!(
+                    "environment variable KAIRO_{}",
+                    key.to_uppercase().replace('.', "__")
+                )
+            }
+            Some(name) => name,
+            None => "configuration".into(),
+        };
+        format!("{origin}: {key}: {message}")
+    }
+}
+
+/// `file:line: key: message`, with the line of `key` in `file` when it can be found.
+fn located(file: Option<&Path>, key: &str, message: &str) -> String {
+    let Some(file) = file else {
+        return format!("configuration: {key}: {message}");
+    };
+    match std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| key_line(&text, key))
+    {
+        Some(line) => format!("{}:{line}: {key}: {message}", file.display()),
+        None => format!("{}: {key}: {message}", file.display()),
+    }
+}
+
+/// The 1-based line where dotted `key` is set in TOML `text`.
+fn key_line(text: &str, key: &str) -> Option<usize> {
+    let document = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table = document.as_table();
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut span = None;
+    for (i, part) in parts.iter().enumerate() {
+        let (k, item) = table.get_key_value(part)?;
+        span = k.span().or_else(|| item.span());
+        if i + 1 < parts.len() {
+            table = item.as_table()?;
+        }
+    }
+    let offset = span?.start;
+    Some(text[..offset].matches('\n').count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        KairoConfig::default().validate(None).unwrap();
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kairo.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"127.0.0.1:8080\"\n\n[dispatch]\nmax_attempts = \"many\"\n",
+        )
+        .unwrap();
+        let err = KairoConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("kairo.toml:5: dispatch.max_attempts"), "{err}");
+
+        std::fs::write(&path, "[server]\nlisten = \"nowhere\"\n").unwrap();
+        let err = KairoConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("kairo.toml:2: server.listen: not a socket address"),
+            "{err}"
+        );
+
+        std::fs::write(&path, "[server]\nlisen = \"x\"\n").unwrap();
+        let err = KairoConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = KairoConfig::load(Some(Path::new("/nonexistent/k.toml"))).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/k.toml: configuration file not found")
+        );
+    }
+
+    #[test]
+    fn key_line_finds_nested_keys() {
+        let text = "a = 1\n[plugins.slack]\nwebhook_url = \"x\"\n";
+        assert_eq!(key_line(text, "plugins.slack.webhook_url"), Some(3));
+        assert_eq!(key_line(text, "a"), Some(1));
+        assert_eq!(key_line(text, "b"), None);
+    }
+}

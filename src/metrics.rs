@@ -1,0 +1,92 @@
+//! The router's Prometheus metrics, served on `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels for per-action metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// Action name.
+    pub action: String,
+    /// `succeeded`, `retried` or `failed`.
+    pub outcome: &'static str,
+}
+
+/// Labels for rejected input.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Why it was rejected.
+    pub reason: &'static str,
+}
+
+/// Every metric the router keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Events accepted from any source.
+    pub events_accepted: Counter,
+    /// Inputs rejected by a source, by reason.
+    pub events_rejected: Family<RejectLabels, Counter>,
+    /// Rule evaluations that failed.
+    pub rule_errors: Counter,
+    /// Action attempts by action and outcome.
+    pub action_attempts: Family<ActionLabels, Counter>,
+    /// Latency of action attempts, seconds.
+    pub action_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("kairo");
+        let events_accepted = Counter::default();
+        let events_rejected = Family::<RejectLabels, Counter>::default();
+        let rule_errors = Counter::default();
+        let action_attempts = Family::<ActionLabels, Counter>::default();
+        let action_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "events_accepted",
+            "Events accepted from any source",
+            events_accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Inputs rejected by a source",
+            events_rejected.clone(),
+        );
+        registry.register(
+            "rule_errors",
+            "Rule evaluations that failed",
+            rule_errors.clone(),
+        );
+        registry.register(
+            "action_attempts",
+            "Action attempts by action and outcome",
+            action_attempts.clone(),
+        );
+        registry.register(
+            "action_latency_seconds",
+            "Latency of action attempts",
+            action_latency.clone(),
+        );
+        Self {
+            registry,
+            events_accepted,
+            events_rejected,
+            rule_errors,
+            action_attempts,
+            action_latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
