@@ -1,0 +1,114 @@
+//! The `kairo` binary's commands.
+
+use std::process::Command;
+
+use crate::common::*;
+
+fn kairo(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
+    let output = Command::new(kairo_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_lists_every_broken_script_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("good.rhai"), OTA_RULE).unwrap();
+    std::fs::write(scripts.join("bad.rhai"), "// comment\nif payload.x == {\n").unwrap();
+    std::fs::write(scripts.join("typo.rhai"), "\n\nsuspend(simid);\n").unwrap();
+    let (code, _, stderr) = kairo(&["check"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("scripts/bad.rhai:3:"), "{stderr}");
+    assert!(stderr.contains("scripts/typo.rhai:3:9"), "{stderr}");
+    assert!(stderr.contains("2 error(s)"), "{stderr}");
+}
+
+#[test]
+fn check_accepts_the_shipped_configuration_and_scripts() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, stdout, stderr) = kairo(&["check"], root);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("configuration valid"), "{stdout}");
+}
+
+#[test]
+fn check_names_config_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        dir.path().join("k.toml"),
+        "[dispatch]\n\nconcurrency = \"lots\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = kairo(&["check", "--config", "k.toml"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("k.toml:3: dispatch.concurrency"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_overrides_the_file_and_is_named_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    let output = Command::new(kairo_bin())
+        .args(["check"])
+        .current_dir(dir.path())
+        .env("KAIRO_DISPATCH__MAX_ATTEMPTS", "zero")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr.contains("KAIRO_DISPATCH__MAX_ATTEMPTS"), "{stderr}");
+}
+
+#[test]
+fn test_command_prints_action_requests_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("ota.rhai"), OTA_RULE).unwrap();
+    std::fs::write(
+        dir.path().join("events.json"),
+        r#"[{"id": "a", "simId": "s1", "otaStatus": "finished"}, {"id": "b", "simId": "s2", "otaStatus": "started"}]"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = kairo(&["test", "events.json"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["action"], "set_group");
+    assert_eq!(
+        lines[0]["params"],
+        serde_json::json!({"simId": "s1", "groupId": "group-to-id"})
+    );
+    assert_eq!(lines[0]["eventId"], "a");
+    assert_eq!(lines[1]["action"], "slack");
+}
+
+#[test]
+fn test_command_reports_bad_event_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(dir.path().join("events.json"), "[{}, 3]").unwrap();
+    let (code, _, stderr) = kairo(&["test", "events.json"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("events.json: events[1]: expected a JSON object, found a number"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,307 @@
+//! Shared test harness: servers on free loopback ports, and a router to drive.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use kairo::KairoConfig;
+use kairo::RunningRouter;
+use kairo_soracom::emulator::{
+    DEFAULT_AUTH_KEY, DEFAULT_AUTH_KEY_ID, Emulator, EmulatorOptions, Group, Seed, Sim,
+};
+use serde_json::Value;
+
+/// SIM ids seeded in the emulator.
+pub const SIM_1: &str = "8981100000000000001";
+pub const SIM_2: &str = "8981100000000000002";
+
+/// The canonical OTA rule.
+pub const OTA_RULE: &str = r#"
+if payload.otaStatus == "finished" {
+    set_group(simId, "group-to-id");
+    slack(`OTA finished for ${simId}: moved to group-to`);
+}
+"#;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A SORACOM API emulator on a free port, seeded with two SIMs and two groups.
+pub struct Soracom {
+    pub emulator: Emulator,
+    pub url: String,
+}
+
+pub async fn soracom(strict: bool) -> Soracom {
+    let sims = [SIM_1, SIM_2]
+        .iter()
+        .map(|id| {
+            let mut sim = Sim::new(id);
+            sim.group_id = Some("group-from-id".into());
+            sim.status = "active".into();
+            sim
+        })
+        .collect();
+    let groups = ["group-from-id", "group-to-id"]
+        .iter()
+        .map(|id| Group {
+            group_id: id.to_string(),
+            operator_id: "OP0000000000".into(),
+            tags: Default::default(),
+            configuration: Default::default(),
+            created_time: 0,
+        })
+        .collect();
+    let emulator = Emulator::new(EmulatorOptions {
+        seed: Seed {
+            sims,
+            groups,
+            auth_keys: Vec::new(),
+        },
+        auto_create: !strict,
+        rate_limit_per_minute: None,
+    });
+    let addr = emulator.clone().spawn(loopback()).await.unwrap();
+    Soracom {
+        emulator,
+        url: format!("http://{addr}"),
+    }
+}
+
+/// An HTTP server that records every request body and answers with queued statuses (then 200).
+#[derive(Clone)]
+pub struct Catcher {
+    pub url: String,
+    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Catcher {
+    pub fn bodies(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    pub fn requests(&self) -> Vec<(HeaderMap, Value)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// The next requests get these statuses, in order.
+    pub fn fail_with(&self, statuses: &[u16]) {
+        self.statuses.lock().unwrap().extend_from_slice(statuses);
+    }
+}
+
+pub async fn catcher() -> Catcher {
+    let received: Arc<Mutex<Vec<(HeaderMap, Value)>>> = Arc::default();
+    let statuses: Arc<Mutex<Vec<u16>>> = Arc::default();
+    let (r, s) = (received.clone(), statuses.clone());
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let (r, s) = (r.clone(), s.clone());
+        async move {
+            let body = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            r.lock().unwrap().push((headers, body));
+            let mut statuses = s.lock().unwrap();
+            let status = if statuses.is_empty() {
+                200
+            } else {
+                statuses.remove(0)
+            };
+            (StatusCode::from_u16(status).unwrap(), "ok")
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Catcher {
+        url: format!("http://{addr}/hook"),
+        received,
+        statuses,
+    }
+}
+
+/// A real SMTP server (aiosmtpd) writing received mail to a Maildir it creates.
+pub struct Smtp {
+    child: Child,
+    pub port: u16,
+    pub maildir: tempfile::TempDir,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Smtp {
+    /// Raw messages received so far.
+    pub fn messages(&self) -> Vec<String> {
+        let new = self.maildir.path().join("mail").join("new");
+        let Ok(entries) = std::fs::read_dir(new) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect()
+    }
+}
+
+pub fn smtp_server() -> Smtp {
+    let python = std::env::var("KAIRO_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let probe = Command::new(&python)
+        .args(["-c", "import aiosmtpd"])
+        .status();
+    assert!(
+        matches!(probe, Ok(s) if s.success()),
+        "the SMTP test server needs {python} with aiosmtpd: run `make test` (it installs it) \
+         or `{python} -m pip install aiosmtpd`, or set KAIRO_TEST_PYTHON"
+    );
+    let port = free_port();
+    let maildir = tempfile::tempdir().unwrap();
+    let child = Command::new(&python)
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+        .args(["-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path().join("mail"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start aiosmtpd");
+    let smtp = Smtp {
+        child,
+        port,
+        maildir,
+    };
+    wait_for_port(port, Duration::from_secs(15));
+    smtp
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < limit,
+            "nothing listening on 127.0.0.1:{port} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds, failing after `limit`.
+pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A router on a free port with rules written to a temporary directory.
+pub struct Kairo {
+    pub router: RunningRouter,
+    pub url: String,
+    pub rules_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl Kairo {
+    pub fn rules_path(&self) -> &Path {
+        self.rules_dir.path()
+    }
+
+    /// POSTs `body` to /v1/events; returns status and JSON answer.
+    pub async fn post(&self, body: &str) -> (StatusCode, Value) {
+        self.post_with(body, None).await
+    }
+
+    pub async fn post_with(&self, body: &str, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/events", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// A configuration for tests: free port, fast retries, no file watching.
+pub fn test_config(rules_dir: &Path) -> KairoConfig {
+    let mut config = KairoConfig::default();
+    config.server.listen = "127.0.0.1:0".into();
+    config.rules.dir = rules_dir.to_path_buf();
+    config.rules.watch = false;
+    config.dispatch.backoff_initial_ms = 10;
+    config.dispatch.backoff_max_ms = 50;
+    config.dispatch.action_timeout_ms = 5_000;
+    config
+}
+
+/// Points the SORACOM client at `soracom` with the emulator's default AuthKey.
+pub fn use_soracom(config: &mut KairoConfig, soracom: &Soracom) {
+    config.soracom.endpoint = soracom.url.clone();
+    config.soracom.auth_key_id = Some(DEFAULT_AUTH_KEY_ID.into());
+    config.soracom.auth_key = Some(DEFAULT_AUTH_KEY.into());
+}
+
+pub async fn start_kairo(
+    rules: &[(&str, &str)],
+    configure: impl FnOnce(&mut KairoConfig),
+) -> Kairo {
+    let rules_dir = tempfile::tempdir().unwrap();
+    for (name, text) in rules {
+        std::fs::write(rules_dir.path().join(name), text).unwrap();
+    }
+    let mut config = test_config(rules_dir.path());
+    configure(&mut config);
+    let router = kairo::Router::builder()
+        .config(config)
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}", router.local_addr());
+    Kairo {
+        router,
+        url,
+        rules_dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+/// The `kairo` binary built for these tests.
+pub fn kairo_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kairo"))
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the whole router against real servers on loopback
+//! (SORACOM API emulator, HTTP catchers, an SMTP server).
+
+mod common;
+
+mod actions;
+mod cli;
+mod email;
+mod ota;
+mod reload;
+mod webhook;

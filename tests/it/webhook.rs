@@ -1,0 +1,107 @@
+//! The webhook over a real socket.
+
+use axum::http::StatusCode;
+
+use crate::common::*;
+
+#[tokio::test]
+async fn malformed_json_is_400_naming_line_and_column() {
+    let kairo = start_kairo(&[], |_| {}).await;
+    let (status, body) = kairo
+        .post("{\n  \"simId\": \"s1\",\n  \"otaStatus\": finished\n}")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("invalid JSON at line 3 column 17: expected ident"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let kairo = start_kairo(&[], |c| c.server.max_body_bytes = 1_000).await;
+    let (status, body) = kairo
+        .post(&format!(r#"{{"pad": "{}"}}"#, "x".repeat(2_000)))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(body["error"].as_str().unwrap().contains("1000 bytes"));
+    let (status, _) = kairo.post(r#"{"pad": "small"}"#).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn bearer_token_is_enforced_when_configured() {
+    let kairo = start_kairo(&[], |c| c.server.token = Some("fleet-secret".into())).await;
+    assert_eq!(kairo.post("{}").await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        kairo.post_with("{}", Some("nope")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        kairo.post_with("{}", Some("fleet-secret")).await.0,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics_are_served() {
+    let kairo = start_kairo(&[], |_| {}).await;
+    kairo.post("[{}, {\"a\": 1}]").await;
+    kairo.post("nope").await;
+    kairo.router.idle().await;
+    let health = kairo
+        .http
+        .get(format!("{}/healthz", kairo.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = kairo
+        .http
+        .get(format!("{}/metrics", kairo.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("kairo_events_accepted_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kairo_events_rejected_total{reason="malformed"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_accepted_work_and_stops_listening() {
+    let slack = catcher().await;
+    let kairo = start_kairo(&[("n.rhai", r#"slack("x");"#)], |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+    })
+    .await;
+    let body = format!(
+        "[{}]",
+        vec!["{}"; 50]
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!(r#"{{"i": {i}}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(kairo.post(&body).await.0, StatusCode::ACCEPTED);
+    let url = kairo.url.clone();
+    kairo.router.shutdown().await.unwrap();
+    assert_eq!(
+        slack.bodies().len(),
+        50,
+        "every accepted event's action ran before exit"
+    );
+    assert!(
+        reqwest::get(format!("{url}/healthz")).await.is_err(),
+        "no longer listening"
+    );
+}
