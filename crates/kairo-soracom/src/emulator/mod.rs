@@ -5,8 +5,12 @@
 //! SORACOM-shaped errors (`{"code": …, "message": …}`), and can rate-limit per
 //! API key and path with SORACOM's `X-Soracom-Ratelimit-*` headers.
 //!
-//! For tests it also serves `/_emulator/…`: the log of requests received,
-//! injected faults, and token revocation.
+//! For tests and demos it also serves, without authentication:
+//! `GET /_emulator/sims` and `GET /_emulator/sims/{id}` (inspect SIMs),
+//! `GET /_emulator/requests` (every API request received, with its answer),
+//! `POST /_emulator/faults` (`{"path", "status", "count", "retryAfterSeconds"}`:
+//! answer the next requests to a path with an error) and
+//! `POST /_emulator/revoke_tokens` (expire every issued token).
 
 mod routes;
 mod state;

@@ -94,10 +94,14 @@ async fn handle(
         ),
         Ok(ref value) => answer(&mut state, &method, &path, &headers, value),
     };
+    let mut body = json_body.unwrap_or(Value::Null);
+    if let Some(secret) = body.get_mut("authKey") {
+        *secret = Value::String("<redacted>".into());
+    }
     state.requests.push(RecordedRequest {
         method: method.to_string(),
         path,
-        body: json_body.unwrap_or(Value::Null),
+        body,
         status: answer.status.as_u16(),
     });
     answer.into_response()
@@ -368,6 +372,13 @@ fn create_group(state: &mut EmulatorState, body: &Value) -> Answer {
 fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes) -> Answer {
     match (method, rest) {
         (&Method::GET, "requests") => Answer::ok(json!(state.requests)),
+        (&Method::GET, "sims") => Answer::ok(json!(state.sims.values().collect::<Vec<_>>())),
+        (&Method::GET, path) if path.starts_with("sims/") => {
+            match state.sims.get(&path["sims/".len()..]) {
+                Some(sim) => Answer::ok(json!(sim)),
+                None => not_found("SIM", &path["sims/".len()..]),
+            }
+        }
         (&Method::POST, "faults") => match serde_json::from_slice::<Fault>(body) {
             Ok(fault) => {
                 state.faults.push(fault);
