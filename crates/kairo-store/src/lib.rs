@@ -1,0 +1,18 @@
+//! Kairo's durable state, embedded on redb: accepted events (inbox), pending
+//! actions (outbox, with retry and `not_before` times), dead letters, an
+//! action history, and the event ids seen for deduplication.
+//!
+//! Every change goes through [`Store::commit`] with a [`Batch`], so many
+//! events and outcomes share one durable write transaction (group commit).
+//!
+//! - [`model`]: the records kept ([`StoredEvent`], [`PendingAction`], [`DeadLetter`], [`HistoryEntry`])
+//! - [`batch`]: [`Batch`], the unit of one write transaction
+//! - [`store`]: [`Store`], opening, committing and reading
+
+pub mod batch;
+pub mod model;
+pub mod store;
+
+pub use batch::{Batch, BatchResult};
+pub use model::{DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, StoredEvent};
+pub use store::{Store, StoreError};

@@ -1,0 +1,116 @@
+//! The records the store keeps, serialized as JSON values in redb tables.
+
+use kairo_core::ActionRequest;
+use serde::{Deserialize, Serialize};
+
+/// An accepted event awaiting evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// The event as JSON, its `id` filled in.
+    pub event: serde_json::Value,
+    /// When it was accepted, epoch milliseconds.
+    pub received_at_ms: i64,
+    /// Where it came from, e.g. `webhook` or `nats:soracom.events.x`.
+    pub source: String,
+}
+
+impl StoredEvent {
+    /// The event's id.
+    pub fn id(&self) -> &str {
+        self.event
+            .get("id")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// An action not yet finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingAction {
+    /// The request.
+    pub request: ActionRequest,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Earliest time of the next attempt, epoch milliseconds.
+    pub next_attempt_ms: i64,
+    /// The last attempt's error.
+    pub last_error: Option<String>,
+    /// When the action was requested, epoch milliseconds.
+    pub created_at_ms: i64,
+}
+
+impl PendingAction {
+    /// A new pending action, due at `not_before` or now.
+    pub fn new(request: ActionRequest, now_ms: i64) -> Self {
+        Self {
+            next_attempt_ms: request.not_before_ms.unwrap_or(now_ms).max(now_ms),
+            request,
+            attempts: 0,
+            last_error: None,
+            created_at_ms: now_ms,
+        }
+    }
+
+    /// The idempotency key.
+    pub fn key(&self) -> String {
+        self.request.key()
+    }
+
+    /// When it may next be attempted.
+    pub fn due_ms(&self) -> i64 {
+        self.next_attempt_ms
+            .max(self.request.not_before_ms.unwrap_or(i64::MIN))
+    }
+}
+
+/// What kind of thing a dead letter holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeadLetterKind {
+    /// An action that failed permanently or ran out of attempts.
+    Action,
+    /// Input a source could not turn into an event.
+    Input,
+}
+
+/// Something Kairo gave up on, kept with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// Unique id: the action key, or `input/<time>/<hash>`.
+    pub id: String,
+    /// Action or input.
+    pub kind: DeadLetterKind,
+    /// The action, for action dead letters.
+    pub action: Option<PendingAction>,
+    /// The raw input, for input dead letters.
+    pub input: Option<String>,
+    /// Where the input came from.
+    pub source: Option<String>,
+    /// Why it was given up.
+    pub error: String,
+    /// When, epoch milliseconds.
+    pub failed_at_ms: i64,
+}
+
+/// A finished action.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The request.
+    pub request: ActionRequest,
+    /// Attempts made.
+    pub attempts: u32,
+    /// True when it succeeded.
+    pub succeeded: bool,
+    /// The last error, when it failed.
+    pub error: Option<String>,
+    /// What the plugin reported.
+    pub detail: serde_json::Value,
+    /// When the action was requested, epoch milliseconds.
+    pub created_at_ms: i64,
+    /// When it finished, epoch milliseconds.
+    pub finished_at_ms: i64,
+}

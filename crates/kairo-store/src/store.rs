@@ -1,0 +1,551 @@
+//! Opening the database, committing batches and reading state back.
+
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    Batch, BatchResult, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, StoredEvent,
+};
+
+/// Accepted events not yet evaluated: event id → [`StoredEvent`].
+const INBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("inbox");
+/// Event ids seen: id → accepted time (ms).
+const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
+/// The same ids ordered by time, for pruning: `{time:020}/{id}` → 0.
+const SEEN_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("seen_by_time");
+/// Pending actions: action key → [`PendingAction`].
+const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+/// Dead letters: id → [`DeadLetter`].
+const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+/// Finished actions: `{finished:020}/{key}` → [`HistoryEntry`].
+const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the database open (redb holds an exclusive lock).
+    #[error("{0}: the database is in use by another process (is `kairo run` running?)")]
+    InUse(PathBuf),
+    /// The database could not be read or written.
+    #[error("{path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        source: redb::Error,
+    },
+    /// A record could not be decoded.
+    #[error("{path}: corrupt {table} record {key:?}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// Table name.
+        table: &'static str,
+        /// Record key.
+        key: String,
+        /// Decoding error.
+        message: String,
+    },
+}
+
+/// The durable state of one Kairo instance.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, and its tables.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
+                path: path.clone(),
+                source: redb::Error::Io(e),
+            })?;
+        }
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse(path)),
+            Err(e) => {
+                return Err(StoreError::Database {
+                    path,
+                    source: e.into(),
+                });
+            }
+        };
+        let store = Self { db, path };
+        let tx = store.write()?;
+        for table in [INBOX, OUTBOX, DEAD, HISTORY] {
+            tx.open_table(table).map_err(|e| store.err(e))?;
+        }
+        tx.open_table(SEEN).map_err(|e| store.err(e))?;
+        tx.open_table(SEEN_BY_TIME).map_err(|e| store.err(e))?;
+        tx.commit().map_err(|e| store.err(e))?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database {
+            path: self.path.clone(),
+            source: e.into(),
+        }
+    }
+
+    fn write(&self) -> Result<WriteTransaction, StoreError> {
+        self.db.begin_write().map_err(|e| self.err(e))
+    }
+
+    /// Commits `batch` in one durable transaction. Events whose id was seen at or
+    /// after `dedupe_since_ms` are duplicates and are not stored again.
+    pub fn commit(
+        &self,
+        batch: &Batch,
+        now_ms: i64,
+        dedupe_since_ms: i64,
+    ) -> Result<BatchResult, StoreError> {
+        let mut result = BatchResult::default();
+        let tx = self.write()?;
+        {
+            let mut inbox = tx.open_table(INBOX).map_err(|e| self.err(e))?;
+            let mut seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
+            let mut seen_by_time = tx.open_table(SEEN_BY_TIME).map_err(|e| self.err(e))?;
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            let mut dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
+            let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+
+            for event in &batch.accept {
+                let id = event.id();
+                let previous = seen.get(id).map_err(|e| self.err(e))?.map(|v| v.value());
+                if previous.is_some_and(|at| at >= dedupe_since_ms) {
+                    result.accepted_new.push(false);
+                    continue;
+                }
+                if let Some(at) = previous {
+                    seen_by_time
+                        .remove(time_key(at, id).as_str())
+                        .map_err(|e| self.err(e))?;
+                }
+                seen.insert(id, now_ms).map_err(|e| self.err(e))?;
+                seen_by_time
+                    .insert(time_key(now_ms, id).as_str(), 0)
+                    .map_err(|e| self.err(e))?;
+                inbox
+                    .insert(id, encode(event).as_slice())
+                    .map_err(|e| self.err(e))?;
+                result.accepted_new.push(true);
+            }
+            for (event_id, actions) in &batch.evaluated {
+                inbox.remove(event_id.as_str()).map_err(|e| self.err(e))?;
+                for action in actions {
+                    let key = action.key();
+                    if outbox.get(key.as_str()).map_err(|e| self.err(e))?.is_some() {
+                        continue;
+                    }
+                    outbox
+                        .insert(key.as_str(), encode(action).as_slice())
+                        .map_err(|e| self.err(e))?;
+                    result.enqueued.push(key);
+                }
+            }
+            for action in &batch.reschedule {
+                outbox
+                    .insert(action.key().as_str(), encode(action).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+            for entry in &batch.finished {
+                let key = entry.request.key();
+                outbox.remove(key.as_str()).map_err(|e| self.err(e))?;
+                history
+                    .insert(
+                        time_key(entry.finished_at_ms, &key).as_str(),
+                        encode(entry).as_slice(),
+                    )
+                    .map_err(|e| self.err(e))?;
+            }
+            for letter in &batch.dead {
+                if letter.kind == DeadLetterKind::Action {
+                    outbox.remove(letter.id.as_str()).map_err(|e| self.err(e))?;
+                }
+                dead.insert(letter.id.as_str(), encode(letter).as_slice())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(result)
+    }
+
+    /// Accepted events not yet evaluated, oldest first.
+    pub fn inbox(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events: Vec<StoredEvent> = self.read_all(INBOX, "inbox")?;
+        events.sort_by_key(|e| e.received_at_ms);
+        Ok(events)
+    }
+
+    /// Pending actions, soonest due first.
+    pub fn outbox(&self) -> Result<Vec<PendingAction>, StoreError> {
+        let mut actions: Vec<PendingAction> = self.read_all(OUTBOX, "outbox")?;
+        actions.sort_by_key(PendingAction::due_ms);
+        Ok(actions)
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut letters: Vec<DeadLetter> = self.read_all(DEAD, "dead_letters")?;
+        letters.sort_by_key(|l| l.failed_at_ms);
+        Ok(letters)
+    }
+
+    /// The most recent `limit` finished actions, oldest first.
+    pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+        let mut entries = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))?.rev().take(limit) {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            entries.push(self.decode("history", key.value(), value.value())?);
+        }
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Numbers of (inbox events, pending actions, dead letters).
+    pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let count = |table| -> Result<u64, StoreError> {
+            tx.open_table(table)
+                .map_err(|e| self.err(e))?
+                .len()
+                .map_err(|e| self.err(e))
+        };
+        Ok((count(INBOX)?, count(OUTBOX)?, count(DEAD)?))
+    }
+
+    /// Moves the dead letters with `ids` (all action dead letters when `None`)
+    /// back to the outbox with a fresh attempt count, due at `now_ms`; returns them.
+    /// Input dead letters cannot be retried and are left in place.
+    pub fn retry_dead(
+        &self,
+        ids: Option<&[String]>,
+        now_ms: i64,
+    ) -> Result<Vec<PendingAction>, StoreError> {
+        let letters = self.dead_letters()?;
+        let chosen: Vec<DeadLetter> = letters
+            .into_iter()
+            .filter(|l| ids.is_none_or(|ids| ids.contains(&l.id)))
+            .filter(|l| l.kind == DeadLetterKind::Action)
+            .collect();
+        let mut retried = Vec::new();
+        let tx = self.write()?;
+        {
+            let mut dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
+            let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+            for letter in chosen {
+                let Some(mut action) = letter.action else {
+                    continue;
+                };
+                action.attempts = 0;
+                action.next_attempt_ms = now_ms;
+                action.request.not_before_ms = None;
+                dead.remove(letter.id.as_str()).map_err(|e| self.err(e))?;
+                outbox
+                    .insert(action.key().as_str(), encode(&action).as_slice())
+                    .map_err(|e| self.err(e))?;
+                retried.push(action);
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(retried)
+    }
+
+    /// Deletes the dead letter `id`; returns whether it existed.
+    pub fn drop_dead(&self, id: &str) -> Result<bool, StoreError> {
+        let tx = self.write()?;
+        let existed = {
+            let mut dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
+            dead.remove(id).map_err(|e| self.err(e))?.is_some()
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(existed)
+    }
+
+    /// Forgets event ids seen before `seen_before_ms` and history older than `history_before_ms`.
+    pub fn prune(&self, seen_before_ms: i64, history_before_ms: i64) -> Result<(), StoreError> {
+        let tx = self.write()?;
+        {
+            let mut seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
+            let mut seen_by_time = tx.open_table(SEEN_BY_TIME).map_err(|e| self.err(e))?;
+            let cutoff = time_key(seen_before_ms, "");
+            let old: Vec<String> = seen_by_time
+                .range(..cutoff.as_str())
+                .map_err(|e| self.err(e))?
+                .map(|item| item.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for key in old {
+                seen_by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
+                if let Some((_, id)) = key.split_once('/') {
+                    seen.remove(id).map_err(|e| self.err(e))?;
+                }
+            }
+            let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+            let cutoff = time_key(history_before_ms, "");
+            history
+                .retain_in(..cutoff.as_str(), |_, _| false)
+                .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn read_all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(table).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            out.push(self.decode(name, key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn decode<T: DeserializeOwned>(
+        &self,
+        table: &'static str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            table,
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store records always serialize")
+}
+
+/// A key that sorts by time: zero-padded milliseconds, `/`, then `suffix`.
+fn time_key(ms: i64, suffix: &str) -> String {
+    format!("{:020}/{suffix}", ms.max(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairo_core::ActionRequest;
+    use serde_json::json;
+
+    fn event(id: &str, at: i64) -> StoredEvent {
+        StoredEvent {
+            event: json!({"id": id, "simId": "s"}),
+            received_at_ms: at,
+            source: "test".into(),
+        }
+    }
+
+    fn action(event_id: &str, index: u32, now: i64) -> PendingAction {
+        PendingAction::new(
+            ActionRequest {
+                action: "slack".into(),
+                params: json!({"text": "x"}),
+                event_id: event_id.into(),
+                rule: "r".into(),
+                index,
+                not_before_ms: None,
+            },
+            now,
+        )
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("sub/k.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn accept_dedupes_within_window() {
+        let (_dir, store) = open();
+        let batch = Batch {
+            accept: vec![event("a", 1), event("b", 1), event("a", 1)],
+            ..Batch::default()
+        };
+        let result = store.commit(&batch, 1_000, 0).unwrap();
+        assert_eq!(result.accepted_new, vec![true, true, false]);
+        assert_eq!(store.inbox().unwrap().len(), 2);
+        // Seen at 1000; a window starting at 500 still holds it, one starting at 2000 does not.
+        let again = Batch {
+            accept: vec![event("a", 2)],
+            ..Batch::default()
+        };
+        assert_eq!(
+            store.commit(&again, 3_000, 500).unwrap().accepted_new,
+            vec![false]
+        );
+        assert_eq!(
+            store.commit(&again, 3_000, 2_000).unwrap().accepted_new,
+            vec![true]
+        );
+    }
+
+    #[test]
+    fn evaluation_moves_event_to_actions_once() {
+        let (_dir, store) = open();
+        store
+            .commit(
+                &Batch {
+                    accept: vec![event("a", 1)],
+                    ..Batch::default()
+                },
+                1,
+                0,
+            )
+            .unwrap();
+        let evaluated = Batch {
+            evaluated: vec![("a".into(), vec![action("a", 0, 5), action("a", 1, 5)])],
+            ..Batch::default()
+        };
+        assert_eq!(
+            store.commit(&evaluated, 5, 0).unwrap().enqueued,
+            vec!["a/r/0", "a/r/1"]
+        );
+        assert!(store.inbox().unwrap().is_empty());
+        assert!(
+            store.commit(&evaluated, 5, 0).unwrap().enqueued.is_empty(),
+            "keys are not enqueued twice"
+        );
+        assert_eq!(store.outbox().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn finishing_and_dead_lettering_leave_the_outbox() {
+        let (_dir, store) = open();
+        let (a0, a1) = (action("a", 0, 5), action("a", 1, 5));
+        store
+            .commit(
+                &Batch {
+                    evaluated: vec![("a".into(), vec![a0.clone(), a1.clone()])],
+                    ..Batch::default()
+                },
+                5,
+                0,
+            )
+            .unwrap();
+        let done = HistoryEntry {
+            request: a0.request.clone(),
+            attempts: 1,
+            succeeded: true,
+            error: None,
+            detail: json!({}),
+            created_at_ms: 5,
+            finished_at_ms: 6,
+        };
+        let dead = DeadLetter {
+            id: a1.key(),
+            kind: DeadLetterKind::Action,
+            action: Some(a1.clone()),
+            input: None,
+            source: None,
+            error: "HTTP 404".into(),
+            failed_at_ms: 7,
+        };
+        store
+            .commit(
+                &Batch {
+                    finished: vec![done.clone()],
+                    dead: vec![dead],
+                    ..Batch::default()
+                },
+                7,
+                0,
+            )
+            .unwrap();
+        assert!(store.outbox().unwrap().is_empty());
+        assert_eq!(store.history(10).unwrap(), vec![done]);
+        assert_eq!(store.counts().unwrap(), (0, 0, 1));
+
+        let retried = store.retry_dead(None, 100).unwrap();
+        assert_eq!(retried.len(), 1);
+        assert_eq!((retried[0].attempts, retried[0].next_attempt_ms), (0, 100));
+        assert_eq!(store.counts().unwrap(), (0, 1, 0));
+        assert!(!store.drop_dead("nope").unwrap());
+    }
+
+    #[test]
+    fn state_survives_reopening_and_second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .commit(
+                    &Batch {
+                        accept: vec![event("a", 1)],
+                        reschedule: vec![action("x", 0, 9)],
+                        ..Batch::default()
+                    },
+                    1,
+                    0,
+                )
+                .unwrap();
+            assert!(matches!(Store::open(&path), Err(StoreError::InUse(_))));
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.inbox().unwrap()[0].id(), "a");
+        assert_eq!(store.outbox().unwrap()[0].key(), "x/r/0");
+    }
+
+    #[test]
+    fn prune_forgets_old_ids_and_history() {
+        let (_dir, store) = open();
+        store
+            .commit(
+                &Batch {
+                    accept: vec![event("old", 1)],
+                    ..Batch::default()
+                },
+                10,
+                0,
+            )
+            .unwrap();
+        store
+            .commit(
+                &Batch {
+                    accept: vec![event("new", 1)],
+                    ..Batch::default()
+                },
+                50,
+                0,
+            )
+            .unwrap();
+        store.prune(20, 20).unwrap();
+        let again = Batch {
+            accept: vec![event("old", 1), event("new", 1)],
+            ..Batch::default()
+        };
+        assert_eq!(
+            store.commit(&again, 60, 0).unwrap().accepted_new,
+            vec![true, false]
+        );
+    }
+}
