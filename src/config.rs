@@ -2,6 +2,7 @@
 //! figment from built-in defaults < a TOML file < `KAIRO_*` environment variables
 //! (`__` separates nesting levels, e.g. `KAIRO_SORACOM__AUTH_KEY`).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use kairo_plugin_email::EmailConfig;
 use kairo_plugin_slack::SlackConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::limits::FamilyLimit;
 
 /// The default configuration file, used when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/kairo.toml";
@@ -86,12 +89,18 @@ impl Default for RulesConfig {
 pub struct StoreConfig {
     /// Path of the embedded state database.
     pub path: PathBuf,
+    /// An event id seen within this many seconds triggers nothing new.
+    pub dedupe_window_seconds: u64,
+    /// Finished actions are kept in the history this many seconds.
+    pub history_retention_seconds: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             path: "data/kairo.redb".into(),
+            dedupe_window_seconds: 24 * 3600,
+            history_retention_seconds: 7 * 24 * 3600,
         }
     }
 }
@@ -138,7 +147,7 @@ impl Default for SoracomConfig {
 }
 
 /// `[dispatch]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatchConfig {
     /// Attempts per action before it is given up (including the first).
@@ -151,6 +160,10 @@ pub struct DispatchConfig {
     pub action_timeout_ms: u64,
     /// Actions performed at the same time, at most.
     pub concurrency: usize,
+    /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
+    pub shutdown_grace_ms: u64,
+    /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
+    pub limits: BTreeMap<String, FamilyLimit>,
 }
 
 impl Default for DispatchConfig {
@@ -161,6 +174,14 @@ impl Default for DispatchConfig {
             backoff_max_ms: 60_000,
             action_timeout_ms: 10_000,
             concurrency: 64,
+            shutdown_grace_ms: 10_000,
+            limits: BTreeMap::from([(
+                "soracom".to_string(),
+                FamilyLimit {
+                    concurrency: 8,
+                    per_second: Some(20.0),
+                },
+            )]),
         }
     }
 }
@@ -258,6 +279,23 @@ impl KairoConfig {
         }
         if self.dispatch.concurrency == 0 {
             bad("dispatch.concurrency", "must be at least 1".into());
+        }
+        for (family, limit) in &self.dispatch.limits {
+            if limit.concurrency == 0 {
+                bad(
+                    &format!("dispatch.limits.{family}.concurrency"),
+                    "must be at least 1".into(),
+                );
+            }
+            if limit.per_second.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                bad(
+                    &format!("dispatch.limits.{family}.per_second"),
+                    "must be greater than 0".into(),
+                );
+            }
+        }
+        if self.store.dedupe_window_seconds == 0 {
+            bad("store.dedupe_window_seconds", "must be at least 1".into());
         }
         if self.dispatch.backoff_initial_ms > self.dispatch.backoff_max_ms {
             bad(

@@ -1,75 +1,33 @@
-//! Performing actions: concurrency limit, per-attempt deadline, retries with
-//! exponential backoff and jitter for retryable failures, and a record of
-//! every outcome.
+//! Performing actions durably: a scheduler releases pending actions from the
+//! outbox when they are due; each attempt runs under the global and
+//! per-family limits with a deadline; its outcome (finished, rescheduled with
+//! backoff, or dead-lettered) is committed to the store before the scheduler
+//! forgets the action.
+//!
+//! An action is removed from the outbox only in the same transaction that
+//! records its outcome, so a crash can repeat only the attempts that were
+//! running at that moment.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kairo_plugin::{ActionContext, ActionError, ActionRequest, ErrorClass, Registry};
-use serde::Serialize;
-use tokio::sync::{Notify, Semaphore};
+use kairo_core::Clock;
+use kairo_plugin::{ActionContext, ActionError, Registry};
+use kairo_store::{Batch, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::DispatchConfig;
+use crate::limits::Gates;
 use crate::metrics::{ActionLabels, Metrics};
+use crate::writer::StoreWriter;
 
 /// The longest server-requested wait (`Retry-After`) that is honoured as is.
 const MAX_SERVER_WAIT: Duration = Duration::from_secs(15 * 60);
-
-/// How one action ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionRecord {
-    /// Idempotency key `event_id/rule/index`.
-    pub key: String,
-    /// The request.
-    pub request: ActionRequest,
-    /// Attempts made.
-    pub attempts: u32,
-    /// True when an attempt succeeded.
-    pub succeeded: bool,
-    /// The last error, when it failed.
-    pub error: Option<String>,
-    /// Class of the last error.
-    pub error_class: Option<ErrorClass>,
-    /// What the plugin reported on success.
-    pub detail: serde_json::Value,
-    /// Duration of the last attempt, milliseconds.
-    pub latency_ms: u64,
-}
-
-/// The most recent action outcomes, oldest first, bounded.
-#[derive(Debug, Default)]
-pub struct History {
-    records: Mutex<VecDeque<ActionRecord>>,
-}
-
-/// How many outcomes [`History`] keeps.
-const HISTORY_LIMIT: usize = 10_000;
-
-impl History {
-    fn push(&self, record: ActionRecord) {
-        let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        if records.len() == HISTORY_LIMIT {
-            records.pop_front();
-        }
-        records.push_back(record);
-    }
-
-    /// A copy of the kept outcomes, oldest first.
-    pub fn snapshot(&self) -> Vec<ActionRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
 
 /// Counts accepted work not yet finished, so callers can wait until the router is idle.
 #[derive(Debug, Default)]
@@ -110,185 +68,354 @@ impl InFlight {
     }
 }
 
-/// Performs action requests in background tasks.
-#[derive(Clone)]
-pub struct Dispatcher {
-    inner: Arc<Inner>,
+/// What the dispatcher needs, shared by the scheduler and every attempt.
+pub struct DispatchContext {
+    /// Actions by name.
+    pub registry: Registry,
+    /// Shared HTTP client for plugins.
+    pub http: reqwest::Client,
+    /// `[dispatch]`.
+    pub config: DispatchConfig,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Where outcomes are committed.
+    pub writer: StoreWriter,
+    /// Accepted-work counter.
+    pub in_flight: Arc<InFlight>,
+    /// Per-family limits.
+    pub gates: Gates,
+    /// Time source for due times and records.
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when attempts should give up early (hard stop).
+    pub cancel: CancellationToken,
 }
 
-struct Inner {
-    registry: Registry,
-    http: reqwest::Client,
-    config: DispatchConfig,
-    metrics: Arc<Metrics>,
-    history: Arc<History>,
+enum Message {
+    Enqueue(Vec<PendingAction>),
+}
+
+/// Hands pending actions to the scheduler.
+#[derive(Clone)]
+pub struct Dispatcher {
+    tx: mpsc::UnboundedSender<Message>,
     in_flight: Arc<InFlight>,
-    permits: Semaphore,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
 }
 
 impl Dispatcher {
-    /// A dispatcher performing actions from `registry`.
-    pub fn new(
-        registry: Registry,
-        http: reqwest::Client,
-        config: DispatchConfig,
-        metrics: Arc<Metrics>,
-        history: Arc<History>,
-        in_flight: Arc<InFlight>,
-        cancel: CancellationToken,
-    ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                registry,
-                http,
-                permits: Semaphore::new(config.concurrency),
-                config,
-                metrics,
-                history,
-                in_flight,
-                cancel,
-                tasks: TaskTracker::new(),
-            }),
-        }
+    /// Starts the scheduler; it runs until `drain` is cancelled and then finishes
+    /// due work for at most `config.shutdown_grace_ms`.
+    pub fn start(
+        cx: DispatchContext,
+        drain: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let in_flight = cx.in_flight.clone();
+        let task = tokio::spawn(Scheduler::new(Arc::new(cx), rx).run(drain));
+        (Self { tx, in_flight }, task)
     }
 
-    /// Starts performing `request` on `runtime`; the caller has counted it in [`InFlight`].
-    pub fn submit(&self, request: ActionRequest, runtime: &tokio::runtime::Handle) {
-        let inner = self.inner.clone();
-        self.inner.tasks.spawn_on(
-            async move {
-                let record = inner.perform(request).await;
-                inner.history.push(record);
-                inner.in_flight.done(1);
-            },
-            runtime,
-        );
-    }
-
-    /// Stops taking work and waits up to `deadline` for in-flight actions; returns how many were left.
-    pub async fn drain(&self, deadline: Duration) -> usize {
-        self.inner.tasks.close();
-        if tokio::time::timeout(deadline, self.inner.tasks.wait())
-            .await
-            .is_err()
-        {
-            return self.inner.tasks.len();
+    /// Schedules `actions` (already in the outbox); duplicates of known keys are ignored.
+    pub fn enqueue(&self, actions: Vec<PendingAction>) {
+        if actions.is_empty() {
+            return;
         }
-        0
+        self.in_flight.add(actions.len());
+        let count = actions.len();
+        if self.tx.send(Message::Enqueue(actions)).is_err() {
+            // Stopped: they stay in the outbox for the next start.
+            self.in_flight.done(count);
+        }
     }
 }
 
-impl Inner {
-    async fn perform(&self, request: ActionRequest) -> ActionRecord {
-        let key = request.key();
-        let mut record = ActionRecord {
-            key,
-            request,
-            attempts: 0,
-            succeeded: false,
-            error: None,
-            error_class: None,
-            detail: serde_json::Value::Null,
-            latency_ms: 0,
-        };
-        let request = &record.request;
-        let Some(action) = self.registry.get(&request.action).cloned() else {
-            let error = ActionError::permanent(format!(
-                "unknown action `{}` (known: {})",
-                request.action,
-                self.registry.names().join(", ")
-            ));
-            self.finish_failed(&mut record, error);
-            return record;
-        };
-        let timeout = Duration::from_millis(self.config.action_timeout_ms);
-        for attempt in 1..=self.config.max_attempts {
-            record.attempts = attempt;
-            let permit = self
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore never closed");
-            let cx = ActionContext::new(
-                self.http.clone(),
-                timeout,
-                self.cancel.child_token(),
-                attempt,
-            );
-            let started = Instant::now();
-            let result = tokio::time::timeout(timeout, action.execute(&record.request, &cx))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(ActionError::retryable(format!(
-                        "timed out after {timeout:?}"
-                    )))
-                });
-            drop(permit);
-            let latency = started.elapsed();
-            record.latency_ms = latency.as_millis() as u64;
-            self.metrics.action_latency.observe(latency.as_secs_f64());
-            let request = &record.request;
-            match result {
-                Ok(outcome) => {
-                    self.count(&request.action, "succeeded");
-                    tracing::info!(
-                        event_id = %request.event_id, rule = %request.rule, action = %request.action,
-                        attempt, latency_ms = record.latency_ms, "action succeeded"
-                    );
-                    record.succeeded = true;
-                    record.detail = outcome.detail;
-                    return record;
-                }
-                Err(error) if error.is_retryable() && attempt < self.config.max_attempts => {
-                    self.count(&request.action, "retried");
-                    let wait = self.backoff(attempt, error.retry_after);
-                    tracing::warn!(
-                        event_id = %request.event_id, rule = %request.rule, action = %request.action,
-                        attempt, latency_ms = record.latency_ms, retry_in_ms = wait.as_millis() as u64,
-                        error = %error, "action failed; will retry"
-                    );
-                    tokio::time::sleep(wait).await;
-                }
-                Err(error) => {
-                    self.finish_failed(&mut record, error);
-                    return record;
+/// Result of one attempt, reported back to the scheduler.
+enum Attempted {
+    Finished(String),
+    Requeue(PendingAction),
+}
+
+struct Scheduler {
+    cx: Arc<DispatchContext>,
+    rx: mpsc::UnboundedReceiver<Message>,
+    queue: BTreeMap<(i64, String), PendingAction>,
+    known: HashSet<String>,
+    running: JoinSet<Attempted>,
+    global: Arc<Semaphore>,
+}
+
+impl Scheduler {
+    fn new(cx: Arc<DispatchContext>, rx: mpsc::UnboundedReceiver<Message>) -> Self {
+        let global = Arc::new(Semaphore::new(cx.config.concurrency));
+        Self {
+            cx,
+            rx,
+            queue: BTreeMap::new(),
+            known: HashSet::new(),
+            running: JoinSet::new(),
+            global,
+        }
+    }
+
+    async fn run(mut self, drain: CancellationToken) {
+        let mut grace_deadline: Option<Instant> = None;
+        let mut receiving = true;
+        loop {
+            self.start_due();
+            if let Some(deadline) = grace_deadline {
+                let nothing_due = self
+                    .next_due()
+                    .is_none_or(|due| due > self.cx.clock.now_ms());
+                if (self.running.is_empty() && nothing_due && !receiving)
+                    || Instant::now() >= deadline
+                {
+                    break;
                 }
             }
+            let wake = self.next_wake(grace_deadline);
+            tokio::select! {
+                message = self.rx.recv(), if receiving => match message {
+                    Some(Message::Enqueue(actions)) => self.add(actions),
+                    None => receiving = false,
+                },
+                Some(joined) = self.running.join_next(), if !self.running.is_empty() => match joined {
+                    Ok(Attempted::Finished(key)) => self.forget(&key),
+                    Ok(Attempted::Requeue(action)) => {
+                        self.queue.insert((action.due_ms(), action.key()), action);
+                    }
+                    Err(error) => tracing::error!(%error, "action task failed"),
+                },
+                _ = drain.cancelled(), if grace_deadline.is_none() => {
+                    grace_deadline = Some(Instant::now() + Duration::from_millis(self.cx.config.shutdown_grace_ms));
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
         }
-        unreachable!("the last attempt either succeeds or fails permanently")
-    }
-
-    fn finish_failed(&self, record: &mut ActionRecord, error: ActionError) {
-        let request = &record.request;
-        self.count(&request.action, "failed");
-        tracing::error!(
-            event_id = %request.event_id, rule = %request.rule, action = %request.action,
-            attempt = record.attempts, latency_ms = record.latency_ms, class = ?error.class,
-            error = %error, "action failed; giving up"
-        );
-        record.error = Some(error.message);
-        record.error_class = Some(error.class);
-    }
-
-    fn count(&self, action: &str, outcome: &'static str) {
-        self.metrics
-            .action_attempts
-            .get_or_create(&ActionLabels {
-                action: action.to_string(),
-                outcome,
-            })
-            .inc();
-    }
-
-    /// The wait before attempt `attempt + 1`: the server's `Retry-After` when
-    /// given, else exponential backoff with equal jitter.
-    fn backoff(&self, attempt: u32, server_wait: Option<Duration>) -> Duration {
-        if let Some(wait) = server_wait {
-            return wait.min(MAX_SERVER_WAIT);
+        let left = self.running.len() + self.queue.len();
+        self.running.abort_all();
+        if left > 0 {
+            tracing::info!(
+                left,
+                "dispatcher stopped; unfinished actions stay in the outbox for the next start"
+            );
         }
-        backoff_with_jitter(&self.config, attempt, rand::random::<f64>())
+    }
+
+    fn next_due(&self) -> Option<i64> {
+        self.queue.first_key_value().map(|((due, _), _)| *due)
+    }
+
+    fn next_wake(&self, grace_deadline: Option<Instant>) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        let due = self.next_due().map_or(far, |due| {
+            let wait = (due - self.cx.clock.now_ms()).max(0) as u64;
+            Instant::now() + Duration::from_millis(wait)
+        });
+        grace_deadline.map_or(due, |g| due.min(g))
+    }
+
+    fn add(&mut self, actions: Vec<PendingAction>) {
+        for action in actions {
+            let key = action.key();
+            if self.known.insert(key.clone()) {
+                self.queue.insert((action.due_ms(), key), action);
+            } else {
+                self.cx.in_flight.done(1);
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &str) {
+        if self.known.remove(key) {
+            self.cx.in_flight.done(1);
+        }
+    }
+
+    fn start_due(&mut self) {
+        let now = self.cx.clock.now_ms();
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let action = entry.remove();
+            let (cx, global) = (self.cx.clone(), self.global.clone());
+            self.running
+                .spawn(async move { attempt(cx, global, action).await });
+        }
+    }
+}
+
+/// Performs one attempt of `action` and commits its outcome.
+async fn attempt(
+    cx: Arc<DispatchContext>,
+    global: Arc<Semaphore>,
+    mut action: PendingAction,
+) -> Attempted {
+    let Some(plugin) = cx.registry.get(&action.request.action).cloned() else {
+        action.attempts += 1;
+        let error = ActionError::permanent(format!(
+            "unknown action `{}` (known: {})",
+            action.request.action,
+            cx.registry.names().join(", ")
+        ));
+        return give_up(&cx, action, error, 0).await;
+    };
+    let gate = cx.gates.get(plugin.family());
+    let _global = global
+        .acquire()
+        .await
+        .expect("global semaphore is never closed");
+    let _permit = gate.acquire().await;
+    action.attempts += 1;
+    let timeout = Duration::from_millis(cx.config.action_timeout_ms);
+    let context = ActionContext::new(
+        cx.http.clone(),
+        timeout,
+        cx.cancel.child_token(),
+        action.attempts,
+    );
+    let started = Instant::now();
+    let result = tokio::time::timeout(timeout, plugin.execute(&action.request, &context))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ActionError::retryable(format!(
+                "timed out after {timeout:?}"
+            )))
+        });
+    let latency = started.elapsed();
+    let latency_ms = latency.as_millis() as u64;
+    cx.metrics.action_latency.observe(latency.as_secs_f64());
+    let request = &action.request;
+    match result {
+        Ok(outcome) => {
+            count(&cx, &request.action, "succeeded");
+            tracing::info!(
+                event_id = %request.event_id, rule = %request.rule, action = %request.action,
+                attempt = action.attempts, latency_ms, "action succeeded"
+            );
+            let entry = HistoryEntry {
+                request: request.clone(),
+                attempts: action.attempts,
+                succeeded: true,
+                error: None,
+                error_class: None,
+                detail: outcome.detail,
+                created_at_ms: action.created_at_ms,
+                finished_at_ms: cx.clock.now_ms(),
+            };
+            commit(
+                &cx,
+                Batch {
+                    finished: vec![entry],
+                    ..Batch::default()
+                },
+            )
+            .await;
+            Attempted::Finished(action.key())
+        }
+        Err(error) if error.is_retryable() && action.attempts < cx.config.max_attempts => {
+            count(&cx, &request.action, "retried");
+            if let Some(wait) = error.retry_after {
+                gate.pause(wait.min(MAX_SERVER_WAIT));
+            }
+            let wait = backoff(&cx.config, action.attempts, error.retry_after);
+            tracing::warn!(
+                event_id = %request.event_id, rule = %request.rule, action = %request.action,
+                attempt = action.attempts, latency_ms, retry_in_ms = wait.as_millis() as u64,
+                error = %error, "action failed; will retry"
+            );
+            action.next_attempt_ms = cx.clock.now_ms() + wait.as_millis() as i64;
+            action.last_error = Some(error.message);
+            commit(
+                &cx,
+                Batch {
+                    reschedule: vec![action.clone()],
+                    ..Batch::default()
+                },
+            )
+            .await;
+            Attempted::Requeue(action)
+        }
+        Err(error) => give_up(&cx, action, error, latency_ms).await,
+    }
+}
+
+/// Records a final failure: history entry plus dead letter, in one commit.
+async fn give_up(
+    cx: &DispatchContext,
+    action: PendingAction,
+    error: ActionError,
+    latency_ms: u64,
+) -> Attempted {
+    let request = &action.request;
+    count(cx, &request.action, "failed");
+    tracing::error!(
+        event_id = %request.event_id, rule = %request.rule, action = %request.action,
+        attempt = action.attempts, latency_ms, class = ?error.class, error = %error,
+        "action failed; moved to dead letters"
+    );
+    let now = cx.clock.now_ms();
+    let class = match error.class {
+        kairo_plugin::ErrorClass::Retryable => "retryable",
+        kairo_plugin::ErrorClass::Permanent => "permanent",
+    };
+    let entry = HistoryEntry {
+        request: request.clone(),
+        attempts: action.attempts,
+        succeeded: false,
+        error: Some(error.message.clone()),
+        error_class: Some(class.into()),
+        detail: serde_json::Value::Null,
+        created_at_ms: action.created_at_ms,
+        finished_at_ms: now,
+    };
+    let key = action.key();
+    let letter = DeadLetter {
+        id: key.clone(),
+        kind: DeadLetterKind::Action,
+        action: Some(PendingAction {
+            last_error: Some(error.message.clone()),
+            ..action
+        }),
+        input: None,
+        source: None,
+        error: error.message,
+        failed_at_ms: now,
+    };
+    commit(
+        cx,
+        Batch {
+            finished: vec![entry],
+            dead: vec![letter],
+            ..Batch::default()
+        },
+    )
+    .await;
+    Attempted::Finished(key)
+}
+
+async fn commit(cx: &DispatchContext, batch: Batch) {
+    if let Err(error) = cx.writer.commit(batch).await {
+        // The outbox still holds the action, so it will be attempted again after a restart.
+        tracing::error!(%error, "could not record an action outcome");
+    }
+}
+
+fn count(cx: &DispatchContext, action: &str, outcome: &'static str) {
+    cx.metrics
+        .action_attempts
+        .get_or_create(&ActionLabels {
+            action: action.to_string(),
+            outcome,
+        })
+        .inc();
+}
+
+/// The wait before the next attempt: the server's `Retry-After` when given,
+/// else exponential backoff with jitter.
+fn backoff(config: &DispatchConfig, attempt: u32, server_wait: Option<Duration>) -> Duration {
+    match server_wait {
+        Some(wait) => wait.min(MAX_SERVER_WAIT),
+        None => backoff_with_jitter(config, attempt, rand::random::<f64>()),
     }
 }
 
@@ -338,6 +465,10 @@ mod tests {
         assert_eq!(
             backoff_with_jitter(&config, 99, 0.5),
             Duration::from_millis(750)
+        );
+        assert_eq!(
+            backoff(&config, 1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
         );
     }
 

@@ -7,21 +7,27 @@
 //!
 //! - [`config`]: typed configuration and its loading
 //! - [`router`]: [`Router::builder`] and the running router
-//! - [`dispatch`]: performing actions with retries
+//! - [`dispatch`]: performing actions durably, with retries and [`limits`]
+//! - [`writer`]: group commit to the store
+//! - [`admin`], [`dlq`]: dead letters over HTTP and on the command line
 //! - [`check`]: `kairo check` and `kairo test`
 //! - [`builtin`]: the built-in action plugins
 //! - [`catcher`]: a request catcher for local demos
 //! - [`metrics`], [`telemetry`], [`shutdown`]: operations
 
+pub mod admin;
 pub mod builtin;
 pub mod catcher;
 pub mod check;
 pub mod config;
 pub mod dispatch;
+pub mod dlq;
+pub mod limits;
 pub mod metrics;
 pub mod router;
 pub mod shutdown;
 pub mod telemetry;
+pub mod writer;
 
 pub use config::KairoConfig;
 pub use router::{Router, RouterBuilder, RunningRouter};

@@ -48,9 +48,36 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Inspect and act on dead letters (actions Kairo gave up on, inputs it could not read).
+    Dlq {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Run an emulator for local use.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print every dead letter as a JSON line.
+    List,
+    /// Put dead letters back in the outbox with a fresh attempt count.
+    Retry {
+        /// Dead letter ids (as printed by `list`).
+        ids: Vec<String>,
+        /// Retry every action dead letter.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Delete a dead letter.
+    Drop {
+        /// Dead letter id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -141,6 +168,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Dlq { config, command } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            let command = match command {
+                DlqCommand::List => kairo::dlq::DlqCommand::List,
+                DlqCommand::Retry { ids, all } => {
+                    anyhow::ensure!(all || !ids.is_empty(), "give dead letter ids or --all");
+                    kairo::dlq::DlqCommand::Retry { ids, all }
+                }
+                DlqCommand::Drop { id } => kairo::dlq::DlqCommand::Drop { id },
+            };
+            for line in kairo::dlq::run(&config, command).await? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(command) => {
             kairo::telemetry::init(cli.log_format.unwrap_or_default(), "info");

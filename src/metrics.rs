@@ -27,6 +27,8 @@ pub struct Metrics {
     registry: Registry,
     /// Events accepted from any source.
     pub events_accepted: Counter,
+    /// Events acknowledged as duplicates of events already accepted.
+    pub events_duplicate: Counter,
     /// Inputs rejected by a source, by reason.
     pub events_rejected: Family<RejectLabels, Counter>,
     /// Rule evaluations that failed.
@@ -41,6 +43,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("kairo");
         let events_accepted = Counter::default();
+        let events_duplicate = Counter::default();
         let events_rejected = Family::<RejectLabels, Counter>::default();
         let rule_errors = Counter::default();
         let action_attempts = Family::<ActionLabels, Counter>::default();
@@ -73,6 +76,7 @@ impl Default for Metrics {
         Self {
             registry,
             events_accepted,
+            events_duplicate,
             events_rejected,
             rule_errors,
             action_attempts,

@@ -1,4 +1,5 @@
-//! The running router: webhook → rule evaluation → dispatcher, with graceful shutdown.
+//! The running router: ingest → durable inbox → rule evaluation → durable
+//! outbox → dispatcher, with recovery on start and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,22 +7,26 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use kairo_core::Event;
+use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
 use kairo_plugin::{Action, Registry};
 use kairo_script::{Limits, ReloadReport, RuleStore, RuleWatcher};
+use kairo_store::{Batch, HistoryEntry, PendingAction, Store, StoredEvent};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin;
 use crate::builtin;
 use crate::config::KairoConfig;
-use crate::dispatch::{ActionRecord, Dispatcher, History, InFlight};
+use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
+use crate::limits::Gates;
 use crate::metrics::{Metrics, RejectLabels};
+use crate::writer::{Retention, StoreWriter};
 
-/// Events accepted but not yet evaluated, at most; senders wait beyond that.
+/// Events accepted but not yet evaluated, at most, in memory; senders wait beyond that.
 const QUEUE_CAPACITY: usize = 10_000;
-/// How long shutdown waits for in-flight actions.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(15);
+/// Events evaluated together and committed in one transaction, at most.
+const EVALUATION_BATCH: usize = 256;
 
 /// Entry point for embedding Kairo: `Router::builder().plugin(MyAction::new()).run()`.
 pub struct Router;
@@ -33,6 +38,7 @@ impl Router {
             config: KairoConfig::default(),
             extra: Vec::new(),
             cancel: CancellationToken::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -42,6 +48,7 @@ pub struct RouterBuilder {
     config: KairoConfig,
     extra: Vec<Arc<dyn Action>>,
     cancel: CancellationToken,
+    clock: Arc<dyn Clock>,
 }
 
 impl RouterBuilder {
@@ -57,9 +64,15 @@ impl RouterBuilder {
         self
     }
 
-    /// Stops the router when `token` is cancelled (instead of only on signals).
+    /// Stops the router when `token` is cancelled (as well as on signals with [`RouterBuilder::run`]).
     pub fn shutdown_token(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
+        self
+    }
+
+    /// Uses `clock` for time (tests inject a manual clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -78,7 +91,7 @@ impl RouterBuilder {
         self.start().await?.wait().await
     }
 
-    /// Binds the listener, loads rules and starts every task.
+    /// Opens the store, recovers unfinished work, loads rules and starts every task.
     pub async fn start(self) -> anyhow::Result<RunningRouter> {
         let config = self.config.clone();
         if config.nats.url.is_some() {
@@ -99,16 +112,20 @@ impl RouterBuilder {
                 missing.join(" and ")
             );
         }
+        let clock = self.clock;
 
-        let limits = Limits {
-            max_operations: config.rules.max_operations,
-            ..Limits::default()
+        let store_path = config.store.path.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(store_path))
+            .await?
+            .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
+        let store = Arc::new(store);
+        let retention = Retention {
+            dedupe_window_ms: (config.store.dedupe_window_seconds * 1000) as i64,
+            history_ms: (config.store.history_retention_seconds * 1000) as i64,
         };
-        let engine = Arc::new(kairo_script::engine(limits));
-        let (rules, report) = RuleStore::load(&config.rules.dir, engine);
-        let rules = Arc::new(rules);
-        log_reload(&report);
-        tracing::info!(dir = %config.rules.dir.display(), rules = rules.snapshot().len(), "rules loaded");
+        let (writer, writer_thread) = StoreWriter::start(store.clone(), clock.clone(), retention);
+
+        let rules = load_rules(&config)?;
         let watcher = if config.rules.watch {
             Some(
                 RuleWatcher::start(rules.clone(), log_reload).with_context(|| {
@@ -120,32 +137,43 @@ impl RouterBuilder {
         };
 
         let metrics = Arc::new(Metrics::default());
-        let history = Arc::new(History::default());
         let in_flight = Arc::new(InFlight::default());
         let cancel = self.cancel;
-        let dispatcher = Dispatcher::new(
-            registry,
-            http,
-            config.dispatch.clone(),
-            metrics.clone(),
-            history.clone(),
-            in_flight.clone(),
-            cancel.clone(),
+        let drain = CancellationToken::new();
+        let (dispatcher, scheduler) = Dispatcher::start(
+            DispatchContext {
+                registry,
+                http,
+                gates: Gates::new(&config.dispatch.limits),
+                config: config.dispatch.clone(),
+                metrics: metrics.clone(),
+                writer: writer.clone(),
+                in_flight: in_flight.clone(),
+                clock: clock.clone(),
+                cancel: cancel.child_token(),
+            },
+            drain.clone(),
         );
 
         let (events_tx, events_rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
+        recover(&store, &dispatcher, &events_tx, &in_flight).await?;
         let matcher = spawn_matcher(
             events_rx,
             rules.clone(),
             dispatcher.clone(),
+            writer.clone(),
             metrics.clone(),
             in_flight.clone(),
+            clock.clone(),
         );
 
         let sink = Arc::new(RouterSink {
             events: events_tx,
+            writer: writer.clone(),
             metrics: metrics.clone(),
             in_flight: in_flight.clone(),
+            clock: clock.clone(),
+            source: "webhook".into(),
         });
         let app = webhook_router(
             sink,
@@ -153,13 +181,21 @@ impl RouterBuilder {
                 token: config.server.token.clone(),
                 max_body_bytes: config.server.max_body_bytes,
             },
-        );
+        )
+        .merge(admin::router(admin::AdminState {
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            clock: clock.clone(),
+            token: config.server.token.clone(),
+        }));
+        drop(dispatcher);
+        drop(writer);
         let listen = config.listen_addr();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding server.listen {listen}"))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "webhook listening: POST /v1/events, GET /healthz, GET /metrics");
+        tracing::info!(%addr, store = %store.path().display(), "webhook listening: POST /v1/events, GET /healthz, GET /metrics");
 
         let server_cancel = cancel.clone();
         let task = tokio::spawn(async move {
@@ -167,16 +203,14 @@ impl RouterBuilder {
                 .with_graceful_shutdown(async move { server_cancel.cancelled().await })
                 .await
                 .context("serving HTTP")?;
-            // The server (and with it the only event sender) is gone: let the
-            // matcher finish what was accepted, then drain the dispatcher.
+            // Ingest has stopped: evaluate what was accepted, then let the
+            // dispatcher finish due work within its grace period.
             matcher.await.context("matcher thread")?;
-            let left = dispatcher.drain(DRAIN_DEADLINE).await;
-            if left > 0 {
-                tracing::warn!(
-                    left,
-                    "shutdown deadline reached with actions still in flight"
-                );
-            }
+            drain.cancel();
+            scheduler.await.context("dispatcher")?;
+            tokio::task::spawn_blocking(move || writer_thread.join())
+                .await?
+                .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
             drop(watcher);
             tracing::info!("stopped");
             Ok(())
@@ -184,13 +218,67 @@ impl RouterBuilder {
         Ok(RunningRouter {
             addr,
             rules,
-            history,
+            store,
             in_flight,
             metrics,
             cancel,
             task,
         })
     }
+}
+
+fn load_rules(config: &KairoConfig) -> anyhow::Result<Arc<RuleStore>> {
+    let limits = Limits {
+        max_operations: config.rules.max_operations,
+        ..Limits::default()
+    };
+    let engine = Arc::new(kairo_script::engine(limits));
+    let (rules, report) = RuleStore::load(&config.rules.dir, engine);
+    log_reload(&report);
+    tracing::info!(dir = %config.rules.dir.display(), rules = rules.snapshot().len(), "rules loaded");
+    Ok(Arc::new(rules))
+}
+
+/// Hands the previous run's unfinished work back: pending actions to the
+/// dispatcher, accepted but unevaluated events to the matcher.
+async fn recover(
+    store: &Arc<Store>,
+    dispatcher: &Dispatcher,
+    events: &mpsc::Sender<Event>,
+    in_flight: &Arc<InFlight>,
+) -> anyhow::Result<()> {
+    let reader = store.clone();
+    let (outbox, inbox) = tokio::task::spawn_blocking(move || {
+        Ok::<_, kairo_store::StoreError>((reader.outbox()?, reader.inbox()?))
+    })
+    .await??;
+    if !(outbox.is_empty() && inbox.is_empty()) {
+        tracing::info!(
+            actions = outbox.len(),
+            events = inbox.len(),
+            "resuming unfinished work from the store"
+        );
+    }
+    dispatcher.enqueue(outbox);
+    let mut recovered = Vec::with_capacity(inbox.len());
+    for stored in inbox {
+        match Event::from_value(stored.event.clone()) {
+            Ok(event) => recovered.push(event),
+            Err(error) => {
+                tracing::error!(id = stored.id(), %error, "stored event no longer parses; left in the inbox")
+            }
+        }
+    }
+    in_flight.add(recovered.len());
+    let events = events.clone();
+    tokio::spawn(async move {
+        for event in recovered {
+            if events.send(event).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
 }
 
 fn log_reload(report: &ReloadReport) {
@@ -205,52 +293,104 @@ fn log_reload(report: &ReloadReport) {
     }
 }
 
-/// Evaluates events on a dedicated thread (rule evaluation is CPU work) and
-/// hands the resulting action requests to the dispatcher.
+/// Evaluates events on a dedicated thread (rule evaluation is CPU work),
+/// commits each batch's action requests to the outbox (removing the events
+/// from the inbox in the same transaction), then hands them to the dispatcher.
 fn spawn_matcher(
     mut events: mpsc::Receiver<Event>,
     rules: Arc<RuleStore>,
     dispatcher: Dispatcher,
+    writer: StoreWriter,
     metrics: Arc<Metrics>,
     in_flight: Arc<InFlight>,
+    clock: Arc<dyn Clock>,
 ) -> tokio::task::JoinHandle<()> {
-    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        while let Some(event) = events.blocking_recv() {
-            let evaluation = rules.snapshot().evaluate(&event);
-            for error in &evaluation.errors {
-                metrics.rule_errors.inc();
-                tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
+        while let Some(first) = events.blocking_recv() {
+            let mut batch_events = vec![first];
+            while batch_events.len() < EVALUATION_BATCH {
+                match events.try_recv() {
+                    Ok(event) => batch_events.push(event),
+                    Err(_) => break,
+                }
             }
-            in_flight.add(evaluation.requests.len());
-            for request in evaluation.requests {
-                tracing::debug!(event_id = %request.event_id, rule = %request.rule, action = %request.action, "action requested");
-                dispatcher.submit(request, &runtime);
+            let rules = rules.snapshot();
+            let now = clock.now_ms();
+            let mut batch = Batch::default();
+            let mut actions = Vec::new();
+            for event in &batch_events {
+                let evaluation = rules.evaluate(event);
+                for error in &evaluation.errors {
+                    metrics.rule_errors.inc();
+                    tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
+                }
+                let pending: Vec<PendingAction> = evaluation
+                    .requests
+                    .into_iter()
+                    .map(|request| PendingAction::new(request, now))
+                    .collect();
+                actions.extend(pending.iter().cloned());
+                batch.evaluated.push((event.id.clone(), pending));
             }
-            in_flight.done(1);
+            match writer.commit_blocking(batch) {
+                Ok(_) => dispatcher.enqueue(actions),
+                Err(error) => tracing::error!(
+                    %error, events = batch_events.len(),
+                    "could not record evaluations; the events stay in the inbox and are evaluated again on restart"
+                ),
+            }
+            in_flight.done(batch_events.len());
         }
     })
 }
 
 struct RouterSink {
     events: mpsc::Sender<Event>,
+    writer: StoreWriter,
     metrics: Arc<Metrics>,
     in_flight: Arc<InFlight>,
+    clock: Arc<dyn Clock>,
+    source: String,
 }
 
 #[async_trait]
 impl EventSink for RouterSink {
-    async fn accept(&self, events: Vec<Event>) -> Result<(), SinkError> {
-        let count = events.len();
-        self.in_flight.add(count);
-        for (sent, event) in events.into_iter().enumerate() {
+    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+        let now = self.clock.now_ms();
+        let stored = events
+            .iter()
+            .map(|event| StoredEvent {
+                event: event.to_value(),
+                received_at_ms: now,
+                source: self.source.clone(),
+            })
+            .collect();
+        let fresh = self
+            .writer
+            .commit(Batch {
+                accept: stored,
+                ..Batch::default()
+            })
+            .await
+            .map_err(SinkError)?;
+        let total = events.len();
+        let mut duplicates = 0;
+        for (event, is_new) in events.into_iter().zip(fresh) {
+            if !is_new {
+                duplicates += 1;
+                continue;
+            }
+            self.in_flight.add(1);
             if self.events.send(event).await.is_err() {
-                self.in_flight.done(count - sent);
-                return Err(SinkError("the router is shutting down".into()));
+                // Durable already: evaluated on the next start.
+                self.in_flight.done(1);
             }
         }
-        self.metrics.events_accepted.inc_by(count as u64);
-        Ok(())
+        self.metrics
+            .events_accepted
+            .inc_by((total - duplicates) as u64);
+        self.metrics.events_duplicate.inc_by(duplicates as u64);
+        Ok(duplicates)
     }
 
     fn rejected(&self, reason: &'static str) {
@@ -269,7 +409,7 @@ impl EventSink for RouterSink {
 pub struct RunningRouter {
     addr: SocketAddr,
     rules: Arc<RuleStore>,
-    history: Arc<History>,
+    store: Arc<Store>,
     in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -287,9 +427,14 @@ impl RunningRouter {
         &self.rules
     }
 
-    /// Outcomes of finished actions, oldest first.
-    pub fn history(&self) -> Vec<ActionRecord> {
-        self.history.snapshot()
+    /// The durable store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Finished actions (succeeded or given up), oldest first.
+    pub fn history(&self) -> Vec<HistoryEntry> {
+        self.store.history(usize::MAX).unwrap_or_default()
     }
 
     /// The router's metrics.

@@ -226,6 +226,7 @@ pub struct Kairo {
     pub router: RunningRouter,
     pub url: String,
     pub rules_dir: tempfile::TempDir,
+    pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
 }
 
@@ -259,9 +260,10 @@ impl Kairo {
 }
 
 /// A configuration for tests: free port, fast retries, no file watching.
-pub fn test_config(rules_dir: &Path) -> KairoConfig {
+pub fn test_config(rules_dir: &Path, data_dir: &Path) -> KairoConfig {
     let mut config = KairoConfig::default();
     config.server.listen = "127.0.0.1:0".into();
+    config.store.path = data_dir.join("kairo.redb");
     config.rules.dir = rules_dir.to_path_buf();
     config.rules.watch = false;
     config.dispatch.backoff_initial_ms = 10;
@@ -282,10 +284,11 @@ pub async fn start_kairo(
     configure: impl FnOnce(&mut KairoConfig),
 ) -> Kairo {
     let rules_dir = tempfile::tempdir().unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
     for (name, text) in rules {
         std::fs::write(rules_dir.path().join(name), text).unwrap();
     }
-    let mut config = test_config(rules_dir.path());
+    let mut config = test_config(rules_dir.path(), data_dir.path());
     configure(&mut config);
     let router = kairo::Router::builder()
         .config(config)
@@ -297,6 +300,7 @@ pub async fn start_kairo(
         router,
         url,
         rules_dir,
+        data_dir,
         http: reqwest::Client::new(),
     }
 }

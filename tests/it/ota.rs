@@ -103,9 +103,11 @@ async fn envelope_events_match_the_same_rule() {
     assert_eq!(
         history
             .iter()
-            .map(|r| r.key.as_str())
+            .map(|r| r.request.key())
             .collect::<std::collections::BTreeSet<_>>(),
-        ["ev-1/ota/0", "ev-1/ota/1"].into_iter().collect()
+        ["ev-1/ota/0".to_string(), "ev-1/ota/1".to_string()]
+            .into_iter()
+            .collect()
     );
     tokio::time::timeout(Duration::from_secs(10), kairo.router.shutdown())
         .await

@@ -1,5 +1,6 @@
 //! Hot reload of rule scripts through the file watcher.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
@@ -13,10 +14,11 @@ fn has_rule(kairo: &Kairo, name: &str) -> bool {
 }
 
 async fn texts_for_event(kairo: &Kairo, slack: &Catcher) -> Vec<serde_json::Value> {
+    // Each call posts a distinct event: identical bodies would be deduplicated.
+    static SEQUENCE: AtomicUsize = AtomicUsize::new(0);
     let before = slack.bodies().len();
-    kairo
-        .post(r#"{"n": 1}"#.replace('1', &before.to_string()).as_str())
-        .await;
+    let n = SEQUENCE.fetch_add(1, Ordering::SeqCst);
+    kairo.post(&format!(r#"{{"n": {n}}}"#)).await;
     kairo.router.idle().await;
     slack.bodies()[before..]
         .iter()

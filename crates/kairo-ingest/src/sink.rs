@@ -12,7 +12,8 @@ pub struct SinkError(pub String);
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
     /// Takes `events`; once this returns `Ok`, the source may acknowledge them.
-    async fn accept(&self, events: Vec<Event>) -> Result<(), SinkError>;
+    /// Returns how many were duplicates of events already taken (acknowledged, but nothing new happens).
+    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError>;
 
     /// Notes that a source rejected input, for metrics; `reason` is a short label.
     fn rejected(&self, reason: &'static str) {

@@ -106,9 +106,9 @@ async fn post_events(
     };
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     match state.sink.accept(events).await {
-        Ok(()) => (
+        Ok(duplicates) => (
             StatusCode::ACCEPTED,
-            Json(json!({"accepted": ids.len(), "ids": ids})),
+            Json(json!({"accepted": ids.len(), "duplicates": duplicates, "ids": ids})),
         )
             .into_response(),
         Err(e) => error(
@@ -149,7 +149,8 @@ fn located(prefix: &str, error: &kairo_core::EventError) -> String {
     }
 }
 
-fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+/// True when the request carries `Authorization: Bearer <expected>` (compared in constant time).
+pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -190,9 +191,9 @@ mod tests {
 
     #[async_trait]
     impl EventSink for Collect {
-        async fn accept(&self, events: Vec<Event>) -> Result<(), SinkError> {
+        async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
             self.0.lock().unwrap().extend(events);
-            Ok(())
+            Ok(0)
         }
     }
 
@@ -227,7 +228,7 @@ mod tests {
         let (status, body, sink) =
             post(WebhookConfig::default(), None, r#"{"id":"a","simId":"s"}"#).await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        assert_eq!(body, json!({"accepted": 1, "ids": ["a"]}));
+        assert_eq!(body, json!({"accepted": 1, "duplicates": 0, "ids": ["a"]}));
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         let (status, body, _) =
             post(WebhookConfig::default(), None, r#"[{"id":"a"},{"id":"b"}]"#).await;

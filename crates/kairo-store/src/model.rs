@@ -107,6 +107,9 @@ pub struct HistoryEntry {
     pub succeeded: bool,
     /// The last error, when it failed.
     pub error: Option<String>,
+    /// `retryable` or `permanent`, when it failed.
+    #[serde(default)]
+    pub error_class: Option<String>,
     /// What the plugin reported.
     pub detail: serde_json::Value,
     /// When the action was requested, epoch milliseconds.

@@ -456,6 +456,7 @@ mod tests {
             attempts: 1,
             succeeded: true,
             error: None,
+            error_class: None,
             detail: json!({}),
             created_at_ms: 5,
             finished_at_ms: 6,

@@ -1,0 +1,145 @@
+//! Operator endpoints next to the webhook: dead letters, history and store
+//! counts. Protected by the same bearer token as `POST /v1/events`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use kairo_core::Clock;
+use kairo_store::Store;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::dispatch::Dispatcher;
+
+/// What the admin endpoints use.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The store.
+    pub store: Arc<Store>,
+    /// To schedule retried dead letters at once.
+    pub dispatcher: Dispatcher,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Bearer token, when required.
+    pub token: Option<String>,
+}
+
+/// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
+/// `GET /v1/history?limit=N`, `GET /v1/status`.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/v1/dead-letters", get(list_dead))
+        .route("/v1/dead-letters/retry", post(retry_dead))
+        .route("/v1/dead-letters/{*id}", delete(drop_dead))
+        .route("/v1/history", get(history))
+        .route("/v1/status", get(status))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+/// An admin request that failed: status and message.
+struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Answer = Result<Json<Value>, AdminError>;
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(token) = state.token.as_deref().filter(|t| !t.is_empty())
+        && !kairo_ingest::webhook::bearer_matches(request.headers(), token)
+    {
+        return AdminError(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid bearer token".into(),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Runs a store operation off the async runtime and turns its result into JSON.
+async fn blocking<T: serde::Serialize + Send + 'static>(
+    f: impl FnOnce() -> Result<T, kairo_store::StoreError> + Send + 'static,
+) -> Result<T, AdminError> {
+    let internal = |e: String| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e);
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(e.to_string()))
+}
+
+async fn list_dead(State(state): State<AdminState>) -> Answer {
+    let letters = blocking(move || state.store.dead_letters()).await?;
+    Ok(Json(json!(letters)))
+}
+
+/// Body of `POST /v1/dead-letters/retry`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// Dead letter ids to retry.
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// Retry every action dead letter.
+    #[serde(default)]
+    pub all: bool,
+}
+
+async fn retry_dead(State(state): State<AdminState>, Json(body): Json<RetryRequest>) -> Answer {
+    if !body.all && body.ids.is_empty() {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "give `ids` or `all: true`".into(),
+        ));
+    }
+    let store = state.store.clone();
+    let now = state.clock.now_ms();
+    let ids = (!body.all).then_some(body.ids);
+    let retried = blocking(move || store.retry_dead(ids.as_deref(), now)).await?;
+    let keys: Vec<String> = retried.iter().map(|a| a.key()).collect();
+    state.dispatcher.enqueue(retried);
+    Ok(Json(json!({"retried": keys})))
+}
+
+async fn drop_dead(
+    State(state): State<AdminState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AdminError> {
+    if blocking(move || state.store.drop_dead(&id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(AdminError(
+            StatusCode::NOT_FOUND,
+            "no such dead letter".into(),
+        ))
+    }
+}
+
+/// Query of `GET /v1/history`.
+#[derive(Debug, Deserialize)]
+pub struct HistoryQuery {
+    /// Most recent entries to return (default 100).
+    pub limit: Option<usize>,
+}
+
+async fn history(State(state): State<AdminState>, Query(query): Query<HistoryQuery>) -> Answer {
+    let limit = query.limit.unwrap_or(100);
+    let entries = blocking(move || state.store.history(limit)).await?;
+    Ok(Json(json!(entries)))
+}
+
+async fn status(State(state): State<AdminState>) -> Answer {
+    let (inbox, outbox, dead) = blocking(move || state.store.counts()).await?;
+    Ok(Json(
+        json!({"inbox": inbox, "outbox": outbox, "deadLetters": dead}),
+    ))
+}
