@@ -141,6 +141,8 @@ struct Scheduler {
     known: HashSet<String>,
     running: JoinSet<Attempted>,
     global: Arc<Semaphore>,
+    /// Cancelled when the grace period is over: attempts not yet started give up their turn.
+    halt: CancellationToken,
 }
 
 impl Scheduler {
@@ -153,21 +155,29 @@ impl Scheduler {
             known: HashSet::new(),
             running: JoinSet::new(),
             global,
+            halt: CancellationToken::new(),
         }
     }
 
+    /// Runs until drained: after `drain` is cancelled, due actions keep starting
+    /// for the grace period; attempts already running always finish (each has
+    /// its deadline) and record their outcome, so a graceful stop repeats nothing.
     async fn run(mut self, drain: CancellationToken) {
         let mut grace_deadline: Option<Instant> = None;
         let mut receiving = true;
         loop {
-            self.start_due();
-            if let Some(deadline) = grace_deadline {
+            let past_grace = grace_deadline.is_some_and(|deadline| Instant::now() >= deadline);
+            if past_grace {
+                self.halt.cancel();
+            } else {
+                self.start_due();
+            }
+
+            if grace_deadline.is_some() && !receiving && self.running.is_empty() {
                 let nothing_due = self
                     .next_due()
                     .is_none_or(|due| due > self.cx.clock.now_ms());
-                if (self.running.is_empty() && nothing_due && !receiving)
-                    || Instant::now() >= deadline
-                {
+                if past_grace || nothing_due {
                     break;
                 }
             }
@@ -190,11 +200,9 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        let left = self.running.len() + self.queue.len();
-        self.running.abort_all();
-        if left > 0 {
+        if !self.queue.is_empty() {
             tracing::info!(
-                left,
+                left = self.queue.len(),
                 "dispatcher stopped; unfinished actions stay in the outbox for the next start"
             );
         }
@@ -230,24 +238,31 @@ impl Scheduler {
         }
     }
 
+    /// Starts due actions while global slots are free; the rest wait in the queue.
     fn start_due(&mut self) {
         let now = self.cx.clock.now_ms();
         while let Some(entry) = self.queue.first_entry() {
             if entry.key().0 > now {
                 break;
             }
+            let Ok(slot) = self.global.clone().try_acquire_owned() else {
+                break;
+            };
             let action = entry.remove();
-            let (cx, global) = (self.cx.clone(), self.global.clone());
-            self.running
-                .spawn(async move { attempt(cx, global, action).await });
+            let (cx, halt) = (self.cx.clone(), self.halt.clone());
+            self.running.spawn(async move {
+                let _slot = slot;
+                attempt(cx, halt, action).await
+            });
         }
     }
 }
 
-/// Performs one attempt of `action` and commits its outcome.
+/// Performs one attempt of `action` and commits its outcome; gives its turn
+/// back untouched when `halt` is cancelled before the attempt could start.
 async fn attempt(
     cx: Arc<DispatchContext>,
-    global: Arc<Semaphore>,
+    halt: CancellationToken,
     mut action: PendingAction,
 ) -> Attempted {
     let Some(plugin) = cx.registry.get(&action.request.action).cloned() else {
@@ -260,11 +275,13 @@ async fn attempt(
         return give_up(&cx, action, error, 0).await;
     };
     let gate = cx.gates.get(plugin.family());
-    let _global = global
-        .acquire()
-        .await
-        .expect("global semaphore is never closed");
-    let _permit = gate.acquire().await;
+    let _permit = tokio::select! {
+        permit = gate.acquire() => permit,
+        _ = halt.cancelled() => return Attempted::Requeue(action),
+    };
+    if halt.is_cancelled() {
+        return Attempted::Requeue(action);
+    }
     action.attempts += 1;
     let timeout = Duration::from_millis(cx.config.action_timeout_ms);
     let context = ActionContext::new(

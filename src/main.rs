@@ -96,6 +96,9 @@ enum EmulatorCommand {
         /// Requests per minute per API key and path before answering 429.
         #[arg(long)]
         rate_limit: Option<u32>,
+        /// Milliseconds to wait before answering each API request.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
     },
     /// A catcher that answers every request with 200 and prints it as a JSON line.
     Catcher {
@@ -195,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     seed,
                     strict,
                     rate_limit,
+                    latency_ms,
                 } => {
                     let seed = match seed {
                         Some(path) => Seed::from_file(&path).map_err(anyhow::Error::msg)?,
@@ -204,6 +208,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         seed,
                         auto_create: !strict,
                         rate_limit_per_minute: rate_limit,
+                        latency: std::time::Duration::from_millis(latency_ms),
                     });
                     let listener = tokio::net::TcpListener::bind(listen)
                         .await

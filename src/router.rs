@@ -205,9 +205,12 @@ impl RouterBuilder {
                 .context("serving HTTP")?;
             // Ingest has stopped: evaluate what was accepted, then let the
             // dispatcher finish due work within its grace period.
+            tracing::info!("ingest stopped");
             matcher.await.context("matcher thread")?;
+            tracing::info!("accepted events evaluated");
             drain.cancel();
             scheduler.await.context("dispatcher")?;
+            tracing::info!("dispatcher stopped");
             tokio::task::spawn_blocking(move || writer_thread.join())
                 .await?
                 .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;

@@ -67,6 +67,7 @@ pub async fn soracom(strict: bool) -> Soracom {
         },
         auto_create: !strict,
         rate_limit_per_minute: None,
+        latency: Duration::ZERO,
     });
     let addr = emulator.clone().spawn(loopback()).await.unwrap();
     Soracom {
@@ -308,4 +309,102 @@ pub async fn start_kairo(
 /// The `kairo` binary built for these tests.
 pub fn kairo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kairo"))
+}
+
+/// A `kairo run` child process with its own config, rules and store.
+pub struct KairoProcess {
+    child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+impl KairoProcess {
+    /// Starts `kairo run --config <dir>/kairo.toml` and waits until it listens.
+    pub fn start(dir: &Path, config_toml: &str, port: u16) -> Self {
+        let config = dir.join("kairo.toml");
+        std::fs::write(&config, config_toml).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("kairo.log"))
+            .unwrap();
+        let child = Command::new(kairo_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .current_dir(dir)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kairo run");
+        let process = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        };
+        wait_for_port(port, Duration::from_secs(30));
+        process
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap()
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("kairo.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for KairoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config file for a [`KairoProcess`] talking to `soracom` and `slack`.
+pub fn process_config(
+    dir: &Path,
+    port: u16,
+    soracom_url: &str,
+    slack_url: &str,
+    extra: &str,
+) -> String {
+    let rules = dir.join("scripts");
+    std::fs::create_dir_all(&rules).unwrap();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+[rules]
+dir = "{rules}"
+watch = false
+[store]
+path = "{data}"
+[soracom]
+endpoint = "{soracom_url}"
+auth_key_id = "{DEFAULT_AUTH_KEY_ID}"
+auth_key = "{DEFAULT_AUTH_KEY}"
+[plugins.slack]
+webhook_url = "{slack_url}"
+[log]
+level = "info"
+{extra}
+"#,
+        rules = rules.display(),
+        data = dir.join("data/kairo.redb").display(),
+    )
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod actions;
 mod cli;
+mod durability;
 mod email;
 mod ota;
 mod reload;

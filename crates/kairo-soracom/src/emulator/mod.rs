@@ -62,6 +62,8 @@ pub struct EmulatorOptions {
     pub auto_create: bool,
     /// Requests per minute per API key and path; `None` for no limit.
     pub rate_limit_per_minute: Option<u32>,
+    /// Delay added before answering each API request, to imitate a remote service.
+    pub latency: std::time::Duration,
 }
 
 impl Seed {
@@ -89,7 +91,8 @@ impl Emulator {
 
     /// The axum router serving the API.
     pub fn router(&self) -> axum::Router {
-        routes::router(self.state.clone())
+        let latency = self.with_state(|s| s.latency);
+        routes::router(self.state.clone(), latency)
     }
 
     /// Serves on `listener` until `shutdown` completes.

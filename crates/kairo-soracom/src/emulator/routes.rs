@@ -24,8 +24,19 @@ const SPEED_CLASSES: [&str; 8] = [
     "u1.slow",
 ];
 
-pub(super) fn router(state: Shared) -> axum::Router {
-    axum::Router::new().fallback(handle).with_state(state)
+pub(super) fn router(state: Shared, latency: std::time::Duration) -> axum::Router {
+    let app = axum::Router::new().fallback(handle).with_state(state);
+    if latency.is_zero() {
+        return app;
+    }
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            if !request.uri().path().starts_with("/_emulator/") {
+                tokio::time::sleep(latency).await;
+            }
+            next.run(request).await
+        },
+    ))
 }
 
 /// An API answer: status, JSON body and extra headers.

@@ -146,6 +146,8 @@ pub struct EmulatorState {
     pub windows: HashMap<(String, String), (i64, u32)>,
     /// Counter for generated ids.
     pub next_id: u64,
+    /// Delay before answering each API request.
+    pub latency: std::time::Duration,
 }
 
 impl EmulatorState {
@@ -181,6 +183,7 @@ impl EmulatorState {
             rate_limit_per_minute: options.rate_limit_per_minute,
             windows: HashMap::new(),
             next_id: 1,
+            latency: options.latency,
         }
     }
 
