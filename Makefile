@@ -8,9 +8,12 @@ CARGO ?= cargo
 test: test-deps
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-# The integration tests start a real SMTP server (aiosmtpd); install it when missing.
+# The integration tests start real servers: an SMTP server (aiosmtpd) and
+# nats-server with JetStream. Install them when missing.
 test-deps:
 	@$(PYTHON) -c 'import aiosmtpd' 2>/dev/null || $(PYTHON) -m pip install --quiet aiosmtpd
+	@command -v nats-server >/dev/null 2>&1 || test -x /usr/sbin/nats-server || test -n "$$NATS_SERVER_BIN" || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
 
 lint:

@@ -30,6 +30,9 @@ pub fn actions(config: &KairoConfig, http: &reqwest::Client) -> Vec<Arc<dyn Acti
         &config.plugins.email,
     )));
     actions.push(Arc::new(kairo_plugin_webhook::WebhookAction));
+    let mut nats = config.plugins.nats.clone();
+    nats.url = nats.url.or_else(|| config.nats.url.clone());
+    actions.push(Arc::new(kairo_plugin_nats::PublishAction::new(&nats)));
     actions
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use kairo_plugin_email::EmailConfig;
+use kairo_plugin_nats::NatsPublishConfig;
 use kairo_plugin_slack::SlackConfig;
 use serde::{Deserialize, Serialize};
 
@@ -106,19 +107,40 @@ impl Default for StoreConfig {
 }
 
 /// `[nats]`: NATS ingest, on when `url` is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL, e.g. `nats://127.0.0.1:4222`.
     pub url: Option<String>,
     /// Subject to subscribe to (wildcards allowed).
-    pub subject: Option<String>,
-    /// Queue group shared by several instances.
+    pub subject: String,
+    /// Core NATS queue group shared by several instances.
     pub queue_group: Option<String>,
-    /// JetStream stream; a durable consumer is used when set.
+    /// JetStream stream; a durable pull consumer is used when set.
     pub stream: Option<String>,
     /// JetStream durable consumer name.
-    pub durable: Option<String>,
+    pub durable: String,
+    /// Create the stream (capturing `subject`) when it does not exist.
+    pub create_stream: bool,
+    /// JetStream: unacknowledged messages outstanding at most (backpressure).
+    pub max_ack_pending: i64,
+    /// JetStream: seconds before an unacknowledged message is redelivered.
+    pub ack_wait_seconds: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            subject: "soracom.events.>".into(),
+            queue_group: None,
+            stream: None,
+            durable: "kairo".into(),
+            create_stream: false,
+            max_ack_pending: 1_000,
+            ack_wait_seconds: 30,
+        }
+    }
 }
 
 /// `[soracom]`.
@@ -224,6 +246,8 @@ pub struct PluginsConfig {
     pub slack: SlackConfig,
     /// `[plugins.email]`.
     pub email: EmailConfig,
+    /// `[plugins.nats]`.
+    pub nats: NatsPublishConfig,
 }
 
 /// A configuration that could not be loaded; each line names the source, line and key.
@@ -292,6 +316,23 @@ impl KairoConfig {
                     &format!("dispatch.limits.{family}.per_second"),
                     "must be greater than 0".into(),
                 );
+            }
+        }
+        if self.nats.url.is_some() {
+            if self.nats.subject.trim().is_empty() {
+                bad(
+                    "nats.subject",
+                    "must not be empty when nats.url is set".into(),
+                );
+            }
+            if self.nats.stream.is_some() && self.nats.durable.trim().is_empty() {
+                bad(
+                    "nats.durable",
+                    "must not be empty when nats.stream is set".into(),
+                );
+            }
+            if self.nats.max_ack_pending < 1 {
+                bad("nats.max_ack_pending", "must be at least 1".into());
             }
         }
         if self.store.dedupe_window_seconds == 0 {

@@ -11,7 +11,10 @@ use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
 use kairo_plugin::{Action, Registry};
 use kairo_script::{Limits, ReloadReport, RuleStore, RuleWatcher};
-use kairo_store::{Batch, HistoryEntry, PendingAction, Store, StoredEvent};
+use kairo_store::{
+    Batch, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, Store, StoredEvent,
+};
+
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -94,11 +97,6 @@ impl RouterBuilder {
     /// Opens the store, recovers unfinished work, loads rules and starts every task.
     pub async fn start(self) -> anyhow::Result<RunningRouter> {
         let config = self.config.clone();
-        if config.nats.url.is_some() {
-            anyhow::bail!(
-                "nats.url is set, but this build of Kairo has no NATS ingest yet; remove [nats] url"
-            );
-        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("kairo/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
@@ -175,6 +173,20 @@ impl RouterBuilder {
             clock: clock.clone(),
             source: "webhook".into(),
         });
+        let nats = match &config.nats.url {
+            Some(url) => Some(subscribe_nats(url, &config).await?),
+            None => None,
+        };
+        let nats_task = nats.map(|source| {
+            let sink: Arc<dyn EventSink> = Arc::new(RouterSink {
+                source: match &config.nats.stream {
+                    Some(stream) => format!("jetstream:{stream}"),
+                    None => format!("nats:{}", config.nats.subject),
+                },
+                ..sink.as_ref().clone()
+            });
+            tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
+        });
         let app = webhook_router(
             sink,
             WebhookConfig {
@@ -203,6 +215,9 @@ impl RouterBuilder {
                 .with_graceful_shutdown(async move { server_cancel.cancelled().await })
                 .await
                 .context("serving HTTP")?;
+            if let Some(nats_task) = nats_task {
+                nats_task.await.context("NATS ingest")?;
+            }
             // Ingest has stopped: evaluate what was accepted, then let the
             // dispatcher finish due work within its grace period.
             tracing::info!("ingest stopped");
@@ -228,6 +243,27 @@ impl RouterBuilder {
             task,
         })
     }
+}
+
+/// Connects to NATS and subscribes as `[nats]` says; any problem fails the start.
+async fn subscribe_nats(
+    url: &str,
+    config: &KairoConfig,
+) -> anyhow::Result<kairo_ingest::nats::NatsSource> {
+    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+        .await
+        .map_err(|_| anyhow::anyhow!("nats.url {url}: no answer within 10 s"))?
+        .with_context(|| format!("connecting to nats.url {url}"))?;
+    let ingest = kairo_ingest::nats::NatsIngestConfig {
+        subject: config.nats.subject.clone(),
+        queue_group: config.nats.queue_group.clone(),
+        stream: config.nats.stream.clone(),
+        durable: config.nats.durable.clone(),
+        create_stream: config.nats.create_stream,
+        max_ack_pending: config.nats.max_ack_pending,
+        ack_wait: Duration::from_secs(config.nats.ack_wait_seconds),
+    };
+    Ok(kairo_ingest::nats::subscribe(client, &ingest).await?)
 }
 
 fn load_rules(config: &KairoConfig) -> anyhow::Result<Arc<RuleStore>> {
@@ -347,6 +383,7 @@ fn spawn_matcher(
     })
 }
 
+#[derive(Clone)]
 struct RouterSink {
     events: mpsc::Sender<Event>,
     writer: StoreWriter,
@@ -394,6 +431,35 @@ impl EventSink for RouterSink {
             .inc_by((total - duplicates) as u64);
         self.metrics.events_duplicate.inc_by(duplicates as u64);
         Ok(duplicates)
+    }
+
+    async fn reject_input(
+        &self,
+        source: &str,
+        input: &[u8],
+        reason: &str,
+    ) -> Result<(), SinkError> {
+        const KEPT: usize = 64 * 1024;
+        let now = self.clock.now_ms();
+        let hash = blake3::hash(input).to_hex();
+        let letter = DeadLetter {
+            id: format!("input/{now}/{}", &hash[..16]),
+            kind: DeadLetterKind::Input,
+            action: None,
+            input: Some(String::from_utf8_lossy(&input[..input.len().min(KEPT)]).into_owned()),
+            source: Some(source.to_string()),
+            error: reason.to_string(),
+            failed_at_ms: now,
+        };
+        tracing::warn!(source, reason, id = %letter.id, "input rejected; kept as a dead letter");
+        self.writer
+            .commit(Batch {
+                dead: vec![letter],
+                ..Batch::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(SinkError)
     }
 
     fn rejected(&self, reason: &'static str) {

@@ -7,6 +7,7 @@ mod actions;
 mod cli;
 mod durability;
 mod email;
+mod nats;
 mod ota;
 mod reload;
 mod webhook;

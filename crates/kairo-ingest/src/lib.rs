@@ -4,7 +4,9 @@
 //!
 //! - [`sink`]: the [`EventSink`] trait sources deliver to
 //! - [`webhook`]: `POST /v1/events`, `GET /healthz`, `GET /metrics` over HTTP (axum)
+//! - [`nats`]: NATS core subjects (optionally in a queue group) and JetStream durable consumers
 
+pub mod nats;
 pub mod sink;
 pub mod webhook;
 

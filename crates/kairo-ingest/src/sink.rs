@@ -15,6 +15,18 @@ pub trait EventSink: Send + Sync + 'static {
     /// Returns how many were duplicates of events already taken (acknowledged, but nothing new happens).
     async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError>;
 
+    /// Keeps input a source could not turn into events (a dead letter), with the reason.
+    /// Once this returns `Ok`, the source may acknowledge the input.
+    async fn reject_input(
+        &self,
+        source: &str,
+        input: &[u8],
+        reason: &str,
+    ) -> Result<(), SinkError> {
+        tracing::warn!(source, reason, bytes = input.len(), "input rejected");
+        Ok(())
+    }
+
     /// Notes that a source rejected input, for metrics; `reason` is a short label.
     fn rejected(&self, reason: &'static str) {
         let _ = reason;

@@ -1,0 +1,248 @@
+//! NATS ingest: core subjects (at most once, as core NATS delivers) and
+//! JetStream durable pull consumers (at least once: a message is acknowledged
+//! only after its events are durably accepted; redeliveries are deduplicated
+//! by event id downstream).
+//!
+//! Each message body is one event object or an array of them, as on the
+//! webhook. A message that is not JSON or not an event is kept as a dead
+//! letter with the reason and acknowledged (terminated), never redelivered forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
+use futures::StreamExt;
+use kairo_core::Event;
+use tokio_util::sync::CancellationToken;
+
+use crate::EventSink;
+use crate::webhook::parse_events;
+
+/// Messages accepted together in one durable commit, at most.
+const CHUNK: usize = 256;
+
+/// Where and how to consume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsIngestConfig {
+    /// Subject (wildcards allowed).
+    pub subject: String,
+    /// Core NATS queue group, so several instances share the subject.
+    pub queue_group: Option<String>,
+    /// JetStream stream name; JetStream mode when set.
+    pub stream: Option<String>,
+    /// Durable consumer name (JetStream).
+    pub durable: String,
+    /// Create the stream (capturing `subject`) when it does not exist.
+    pub create_stream: bool,
+    /// Unacknowledged messages outstanding at most (backpressure).
+    pub max_ack_pending: i64,
+    /// How long JetStream waits for an acknowledgement before redelivering.
+    pub ack_wait: Duration,
+}
+
+/// A NATS ingest failure.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsIngestError {
+    /// Subscribing failed.
+    #[error("subscribing to {subject}: {message}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// Why.
+        message: String,
+    },
+    /// The stream or consumer could not be found or created.
+    #[error("JetStream {what}: {message}")]
+    JetStream {
+        /// Stream or consumer name.
+        what: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// One message's parsed content, or why it is not an event.
+fn parse(payload: &[u8]) -> Result<Vec<Event>, String> {
+    parse_events(payload)
+}
+
+/// A subscription ready to consume: set up (and checked) before the router starts.
+pub enum NatsSource {
+    /// Core NATS subscriber.
+    Core(async_nats::Subscriber),
+    /// JetStream durable pull consumer's message stream.
+    JetStream(Box<jetstream::consumer::pull::Stream>),
+}
+
+/// Subscribes according to `config`: JetStream when `stream` is set, else core NATS.
+/// Errors (no such stream, refused subscription) surface here, at start.
+pub async fn subscribe(
+    client: async_nats::Client,
+    config: &NatsIngestConfig,
+) -> Result<NatsSource, NatsIngestError> {
+    let Some(stream_name) = config.stream.clone() else {
+        let subscribe_error = |e: &dyn std::fmt::Display| NatsIngestError::Subscribe {
+            subject: config.subject.clone(),
+            message: e.to_string(),
+        };
+        let subscriber = match &config.queue_group {
+            Some(group) => client
+                .queue_subscribe(config.subject.clone(), group.clone())
+                .await
+                .map_err(|e| subscribe_error(&e))?,
+            None => client
+                .subscribe(config.subject.clone())
+                .await
+                .map_err(|e| subscribe_error(&e))?,
+        };
+        tracing::info!(subject = %config.subject, queue_group = ?config.queue_group, "NATS core ingest subscribed");
+        return Ok(NatsSource::Core(subscriber));
+    };
+    let js_error = |what: &str, e: &dyn std::fmt::Display| NatsIngestError::JetStream {
+        what: what.to_string(),
+        message: e.to_string(),
+    };
+    let context = jetstream::new(client);
+    let stream = if config.create_stream {
+        context
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![config.subject.clone()],
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_error(&format!("stream {stream_name}"), &e))?
+    } else {
+        context.get_stream(&stream_name).await.map_err(|e| {
+            js_error(
+                &format!("stream {stream_name} (set nats.create_stream = true to create it)"),
+                &e,
+            )
+        })?
+    };
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &config.durable,
+            pull::Config {
+                durable_name: Some(config.durable.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: config.max_ack_pending,
+                filter_subject: config.subject.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| js_error(&format!("consumer {}", config.durable), &e))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| js_error(&format!("consumer {}", config.durable), &e))?;
+    tracing::info!(stream = %stream_name, durable = %config.durable, subject = %config.subject, "JetStream ingest subscribed");
+    Ok(NatsSource::JetStream(Box::new(messages)))
+}
+
+/// Consumes `source` into `sink` until `shutdown`.
+pub async fn run(source: NatsSource, sink: Arc<dyn EventSink>, shutdown: CancellationToken) {
+    match source {
+        NatsSource::Core(subscriber) => run_core(subscriber, sink, shutdown).await,
+        NatsSource::JetStream(messages) => run_jetstream(*messages, sink, shutdown).await,
+    }
+    tracing::info!("NATS ingest stopped");
+}
+
+async fn run_core(
+    subscriber: async_nats::Subscriber,
+    sink: Arc<dyn EventSink>,
+    shutdown: CancellationToken,
+) {
+    let mut chunks = subscriber.ready_chunks(CHUNK);
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let mut events = Vec::new();
+        for message in &chunk {
+            let source = format!("nats:{}", message.subject);
+            match parse(&message.payload) {
+                Ok(parsed) => events.extend(parsed),
+                Err(reason) => {
+                    sink.rejected("malformed");
+                    if let Err(error) = sink.reject_input(&source, &message.payload, &reason).await
+                    {
+                        tracing::error!(%error, %source, "could not keep a rejected message");
+                    }
+                }
+            }
+        }
+        if !events.is_empty()
+            && let Err(error) = sink.accept(events).await
+        {
+            // Core NATS has no redelivery: the messages are lost. Use JetStream for at-least-once.
+            tracing::error!(%error, messages = chunk.len(), "could not accept NATS messages");
+        }
+    }
+}
+
+async fn run_jetstream(
+    messages: jetstream::consumer::pull::Stream,
+    sink: Arc<dyn EventSink>,
+    shutdown: CancellationToken,
+) {
+    let mut chunks = messages.ready_chunks(CHUNK);
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let mut good = Vec::new();
+        let mut events = Vec::new();
+        for message in chunk {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "JetStream pull failed; continuing");
+                    continue;
+                }
+            };
+            match parse(&message.payload) {
+                Ok(parsed) => {
+                    events.extend(parsed);
+                    good.push(message);
+                }
+                Err(reason) => {
+                    sink.rejected("malformed");
+                    let source = format!("jetstream:{}", message.subject);
+                    match sink.reject_input(&source, &message.payload, &reason).await {
+                        Ok(()) => ack(&message, AckKind::Term).await,
+                        Err(error) => {
+                            tracing::error!(%error, "could not keep a rejected message; it will be redelivered");
+                            ack(&message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                        }
+                    }
+                }
+            }
+        }
+        if good.is_empty() {
+            continue;
+        }
+        let kind = match sink.accept(events).await {
+            Ok(_) => AckKind::Ack,
+            Err(error) => {
+                tracing::error!(%error, messages = good.len(), "could not accept JetStream messages; they will be redelivered");
+                AckKind::Nak(Some(Duration::from_secs(1)))
+            }
+        };
+        for message in &good {
+            ack(message, kind).await;
+        }
+    }
+}
+
+async fn ack(message: &jetstream::Message, kind: AckKind) {
+    if let Err(error) = message.ack_with(kind).await {
+        // Unacknowledged messages are redelivered after ack_wait and deduplicated then.
+        tracing::warn!(%error, "JetStream acknowledgement failed");
+    }
+}

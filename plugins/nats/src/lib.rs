@@ -1,0 +1,156 @@
+//! Kairo's NATS action plugin: `publish(subject, payload)` to core NATS, or to
+//! JetStream waiting for the stream's acknowledgement.
+
+use async_trait::async_trait;
+use kairo_plugin::params::{invalid, only_keys, require_str};
+use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// `[plugins.nats]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsPublishConfig {
+    /// Server URL; defaults to `nats.url`.
+    pub url: Option<String>,
+    /// Publish through JetStream and wait for the stream's acknowledgement.
+    #[serde(default)]
+    pub jetstream: bool,
+}
+
+/// The `publish` action: params `{subject, payload}`; the payload is sent as
+/// JSON (a string payload as its bytes).
+pub struct PublishAction {
+    url: Option<String>,
+    jetstream: bool,
+    client: OnceCell<async_nats::Client>,
+}
+
+impl PublishAction {
+    /// A publish action for `config`; it connects on first use.
+    pub fn new(config: &NatsPublishConfig) -> Self {
+        Self {
+            url: config.url.clone(),
+            jetstream: config.jetstream,
+            client: OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> Result<&async_nats::Client, ActionError> {
+        let url = self.url.as_deref().ok_or_else(|| {
+            ActionError::permanent("NATS is not configured: set plugins.nats.url or nats.url (or KAIRO_PLUGINS__NATS__URL)")
+        })?;
+        self.client
+            .get_or_try_init(|| async {
+                async_nats::connect(url).await.map_err(|e| {
+                    ActionError::retryable(format!("connecting to NATS at {url}: {e}"))
+                })
+            })
+            .await
+    }
+}
+
+fn message(params: &Value) -> Result<(String, Vec<u8>), String> {
+    only_keys(params, &["subject", "payload"])?;
+    let subject = require_str(params, "subject")?;
+    if subject.contains(['*', '>', ' ']) {
+        return Err(format!(
+            "parameter `subject` must be a concrete subject, got {subject:?}"
+        ));
+    }
+    let payload = match params.get("payload") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(text)) => text.clone().into_bytes(),
+        Some(other) => other.to_string().into_bytes(),
+    };
+    Ok((subject.to_string(), payload))
+}
+
+#[async_trait]
+impl Action for PublishAction {
+    fn name(&self) -> &str {
+        "publish"
+    }
+
+    fn family(&self) -> &str {
+        "nats"
+    }
+
+    fn validate(&self, params: &Value) -> Result<(), String> {
+        message(params).map(|_| ())
+    }
+
+    async fn execute(
+        &self,
+        request: &ActionRequest,
+        cx: &ActionContext,
+    ) -> Result<ActionOutcome, ActionError> {
+        let (subject, payload) = message(&request.params).map_err(invalid)?;
+        let client = self.client().await?;
+        let work = async {
+            if self.jetstream {
+                let ack = async_nats::jetstream::new(client.clone())
+                    .publish(subject.clone(), payload.into())
+                    .await
+                    .map_err(|e| {
+                        ActionError::retryable(format!("JetStream publish to {subject}: {e}"))
+                    })?
+                    .await
+                    .map_err(|e| {
+                        ActionError::retryable(format!(
+                            "JetStream acknowledgement for {subject}: {e}"
+                        ))
+                    })?;
+                Ok(json!({"subject": subject, "stream": ack.stream, "sequence": ack.sequence}))
+            } else {
+                client
+                    .publish(subject.clone(), payload.into())
+                    .await
+                    .map_err(|e| {
+                        ActionError::retryable(format!("NATS publish to {subject}: {e}"))
+                    })?;
+                client
+                    .flush()
+                    .await
+                    .map_err(|e| ActionError::retryable(format!("NATS flush: {e}")))?;
+                Ok(json!({"subject": subject}))
+            }
+        };
+        let detail = tokio::time::timeout(cx.remaining(), work)
+            .await
+            .map_err(|_| ActionError::retryable("NATS publish timed out"))??;
+        Ok(ActionOutcome::new(detail))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_checked() {
+        assert_eq!(
+            message(&json!({"subject": "a.b", "payload": {"x": 1}}))
+                .unwrap()
+                .1,
+            br#"{"x":1}"#
+        );
+        assert_eq!(
+            message(&json!({"subject": "a.b", "payload": "raw"}))
+                .unwrap()
+                .1,
+            b"raw"
+        );
+        assert!(
+            message(&json!({"subject": "a.*"}))
+                .unwrap_err()
+                .contains("concrete")
+        );
+        assert!(
+            message(&json!({"payload": 1}))
+                .unwrap_err()
+                .contains("`subject`")
+        );
+    }
+}
