@@ -36,12 +36,16 @@ fn batch_body(next: &AtomicU64) -> String {
 fn webhook(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let router = runtime.block_on(kairo::Router::builder().config(config(dir.path())).start()).unwrap();
+    let router = runtime
+        .block_on(kairo::Router::builder().config(config(dir.path())).start())
+        .unwrap();
     let url = format!("http://{}/v1/events", router.local_addr());
     let client = reqwest::Client::new();
     let next = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("ingest");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(BATCH));
     group.bench_function("webhook_batch100_8clients", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
@@ -54,7 +58,12 @@ fn webhook(c: &mut Criterion) {
                         let (client, url, next) = (client.clone(), url.clone(), next.clone());
                         tokio::spawn(async move {
                             for _ in 0..per_client {
-                                let response = client.post(&url).body(batch_body(&next)).send().await.unwrap();
+                                let response = client
+                                    .post(&url)
+                                    .body(batch_body(&next))
+                                    .send()
+                                    .await
+                                    .unwrap();
                                 assert_eq!(response.status(), 202);
                             }
                         })
@@ -63,7 +72,9 @@ fn webhook(c: &mut Criterion) {
                 for task in tasks {
                     task.await.unwrap();
                 }
-                start.elapsed().mul_f64(iters as f64 / (per_client * CLIENTS) as f64)
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (per_client * CLIENTS) as f64)
             }
         })
     });
@@ -82,7 +93,11 @@ impl Drop for NatsServer {
 
 fn jetstream(c: &mut Criterion) {
     let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let nats_dir = tempfile::tempdir().unwrap();
     let child = Command::new(&binary)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
@@ -104,11 +119,16 @@ fn jetstream(c: &mut Criterion) {
     config.nats.stream = Some("SORACOM_EVENTS".into());
     config.nats.create_stream = true;
     config.nats.max_ack_pending = 10_000;
-    let router = runtime.block_on(kairo::Router::builder().config(config).start()).unwrap();
-    let js = runtime.block_on(async { async_nats::jetstream::new(async_nats::connect(&url).await.unwrap()) });
+    let router = runtime
+        .block_on(kairo::Router::builder().config(config).start())
+        .unwrap();
+    let js = runtime
+        .block_on(async { async_nats::jetstream::new(async_nats::connect(&url).await.unwrap()) });
     let next = AtomicU64::new(0);
     let mut group = c.benchmark_group("ingest");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Elements(1));
     group.bench_function("jetstream_event", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
@@ -120,7 +140,8 @@ fn jetstream(c: &mut Criterion) {
                 let start = Instant::now();
                 let mut acks = Vec::new();
                 for i in first..first + iters {
-                    let body = format!(r#"{{"id":"js-{i}","simId":"sim-{i}","otaStatus":"finished"}}"#);
+                    let body =
+                        format!(r#"{{"id":"js-{i}","simId":"sim-{i}","otaStatus":"finished"}}"#);
                     acks.push(js.publish("soracom.events.ota", body.into()).await.unwrap());
                     if acks.len() >= 2_000 {
                         for ack in acks.drain(..) {
