@@ -6,7 +6,9 @@ CARGO ?= cargo
 .PHONY: test test-deps lint fmt build bench
 
 test: test-deps
+	$(CARGO) build -p kairo-example-dynamic -p kairo-fixture-old-abi
 	$(CARGO) nextest run --workspace --no-fail-fast
+
 
 # The integration tests start real servers: an SMTP server (aiosmtpd) and
 # nats-server with JetStream. Install them when missing.

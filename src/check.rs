@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kairo_core::ActionRequest;
+use kairo_plugin::Registry;
 use kairo_script::{Limits, RuleError, RuleSet, RuleStore};
 
 use crate::config::KairoConfig;
@@ -29,7 +30,15 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
             KairoConfig::default()
         }
     };
-    let engine = kairo_script::engine(limits(&config));
+    let registry = match crate::plugins::registry(&config, &reqwest::Client::new(), &[]) {
+        Ok(registry) => registry,
+        Err(errors) => {
+            report.errors.extend(errors);
+            crate::builtin::registry(&config, &reqwest::Client::new())
+        }
+    };
+    let engine = engine(&config, &registry);
+    let plugin_names = registry.names();
     let paths = if paths.is_empty() {
         vec![config.rules.dir.clone()]
     } else {
@@ -54,13 +63,49 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
                     .errors
                     .push(format!("{}: cannot read: {e}", file.display())),
                 Ok(source) => match RuleSet::compile(&engine, &name, &file, source) {
-                    Ok(_) => report.rules += 1,
+                    Ok(rule) => {
+                        report.rules += 1;
+                        check_literal_calls(&rule, &registry, &plugin_names, &mut report.errors);
+                    }
                     Err(e) => report.errors.push(e.to_string()),
                 },
             }
         }
     }
     report
+}
+
+/// Validates `action("name", #{...})` and `name(#{...})` calls whose parameters
+/// are literals against the plugin's own validator.
+fn check_literal_calls(
+    rule: &kairo_script::Rule,
+    registry: &Registry,
+    names: &[&str],
+    errors: &mut Vec<String>,
+) {
+    for call in kairo_script::literal_action_calls(rule, names) {
+        let location = match (call.line, call.column) {
+            (Some(line), Some(column)) => format!("{}:{line}:{column}", rule.path.display()),
+            _ => rule.path.display().to_string(),
+        };
+        match registry.get(&call.action) {
+            None => errors.push(format!(
+                "{location}: action(\"{}\"): no plugin of that name is loaded (loaded: {})",
+                call.action,
+                names.join(", ")
+            )),
+            Some(plugin) => {
+                if let Err(message) = plugin.validate(&call.params) {
+                    errors.push(format!("{location}: {}(...): {message}", call.action));
+                }
+            }
+        }
+    }
+}
+
+/// The sandboxed engine for `config`, with a function for every action in `registry`.
+pub fn engine(config: &KairoConfig, registry: &Registry) -> rhai::Engine {
+    kairo_script::engine_with_actions(limits(config), registry.names())
 }
 
 fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
@@ -106,7 +151,9 @@ pub fn dry_run(
     let body = std::fs::read(events_file).map_err(|e| format!("{}: {e}", events_file.display()))?;
     let events = kairo_ingest::webhook::parse_events(&body)
         .map_err(|e| format!("{}: {e}", events_file.display()))?;
-    let engine = Arc::new(kairo_script::engine(limits(config)));
+    let registry = crate::plugins::registry(config, &reqwest::Client::new(), &[])
+        .map_err(|errors| errors.join("\n"))?;
+    let engine = Arc::new(engine(config, &registry));
     let (store, report) = RuleStore::load(rules_dir, engine);
     let mut run = DryRun {
         script_errors: report.errors.iter().map(ToString::to_string).collect(),

@@ -238,16 +238,21 @@ pub enum LogFormat {
     Json,
 }
 
-/// `[plugins.*]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// `[plugins]`: the dynamic plugin directory and every plugin's section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PluginsConfig {
+    /// Directory of dynamic plugins (`*.so`) loaded at start.
+    pub dir: Option<PathBuf>,
     /// `[plugins.slack]`.
     pub slack: SlackConfig,
     /// `[plugins.email]`.
     pub email: EmailConfig,
     /// `[plugins.nats]`.
     pub nats: NatsPublishConfig,
+    /// `[plugins.<name>]` for every other plugin, handed to it as JSON.
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, serde_json::Value>,
 }
 
 /// A configuration that could not be loaded; each line names the source, line and key.

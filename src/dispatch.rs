@@ -289,7 +289,8 @@ async fn attempt(
         timeout,
         cx.cancel.child_token(),
         action.attempts,
-    );
+    )
+    .with_config(cx.registry.config(&action.request.action));
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, plugin.execute(&action.request, &context))
         .await

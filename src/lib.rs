@@ -24,6 +24,8 @@ pub mod dispatch;
 pub mod dlq;
 pub mod limits;
 pub mod metrics;
+pub mod plugins;
+
 pub mod router;
 pub mod shutdown;
 pub mod telemetry;

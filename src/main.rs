@@ -48,6 +48,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// List the actions this configuration provides: built-in, static and dynamic plugins.
+    Plugins {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect and act on dead letters (actions Kairo gave up on, inputs it could not read).
     Dlq {
         /// Configuration file (default: config/kairo.toml when present).
@@ -171,6 +180,39 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Plugins { config, json } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            let registry = kairo::plugins::registry(&config, &reqwest::Client::new(), &[])
+                .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+            if !json {
+                println!(
+                    "{:<18} {:<10} {:<10} {:<5} ORIGIN",
+                    "NAME", "FAMILY", "VERSION", "ABI"
+                );
+            }
+            for info in registry.infos() {
+                if json {
+                    println!("{}", serde_json::to_string(&info)?);
+                    continue;
+                }
+                let origin = match &info.origin {
+                    kairo_plugin::Origin::BuiltIn => "built-in".to_string(),
+                    kairo_plugin::Origin::Static => "static".to_string(),
+                    kairo_plugin::Origin::Dynamic(path) => format!("dynamic {}", path.display()),
+                };
+                let abi = info.abi_version.map_or("-".to_string(), |v| v.to_string());
+                let version = if info.version.is_empty() {
+                    "-"
+                } else {
+                    info.version.as_str()
+                };
+                println!(
+                    "{:<18} {:<10} {:<10} {:<5} {origin}",
+                    info.name, info.family, version, abi
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Dlq { config, command } => {
             let config = KairoConfig::load(config.as_deref())?;

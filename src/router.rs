@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
 use kairo_plugin::{Action, Registry};
-use kairo_script::{Limits, ReloadReport, RuleStore, RuleWatcher};
+use kairo_script::{ReloadReport, RuleStore, RuleWatcher};
 use kairo_store::{
     Batch, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, Store, StoredEvent,
 };
@@ -19,7 +19,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
-use crate::builtin;
 use crate::config::KairoConfig;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::limits::Gates;
@@ -79,13 +78,11 @@ impl RouterBuilder {
         self
     }
 
-    /// The actions this router will have: built-ins plus added plugins.
-    pub fn registry(&self, http: &reqwest::Client) -> Registry {
-        let mut registry = builtin::registry(&self.config, http);
-        for action in &self.extra {
-            registry.register(action.clone());
-        }
-        registry
+    /// The actions this router will have: built-ins, added plugins and dynamic
+    /// plugins from `[plugins] dir`, each configured from its section.
+    pub fn registry(&self, http: &reqwest::Client) -> anyhow::Result<Registry> {
+        crate::plugins::registry(&self.config, http, &self.extra)
+            .map_err(|errors| anyhow::anyhow!("plugins:\n  {}", errors.join("\n  ")))
     }
 
     /// Starts serving and runs until SIGINT or SIGTERM, then shuts down gracefully.
@@ -102,8 +99,8 @@ impl RouterBuilder {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
-        let registry = self.registry(&http);
-        let missing = builtin::soracom_client_config(&config).missing_credentials();
+        let registry = self.registry(&http)?;
+        let missing = crate::builtin::soracom_client_config(&config).missing_credentials();
         if !missing.is_empty() {
             tracing::warn!(
                 "SORACOM actions will be refused until {} are set",
@@ -123,7 +120,7 @@ impl RouterBuilder {
         };
         let (writer, writer_thread) = StoreWriter::start(store.clone(), clock.clone(), retention);
 
-        let rules = load_rules(&config)?;
+        let rules = load_rules(&config, &registry)?;
         let watcher = if config.rules.watch {
             Some(
                 RuleWatcher::start(rules.clone(), log_reload).with_context(|| {
@@ -266,12 +263,8 @@ async fn subscribe_nats(
     Ok(kairo_ingest::nats::subscribe(client, &ingest).await?)
 }
 
-fn load_rules(config: &KairoConfig) -> anyhow::Result<Arc<RuleStore>> {
-    let limits = Limits {
-        max_operations: config.rules.max_operations,
-        ..Limits::default()
-    };
-    let engine = Arc::new(kairo_script::engine(limits));
+fn load_rules(config: &KairoConfig, registry: &Registry) -> anyhow::Result<Arc<RuleStore>> {
+    let engine = Arc::new(crate::check::engine(config, registry));
     let (rules, report) = RuleStore::load(&config.rules.dir, engine);
     log_reload(&report);
     tracing::info!(dir = %config.rules.dir.display(), rules = rules.snapshot().len(), "rules loaded");

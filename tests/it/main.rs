@@ -9,5 +9,6 @@ mod durability;
 mod email;
 mod nats;
 mod ota;
+mod plugins;
 mod reload;
 mod webhook;

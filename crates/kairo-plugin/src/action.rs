@@ -1,5 +1,6 @@
 //! The [`Action`] trait.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,11 +24,14 @@ impl ActionOutcome {
     }
 }
 
-/// What an action gets to run with: shared clients, its deadline and cancellation.
+/// What an action gets to run with: shared clients, its configuration section,
+/// its deadline and cancellation.
 #[derive(Debug, Clone)]
 pub struct ActionContext {
     /// A shared HTTP client (connection pooling across actions).
     pub http: reqwest::Client,
+    /// The plugin's `[plugins.<name>]` configuration section (`null` when absent).
+    pub config: Arc<serde_json::Value>,
     /// When the attempt must be finished; the dispatcher cuts it off then.
     pub deadline: Instant,
     /// Cancelled when the router shuts down.
@@ -37,7 +41,7 @@ pub struct ActionContext {
 }
 
 impl ActionContext {
-    /// A context whose deadline is `timeout` from now.
+    /// A context whose deadline is `timeout` from now, with no configuration section.
     pub fn new(
         http: reqwest::Client,
         timeout: Duration,
@@ -46,10 +50,17 @@ impl ActionContext {
     ) -> Self {
         Self {
             http,
+            config: Arc::new(serde_json::Value::Null),
             deadline: Instant::now() + timeout,
             cancel,
             attempt,
         }
+    }
+
+    /// The same context with `config` as the configuration section.
+    pub fn with_config(mut self, config: Arc<serde_json::Value>) -> Self {
+        self.config = config;
+        self
     }
 
     /// Time left before the deadline.
@@ -67,6 +78,17 @@ pub trait Action: Send + Sync + 'static {
     /// The family it belongs to (e.g. `soracom`); concurrency and rate limits are per family.
     fn family(&self) -> &str {
         self.name()
+    }
+
+    /// The plugin's version, shown by `kairo plugins`.
+    fn version(&self) -> &str {
+        ""
+    }
+
+    /// Checks the plugin's `[plugins.<name>]` section at start; the message says which key is wrong.
+    fn validate_config(&self, config: &serde_json::Value) -> Result<(), String> {
+        let _ = config;
+        Ok(())
     }
 
     /// Checks parameters without performing anything; the message says which parameter is wrong.

@@ -138,6 +138,30 @@ pub fn register(engine: &mut Engine) {
     });
 }
 
+/// Registers `name(#{...})` and `name()` for a plugin action, so scripts can call
+/// it by name as well as with `action("name", #{...})`. Names that are not Rhai
+/// identifiers, and `action` itself, are skipped.
+pub fn register_plugin_function(engine: &mut Engine, name: &str) {
+    let is_identifier = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !is_identifier || name == "action" {
+        return;
+    }
+    let owned = name.to_string();
+    engine.register_fn(name, move |params: Map| -> FnResult {
+        record(&owned, map_arg(&owned, params)?);
+        Ok(())
+    });
+    let owned = name.to_string();
+    engine.register_fn(name, move || -> FnResult {
+        record(&owned, json!({}));
+        Ok(())
+    });
+}
+
 /// Names of the built-in action functions and the action each records.
 pub const BUILTIN_FUNCTIONS: [&str; 14] = [
     "set_group",

@@ -32,6 +32,19 @@ impl Default for Limits {
     }
 }
 
+/// Builds the sandboxed engine with the built-in action functions and, for each
+/// of `plugin_actions`, a function of that name taking a parameter map.
+pub fn engine_with_actions<'a>(
+    limits: Limits,
+    plugin_actions: impl IntoIterator<Item = &'a str>,
+) -> Engine {
+    let mut engine = engine(limits);
+    for name in plugin_actions {
+        crate::capture::register_plugin_function(&mut engine, name);
+    }
+    engine
+}
+
 /// Builds the sandboxed engine with Kairo's action functions registered.
 ///
 /// Scripts cannot import modules, call `eval`, or touch files or the network;

@@ -10,9 +10,12 @@
 
 pub mod capture;
 pub mod engine;
+pub mod literal;
+
 pub mod rules;
 pub mod watch;
 
-pub use engine::{Limits, engine};
+pub use engine::{Limits, engine, engine_with_actions};
+pub use literal::{LiteralCall, literal_action_calls};
 pub use rules::{Evaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError};
 pub use watch::RuleWatcher;

@@ -74,6 +74,13 @@ pub struct Rule {
     ast: AST,
 }
 
+impl Rule {
+    /// The compiled script.
+    pub fn ast(&self) -> &AST {
+        &self.ast
+    }
+}
+
 /// The result of running every rule against one event.
 #[derive(Debug, Default)]
 pub struct Evaluation {

@@ -118,6 +118,10 @@ impl Action for EmailAction {
         "email"
     }
 
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn validate(&self, params: &Value) -> Result<(), String> {
         self.build(params).map(|_| ())
     }

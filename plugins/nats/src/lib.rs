@@ -73,6 +73,10 @@ impl Action for PublishAction {
         "publish"
     }
 
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn family(&self) -> &str {
         "nats"
     }
@@ -102,7 +106,9 @@ impl Action for PublishAction {
                             "JetStream acknowledgement for {subject}: {e}"
                         ))
                     })?;
-                Ok(json!({"subject": subject, "stream": ack.stream, "sequence": ack.sequence}))
+                Ok::<Value, ActionError>(
+                    json!({"subject": subject, "stream": ack.stream, "sequence": ack.sequence}),
+                )
             } else {
                 client
                     .publish(subject.clone(), payload.into())

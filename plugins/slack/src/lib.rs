@@ -81,6 +81,10 @@ impl Action for SlackAction {
         "slack"
     }
 
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn validate(&self, params: &Value) -> Result<(), String> {
         self.message(params).map(|_| ())
     }

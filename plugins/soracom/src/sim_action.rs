@@ -95,6 +95,10 @@ impl Action for SimAction {
         self.name
     }
 
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn family(&self) -> &str {
         FAMILY
     }

@@ -76,6 +76,10 @@ impl Action for WebhookAction {
         "webhook"
     }
 
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn validate(&self, params: &Value) -> Result<(), String> {
         parse(params).map(|_| ())
     }

@@ -1,0 +1,93 @@
+//! Finding action calls whose parameters are literals, so `kairo check` can
+//! validate them against the plugin before anything runs.
+
+use rhai::{ASTNode, Dynamic, Expr, FnCallExpr, Position, Stmt};
+use serde_json::Value;
+
+use crate::Rule;
+
+/// An action call with literal parameters: `action("name", #{...})` or `name(#{...})`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiteralCall {
+    /// The action called.
+    pub action: String,
+    /// Its parameters.
+    pub params: Value,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+/// Every call in `rule` to `action(...)`, or to a function named in `plugins`,
+/// whose arguments are all literals.
+pub fn literal_action_calls(rule: &Rule, plugins: &[&str]) -> Vec<LiteralCall> {
+    let mut calls = Vec::new();
+    rule.ast().walk(&mut |path: &[ASTNode]| {
+        let found = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, position))) => Some((call.as_ref(), *position)),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => Some((call.as_ref(), *position)),
+            _ => None,
+        };
+        if let Some((call, position)) = found
+            && let Some(literal) = literal_call(call, position, plugins)
+        {
+            calls.push(literal);
+        }
+        true
+    });
+    calls
+}
+
+fn literal_call(call: &FnCallExpr, position: Position, plugins: &[&str]) -> Option<LiteralCall> {
+    let name = call.name.as_str();
+    let literal = |expr: &Expr| -> Option<Value> {
+        let value: Dynamic = expr.get_literal_value(None)?;
+        rhai::serde::from_dynamic(&value).ok()
+    };
+    let (action, params) = match (name, call.args.as_slice()) {
+        ("action", [plugin, params]) => {
+            let plugin = literal(plugin)?;
+            (plugin.as_str()?.to_string(), literal(params)?)
+        }
+        (name, [params]) if plugins.contains(&name) && name != "action" => {
+            (name.to_string(), literal(params)?)
+        }
+        _ => return None,
+    };
+    if !params.is_object() {
+        return None;
+    }
+    Some(LiteralCall {
+        action,
+        params,
+        line: position.line(),
+        column: position.position(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Limits, RuleSet, engine_with_actions};
+    use serde_json::json;
+
+    #[test]
+    fn finds_literal_calls_only() {
+        let engine = engine_with_actions(Limits::default(), ["audit_log"]);
+        let source = r#"
+action("audit_log", #{ note: "a" });
+audit_log(#{ note: "b", n: 2 });
+audit_log(#{ note: simId });
+action("x", payload);
+"#;
+        let rule =
+            RuleSet::compile(&engine, "r", std::path::Path::new("r.rhai"), source.into()).unwrap();
+        let calls = literal_action_calls(&rule, &["audit_log"]);
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[0].action, "audit_log");
+        assert_eq!(calls[0].params, json!({"note": "a"}));
+        assert_eq!(calls[0].line, Some(2));
+        assert_eq!(calls[1].params, json!({"note": "b", "n": 2}));
+    }
+}
