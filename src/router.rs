@@ -350,8 +350,8 @@ fn spawn_matcher(
             let now = clock.now_ms();
             let mut batch = Batch::default();
             let mut actions = Vec::new();
-            for event in &batch_events {
-                let evaluation = rules.evaluate(event);
+            let evaluations = rules.evaluate_batch(&batch_events);
+            for (event, evaluation) in batch_events.iter().zip(evaluations) {
                 for error in &evaluation.errors {
                     metrics.rule_errors.inc();
                     tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);

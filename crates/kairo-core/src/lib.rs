@@ -4,11 +4,14 @@
 //! - [`event`]: normalizing SORACOM-style and Flux-style JSON into an [`Event`]
 //! - [`action`]: [`ActionRequest`], the unit of work handed to the dispatcher
 //! - [`clock`]: wall-clock time as an injectable dependency
+//! - [`index`]: the matching index ([`RuleIndex`]) that keeps rule count from slowing matching
 
 pub mod action;
 pub mod clock;
 pub mod event;
+pub mod index;
 
 pub use action::ActionRequest;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError};
+pub use index::{FieldPath, Guard, RuleIndex};

@@ -10,6 +10,7 @@
 
 pub mod capture;
 pub mod engine;
+pub mod guard;
 pub mod literal;
 
 pub mod rules;

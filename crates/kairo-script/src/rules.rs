@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use kairo_core::{ActionRequest, Event};
+use kairo_core::{ActionRequest, Event, RuleIndex};
 use rhai::{AST, Dynamic, Engine, Scope};
 
 use crate::capture::capturing;
@@ -72,6 +72,9 @@ pub struct Rule {
     pub path: PathBuf,
     source: String,
     ast: AST,
+    guard: Option<kairo_core::Guard>,
+    uses_event: bool,
+    uses_payload: bool,
 }
 
 impl Rule {
@@ -79,6 +82,27 @@ impl Rule {
     pub fn ast(&self) -> &AST {
         &self.ast
     }
+
+    /// The condition that must hold for this rule to act, when it has one.
+    pub fn guard(&self) -> Option<&kairo_core::Guard> {
+        self.guard.as_ref()
+    }
+}
+
+/// Whether a script reads the `event` and `payload` variables (the costly ones to build).
+fn variables_used(ast: &AST) -> (bool, bool) {
+    let (mut event, mut payload) = (false, false);
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Expr(rhai::Expr::Variable(variable, ..))) = path.last() {
+            match variable.1.as_str() {
+                "event" => event = true,
+                "payload" => payload = true,
+                _ => {}
+            }
+        }
+        true
+    });
+    (event, payload)
 }
 
 /// The result of running every rule against one event.
@@ -95,6 +119,7 @@ pub struct Evaluation {
 pub struct RuleSet {
     engine: Arc<Engine>,
     rules: Vec<Arc<Rule>>,
+    index: RuleIndex,
 }
 
 impl fmt::Debug for RuleSet {
@@ -111,6 +136,7 @@ impl RuleSet {
         Self {
             engine,
             rules: Vec::new(),
+            index: RuleIndex::default(),
         }
     }
 
@@ -135,18 +161,29 @@ impl RuleSet {
                 column: e.position().position(),
                 message: e.err_type().to_string(),
             })?;
+        let guard = crate::guard::extract(&ast);
+        let (uses_event, uses_payload) = variables_used(&ast);
         Ok(Rule {
             name: name.to_string(),
             path: path.to_path_buf(),
             source,
             ast,
+            guard,
+            uses_event,
+            uses_payload,
         })
     }
 
     /// Builds a set from already compiled rules.
     pub fn from_rules(engine: Arc<Engine>, mut rules: Vec<Arc<Rule>>) -> Self {
         rules.sort_by(|a, b| a.name.cmp(&b.name));
-        Self { engine, rules }
+        let guards: Vec<_> = rules.iter().map(|r| r.guard.clone()).collect();
+        let index = RuleIndex::build(&guards);
+        Self {
+            engine,
+            rules,
+            index,
+        }
     }
 
     /// The rules, sorted by name.
@@ -169,15 +206,53 @@ impl RuleSet {
         self.rules.is_empty()
     }
 
-    /// Runs every rule against `event` and collects the actions they ask for.
+    /// Runs the rules against `event` and collects the actions they ask for.
+    ///
+    /// Only the rules the index names as candidates are evaluated; the others
+    /// could not have acted (see [`crate::guard`]), so the requests are the
+    /// same as from [`RuleSet::evaluate_naive`].
     pub fn evaluate(&self, event: &Event) -> Evaluation {
+        let candidates = self.index.candidates(event);
+        self.evaluate_rules(event, candidates.iter().map(|&i| &self.rules[i]))
+    }
+
+    /// Runs every rule against `event`, without the index.
+    pub fn evaluate_naive(&self, event: &Event) -> Evaluation {
+        self.evaluate_rules(event, self.rules.iter())
+    }
+
+    /// Evaluates many events, spread over all cores.
+    pub fn evaluate_batch(&self, events: &[Event]) -> Vec<Evaluation> {
+        use rayon::prelude::*;
+        if events.len() < 4 {
+            return events.iter().map(|e| self.evaluate(e)).collect();
+        }
+        events.par_iter().map(|e| self.evaluate(e)).collect()
+    }
+
+    /// How many rules have no guard and are evaluated for every event.
+    pub fn unguarded(&self) -> usize {
+        self.index.unguarded()
+    }
+
+    fn evaluate_rules<'a>(
+        &self,
+        event: &Event,
+        rules: impl Iterator<Item = &'a Arc<Rule>> + Clone,
+    ) -> Evaluation {
         let mut evaluation = Evaluation::default();
-        if self.rules.is_empty() {
+        let (mut needs_event, mut needs_payload, mut any) = (false, false, false);
+        for rule in rules.clone() {
+            any = true;
+            needs_event |= rule.uses_event;
+            needs_payload |= rule.uses_payload;
+        }
+        if !any {
             return evaluation;
         }
-        let mut scope = event_scope(event);
+        let mut scope = event_scope(event, needs_event, needs_payload);
         let base = scope.len();
-        for rule in &self.rules {
+        for rule in rules {
             let (result, calls) =
                 capturing(|| self.engine.run_ast_with_scope(&mut scope, &rule.ast));
             scope.rewind(base);
@@ -214,13 +289,29 @@ impl RuleSet {
     }
 }
 
-fn event_scope(event: &Event) -> Scope<'static> {
+/// The variables rules see; `event` and `payload` are only converted when a
+/// rule about to run reads them (unit otherwise, never read).
+fn event_scope(event: &Event, with_event: bool, with_payload: bool) -> Scope<'static> {
     let mut scope = Scope::new();
     let to_dynamic = |v: &serde_json::Value| rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT);
     let string = |s: &Option<String>| s.clone().map_or(Dynamic::UNIT, Dynamic::from);
-    scope.push_constant("event", to_dynamic(&event.to_value()));
-    let payload = serde_json::Value::Object(event.payload().clone());
-    scope.push_constant("payload", to_dynamic(&payload));
+    let event_value = if with_event {
+        to_dynamic(&event.to_value())
+    } else {
+        Dynamic::UNIT
+    };
+    scope.push_constant("event", event_value);
+    let payload = if with_payload {
+        let map = event.payload();
+        let mut converted = rhai::Map::new();
+        for (key, value) in map {
+            converted.insert(key.as_str().into(), to_dynamic(value));
+        }
+        Dynamic::from_map(converted)
+    } else {
+        Dynamic::UNIT
+    };
+    scope.push_constant("payload", payload);
     scope.push_constant("imsi", string(&event.imsi));
     scope.push_constant("simId", string(&event.sim_id));
     scope.push_constant("eventType", string(&event.event_type));

@@ -1,0 +1,180 @@
+//! The matching index: rules keyed by a condition that must hold for them to
+//! do anything, so an event is evaluated only against rules that can match it.
+//!
+//! A [`Guard`] says "this rule does nothing unless the value at `path` is one
+//! of `values`". Rules without a guard are always candidates. The index never
+//! decides a match by itself: candidates are still evaluated in full, so it
+//! can only skip rules that could not have done anything.
+
+use std::collections::HashMap;
+
+use crate::Event;
+
+/// A field of the event, as rule scripts name it: `simId`, `payload.otaStatus`, `event.x.y`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldPath(pub Vec<String>);
+
+impl FieldPath {
+    /// The string value at this path in `event`, as a rule script sees it, if it is a string.
+    pub fn string_in<'e>(&self, event: &'e Event) -> Option<&'e str> {
+        let (first, rest) = self.0.split_first()?;
+        let identity = |value: &'e Option<String>| {
+            if rest.is_empty() {
+                value.as_deref()
+            } else {
+                None
+            }
+        };
+        match first.as_str() {
+            "simId" => identity(&event.sim_id),
+            "imsi" => identity(&event.imsi),
+            "eventType" => identity(&event.event_type),
+            "payload" => lookup(event.payload(), rest),
+            "event" if rest.len() == 1 && rest[0] == "id" => Some(event.id.as_str()),
+            "event" => lookup(event.body(), rest),
+            _ => None,
+        }
+    }
+}
+
+fn lookup<'e>(
+    map: &'e serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) -> Option<&'e str> {
+    let (last, parents) = path.split_last()?;
+    let mut current = map;
+    for key in parents {
+        current = current.get(key)?.as_object()?;
+    }
+    current.get(last)?.as_str()
+}
+
+/// A rule does nothing unless the string at `path` is one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// Where to look.
+    pub path: FieldPath,
+    /// Accepted values.
+    pub values: Vec<String>,
+}
+
+/// Rule positions by guard, plus the rules that must always be evaluated.
+#[derive(Debug, Default, Clone)]
+pub struct RuleIndex {
+    paths: Vec<FieldPath>,
+    keyed: HashMap<(usize, String), Vec<usize>>,
+    always: Vec<usize>,
+    len: usize,
+}
+
+impl RuleIndex {
+    /// Builds the index for rules in order; `guards[i]` is rule `i`'s guard, if any.
+    pub fn build(guards: &[Option<Guard>]) -> Self {
+        let mut index = Self {
+            len: guards.len(),
+            ..Self::default()
+        };
+        for (rule, guard) in guards.iter().enumerate() {
+            let Some(guard) = guard else {
+                index.always.push(rule);
+                continue;
+            };
+            let path = match index.paths.iter().position(|p| *p == guard.path) {
+                Some(path) => path,
+                None => {
+                    index.paths.push(guard.path.clone());
+                    index.paths.len() - 1
+                }
+            };
+            for value in &guard.values {
+                let rules = index.keyed.entry((path, value.clone())).or_default();
+                if rules.last() != Some(&rule) {
+                    rules.push(rule);
+                }
+            }
+        }
+        index
+    }
+
+    /// Positions of the rules that may act on `event`, in rule order.
+    pub fn candidates(&self, event: &Event) -> Vec<usize> {
+        let mut out = self.always.clone();
+        for (path_id, path) in self.paths.iter().enumerate() {
+            if let Some(value) = path.string_in(event)
+                && let Some(rules) = self.keyed.get(&(path_id, value.to_string()))
+            {
+                out.extend_from_slice(rules);
+            }
+        }
+        if out.len() > self.always.len() {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
+    }
+
+    /// How many rules are always evaluated (no guard).
+    pub fn unguarded(&self) -> usize {
+        self.always.len()
+    }
+
+    /// How many rules the index covers.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when it covers no rules.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn guard(path: &str, values: &[&str]) -> Option<Guard> {
+        Some(Guard {
+            path: FieldPath(path.split('.').map(str::to_string).collect()),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn candidates_are_keyed_rules_plus_unguarded_in_order() {
+        let index = RuleIndex::build(&[
+            guard("simId", &["s1"]),
+            None,
+            guard("payload.otaStatus", &["finished"]),
+            guard("eventType", &["A", "B"]),
+            guard("simId", &["s2"]),
+        ]);
+        let event =
+            Event::from_value(json!({"simId": "s1", "eventType": "B", "otaStatus": "finished"}))
+                .unwrap();
+        assert_eq!(index.candidates(&event), vec![0, 1, 2, 3]);
+        let event = Event::from_value(json!({"simId": "s2", "payload": {"otaStatus": 1}})).unwrap();
+        assert_eq!(index.candidates(&event), vec![1, 4]);
+        assert_eq!(index.unguarded(), 1);
+    }
+
+    #[test]
+    fn paths_follow_script_names() {
+        let event = Event::from_value(
+            json!({"id": "e", "imsi": 4401, "payload": {"a": {"b": "x"}}, "k": "v"}),
+        )
+        .unwrap();
+        let path = |p: &str| FieldPath(p.split('.').map(str::to_string).collect());
+        assert_eq!(
+            path("imsi").string_in(&event),
+            Some("4401"),
+            "normalized identity"
+        );
+        assert_eq!(path("payload.a.b").string_in(&event), Some("x"));
+        assert_eq!(path("event.k").string_in(&event), Some("v"));
+        assert_eq!(path("event.id").string_in(&event), Some("e"));
+        assert_eq!(path("simId").string_in(&event), None);
+        assert_eq!(path("imsi.x").string_in(&event), None);
+    }
+}
