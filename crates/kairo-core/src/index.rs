@@ -62,7 +62,8 @@ pub struct Guard {
 #[derive(Debug, Default, Clone)]
 pub struct RuleIndex {
     paths: Vec<FieldPath>,
-    keyed: HashMap<(usize, String), Vec<usize>>,
+    /// Per path (same position as `paths`): value → rule positions.
+    keyed: Vec<HashMap<String, Vec<usize>>>,
     always: Vec<usize>,
     len: usize,
 }
@@ -83,11 +84,12 @@ impl RuleIndex {
                 Some(path) => path,
                 None => {
                     index.paths.push(guard.path.clone());
+                    index.keyed.push(HashMap::new());
                     index.paths.len() - 1
                 }
             };
             for value in &guard.values {
-                let rules = index.keyed.entry((path, value.clone())).or_default();
+                let rules = index.keyed[path].entry(value.clone()).or_default();
                 if rules.last() != Some(&rule) {
                     rules.push(rule);
                 }
@@ -99,9 +101,9 @@ impl RuleIndex {
     /// Positions of the rules that may act on `event`, in rule order.
     pub fn candidates(&self, event: &Event) -> Vec<usize> {
         let mut out = self.always.clone();
-        for (path_id, path) in self.paths.iter().enumerate() {
+        for (path, values) in self.paths.iter().zip(&self.keyed) {
             if let Some(value) = path.string_in(event)
-                && let Some(rules) = self.keyed.get(&(path_id, value.to_string()))
+                && let Some(rules) = values.get(value)
             {
                 out.extend_from_slice(rules);
             }

@@ -8,6 +8,7 @@
 //!
 //! [`ActionRequest`]: kairo_core::ActionRequest
 
+pub mod access;
 pub mod capture;
 pub mod engine;
 pub mod guard;

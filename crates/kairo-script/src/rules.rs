@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use kairo_core::{ActionRequest, Event, RuleIndex};
 use rhai::{AST, Dynamic, Engine, Scope};
 
+use crate::access::Access;
 use crate::capture::capturing;
 
 /// Variables every rule sees, in this order.
@@ -73,8 +74,8 @@ pub struct Rule {
     source: String,
     ast: AST,
     guard: Option<kairo_core::Guard>,
-    uses_event: bool,
-    uses_payload: bool,
+    event_access: Access,
+    payload_access: Access,
 }
 
 impl Rule {
@@ -87,22 +88,6 @@ impl Rule {
     pub fn guard(&self) -> Option<&kairo_core::Guard> {
         self.guard.as_ref()
     }
-}
-
-/// Whether a script reads the `event` and `payload` variables (the costly ones to build).
-fn variables_used(ast: &AST) -> (bool, bool) {
-    let (mut event, mut payload) = (false, false);
-    ast.walk(&mut |path: &[rhai::ASTNode]| {
-        if let Some(rhai::ASTNode::Expr(rhai::Expr::Variable(variable, ..))) = path.last() {
-            match variable.1.as_str() {
-                "event" => event = true,
-                "payload" => payload = true,
-                _ => {}
-            }
-        }
-        true
-    });
-    (event, payload)
 }
 
 /// The result of running every rule against one event.
@@ -162,15 +147,15 @@ impl RuleSet {
                 message: e.err_type().to_string(),
             })?;
         let guard = crate::guard::extract(&ast);
-        let (uses_event, uses_payload) = variables_used(&ast);
+        let (event_access, payload_access) = crate::access::accesses(&ast);
         Ok(Rule {
             name: name.to_string(),
             path: path.to_path_buf(),
             source,
             ast,
             guard,
-            uses_event,
-            uses_payload,
+            event_access,
+            payload_access,
         })
     }
 
@@ -241,16 +226,16 @@ impl RuleSet {
         rules: impl Iterator<Item = &'a Arc<Rule>> + Clone,
     ) -> Evaluation {
         let mut evaluation = Evaluation::default();
-        let (mut needs_event, mut needs_payload, mut any) = (false, false, false);
+        let (mut event_access, mut payload_access, mut any) = (Access::None, Access::None, false);
         for rule in rules.clone() {
             any = true;
-            needs_event |= rule.uses_event;
-            needs_payload |= rule.uses_payload;
+            event_access.merge(&rule.event_access);
+            payload_access.merge(&rule.payload_access);
         }
         if !any {
             return evaluation;
         }
-        let mut scope = event_scope(event, needs_event, needs_payload);
+        let mut scope = event_scope(event, &event_access, &payload_access);
         let base = scope.len();
         for rule in rules {
             let (result, calls) =
@@ -289,33 +274,83 @@ impl RuleSet {
     }
 }
 
-/// The variables rules see; `event` and `payload` are only converted when a
-/// rule about to run reads them (unit otherwise, never read).
-fn event_scope(event: &Event, with_event: bool, with_payload: bool) -> Scope<'static> {
+/// The variables rules see. Of `event` and `payload`, only the top-level
+/// fields some rule about to run reads are converted; fields left out are
+/// absent, which reads as `()` exactly like a field the event does not have.
+fn event_scope(event: &Event, event_access: &Access, payload_access: &Access) -> Scope<'static> {
     let mut scope = Scope::new();
-    let to_dynamic = |v: &serde_json::Value| rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT);
-    let string = |s: &Option<String>| s.clone().map_or(Dynamic::UNIT, Dynamic::from);
-    let event_value = if with_event {
-        to_dynamic(&event.to_value())
+    let string = |s: &Option<String>| {
+        s.as_deref()
+            .map_or(Dynamic::UNIT, |s| Dynamic::from(s.to_string()))
+    };
+    let payload_in_event = !event.is_flux_style() && event_access.wants("payload");
+    let mut payload_for_event = None;
+    let payload = if payload_access.any() || payload_in_event {
+        let mut wanted = payload_access.clone();
+        if payload_in_event {
+            wanted = Access::All;
+        }
+        let converted = object_to_dynamic(event.payload(), &wanted);
+        if payload_in_event {
+            payload_for_event = Some(converted.clone());
+        }
+        converted
+    } else {
+        Dynamic::UNIT
+    };
+    let event_value = if event_access.any() {
+        let mut map = rhai::Map::new();
+        for (key, value) in event.body() {
+            if !event_access.wants(key) {
+                continue;
+            }
+            let converted = match (key.as_str(), &payload_for_event) {
+                ("payload", Some(payload)) => payload.clone(),
+                _ => json_to_dynamic(value),
+            };
+            map.insert(key.as_str().into(), converted);
+        }
+        if event_access.wants("id") {
+            map.insert("id".into(), Dynamic::from(event.id.clone()));
+        }
+        Dynamic::from_map(map)
     } else {
         Dynamic::UNIT
     };
     scope.push_constant("event", event_value);
-    let payload = if with_payload {
-        let map = event.payload();
-        let mut converted = rhai::Map::new();
-        for (key, value) in map {
-            converted.insert(key.as_str().into(), to_dynamic(value));
-        }
-        Dynamic::from_map(converted)
-    } else {
-        Dynamic::UNIT
-    };
     scope.push_constant("payload", payload);
     scope.push_constant("imsi", string(&event.imsi));
     scope.push_constant("simId", string(&event.sim_id));
     scope.push_constant("eventType", string(&event.event_type));
     scope
+}
+
+/// JSON to a Rhai value, directly (no serde round trip): null is `()`,
+/// integers that fit are `INT`, other numbers `FLOAT`.
+fn json_to_dynamic(value: &serde_json::Value) -> Dynamic {
+    use serde_json::Value;
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from_bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from_int(i),
+            None => Dynamic::from_float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Dynamic::from(s.as_str().to_string()),
+        Value::Array(items) => Dynamic::from_array(items.iter().map(json_to_dynamic).collect()),
+        Value::Object(map) => object_to_dynamic(map, &Access::All),
+    }
+}
+
+/// A JSON object as a Rhai map, with only the keys `access` wants.
+fn object_to_dynamic(map: &serde_json::Map<String, serde_json::Value>, access: &Access) -> Dynamic {
+    let mut converted = rhai::Map::new();
+    for (key, value) in map {
+        if access.wants(key) {
+            converted.insert(key.as_str().into(), json_to_dynamic(value));
+        }
+    }
+    Dynamic::from_map(converted)
 }
 
 /// What a reload changed.
