@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::common::*;
 
-#[tokio::test]
-async fn ota_finished_moves_sim_to_new_group_and_tells_slack_once() {
+/// The OTA rule against a strict emulator and a Slack catcher.
+async fn ota_router() -> (Soracom, Catcher, Kairo) {
     let soracom = soracom(true).await;
     let slack = catcher().await;
     let kairo = start_kairo(&[("ota.rhai", OTA_RULE)], |config| {
@@ -16,6 +16,12 @@ async fn ota_finished_moves_sim_to_new_group_and_tells_slack_once() {
         config.plugins.slack.webhook_url = Some(slack.url.clone());
     })
     .await;
+    (soracom, slack, kairo)
+}
+
+#[tokio::test]
+async fn ota_finished_moves_sim_to_new_group_and_tells_slack_once() {
+    let (soracom, slack, kairo) = ota_router().await;
 
     let (status, body) = kairo
         .post(&format!(
@@ -54,13 +60,7 @@ async fn ota_finished_moves_sim_to_new_group_and_tells_slack_once() {
 
 #[tokio::test]
 async fn ota_started_does_nothing() {
-    let soracom = soracom(true).await;
-    let slack = catcher().await;
-    let kairo = start_kairo(&[("ota.rhai", OTA_RULE)], |config| {
-        use_soracom(config, &soracom);
-        config.plugins.slack.webhook_url = Some(slack.url.clone());
-    })
-    .await;
+    let (soracom, slack, kairo) = ota_router().await;
     let (status, _) = kairo
         .post(&format!(
             r#"[{{"simId": "{SIM_1}", "otaStatus": "started"}}, {{"simId": "{SIM_1}", "otastatus": "finished"}}]"#
@@ -78,13 +78,7 @@ async fn ota_started_does_nothing() {
 
 #[tokio::test]
 async fn envelope_events_match_the_same_rule() {
-    let soracom = soracom(true).await;
-    let slack = catcher().await;
-    let kairo = start_kairo(&[("ota.rhai", OTA_RULE)], |config| {
-        use_soracom(config, &soracom);
-        config.plugins.slack.webhook_url = Some(slack.url.clone());
-    })
-    .await;
+    let (soracom, slack, kairo) = ota_router().await;
     let (status, body) = kairo
         .post(&format!(
             r#"{{"id": "ev-1", "eventType": "SimSubscriptionStatus", "simId": "{SIM_2}",
@@ -97,6 +91,10 @@ async fn envelope_events_match_the_same_rule() {
     assert_eq!(
         soracom.emulator.sim(SIM_2).unwrap().group_id.as_deref(),
         Some("group-to-id")
+    );
+    assert_eq!(
+        slack.bodies(),
+        vec![json!({"text": format!("OTA finished for {SIM_2}: moved to group-to")})]
     );
     let history = kairo.router.history();
     assert!(history.iter().all(|r| r.request.event_id == "ev-1"));

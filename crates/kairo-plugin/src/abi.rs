@@ -208,10 +208,60 @@ pub fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Vec<u8>>
     serde_json::from_slice(bytes).map_err(|e| format!("invalid input JSON: {e}").into_bytes())
 }
 
+/// Runs `f` on the host's input bytes under [`guard`]. Used by [`export_plugin!`].
+///
+/// # Safety
+/// `ptr`/`len` must describe readable bytes for the call (or be null/0); `out`
+/// must be null or point to a writable [`KairoBuffer`].
+#[doc(hidden)]
+pub unsafe fn with_input(
+    ptr: *const u8,
+    len: usize,
+    out: *mut KairoBuffer,
+    f: impl FnOnce(&[u8]) -> Result<Vec<u8>, Vec<u8>>,
+) -> i32 {
+    // SAFETY: guaranteed by the caller.
+    let bytes = unsafe { input(ptr, len) };
+    // SAFETY: guaranteed by the caller.
+    unsafe { guard(out, || f(bytes)) }
+}
+
+/// The plugin side of `kairo_plugin_configure`. Used by [`export_plugin!`].
+#[doc(hidden)]
+pub fn configure(
+    plugin: &std::sync::RwLock<Box<dyn DynamicAction>>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, Vec<u8>> {
+    let config: serde_json::Value = parse(bytes)?;
+    let mut plugin = plugin.write().unwrap_or_else(|e| e.into_inner());
+    plugin
+        .configure(&config)
+        .map(|()| Vec::new())
+        .map_err(String::into_bytes)
+}
+
+/// The plugin side of `kairo_plugin_validate`. Used by [`export_plugin!`].
+#[doc(hidden)]
+pub fn validate(
+    plugin: &std::sync::RwLock<Box<dyn DynamicAction>>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, Vec<u8>> {
+    let params: serde_json::Value = parse(bytes)?;
+    let plugin = plugin.read().unwrap_or_else(|e| e.into_inner());
+    plugin
+        .validate(&params)
+        .map(|()| Vec::new())
+        .map_err(String::into_bytes)
+}
+
 /// The plugin side of `kairo_plugin_execute`. Used by [`export_plugin!`].
 #[doc(hidden)]
-pub fn execute(plugin: &dyn DynamicAction, bytes: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+pub fn execute(
+    plugin: &std::sync::RwLock<Box<dyn DynamicAction>>,
+    bytes: &[u8],
+) -> Result<Vec<u8>, Vec<u8>> {
     let request: ActionRequest = parse(bytes)?;
+    let plugin = plugin.read().unwrap_or_else(|e| e.into_inner());
     match plugin.execute(&request) {
         Ok(detail) => Ok(serde_json::to_vec(&detail).unwrap_or_default()),
         Err(error) => Err(serde_json::to_vec(&WireError::from(&error)).unwrap_or_default()),
@@ -272,19 +322,11 @@ macro_rules! export_plugin {
             out: *mut $crate::abi::KairoBuffer,
         ) -> i32 {
             // SAFETY: guaranteed by the host, per the ABI.
-            let bytes = unsafe { $crate::abi::input(ptr, len) };
-            let run = || {
-                let config: $crate::abi::serde_json::Value = $crate::abi::parse(bytes)?;
-                let mut plugin = kairo_plugin_instance()
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                plugin
-                    .configure(&config)
-                    .map(|()| Vec::new())
-                    .map_err(String::into_bytes)
-            };
-            // SAFETY: `out` is provided by the host, per the ABI.
-            unsafe { $crate::abi::guard(out, run) }
+            unsafe {
+                $crate::abi::with_input(ptr, len, out, |b| {
+                    $crate::abi::configure(kairo_plugin_instance(), b)
+                })
+            }
         }
 
         /// Validates action parameters.
@@ -298,19 +340,11 @@ macro_rules! export_plugin {
             out: *mut $crate::abi::KairoBuffer,
         ) -> i32 {
             // SAFETY: guaranteed by the host, per the ABI.
-            let bytes = unsafe { $crate::abi::input(ptr, len) };
-            let run = || {
-                let params: $crate::abi::serde_json::Value = $crate::abi::parse(bytes)?;
-                let plugin = kairo_plugin_instance()
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                plugin
-                    .validate(&params)
-                    .map(|()| Vec::new())
-                    .map_err(String::into_bytes)
-            };
-            // SAFETY: `out` is provided by the host, per the ABI.
-            unsafe { $crate::abi::guard(out, run) }
+            unsafe {
+                $crate::abi::with_input(ptr, len, out, |b| {
+                    $crate::abi::validate(kairo_plugin_instance(), b)
+                })
+            }
         }
 
         /// Performs one attempt of an action request.
@@ -324,15 +358,11 @@ macro_rules! export_plugin {
             out: *mut $crate::abi::KairoBuffer,
         ) -> i32 {
             // SAFETY: guaranteed by the host, per the ABI.
-            let bytes = unsafe { $crate::abi::input(ptr, len) };
-            let run = || {
-                let plugin = kairo_plugin_instance()
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner());
-                $crate::abi::execute(&**plugin, bytes)
-            };
-            // SAFETY: `out` is provided by the host, per the ABI.
-            unsafe { $crate::abi::guard(out, run) }
+            unsafe {
+                $crate::abi::with_input(ptr, len, out, |b| {
+                    $crate::abi::execute(kairo_plugin_instance(), b)
+                })
+            }
         }
 
         /// Frees a buffer this plugin returned.
