@@ -9,6 +9,7 @@
 pub mod action;
 pub mod clock;
 pub mod event;
+pub mod handler;
 pub mod index;
 
 pub use action::ActionRequest;

@@ -1,0 +1,454 @@
+//! Evaluating SORACOM event handlers against events: traffic counters in UTC
+//! windows, rule conditions, re-evaluation suppression (per subscriber/SIM,
+//! or per target with runOnceAmongTarget) and actions with their execution time.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value, json};
+
+use super::model::{ActionKind, Handler, RuleType, Target};
+use super::timing::utc_day_and_month;
+use crate::{ActionRequest, Event};
+
+/// Durable counters and suppression times, by key. Values are integers:
+/// bytes for counters, epoch milliseconds for suppression.
+pub trait HandlerState {
+    /// The value at `key`.
+    fn get(&self, key: &str) -> Option<i64>;
+    /// Sets `key`.
+    fn set(&mut self, key: String, value: i64);
+}
+
+/// [`HandlerState`] in a map, recording what changed.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    /// Every value.
+    pub values: HashMap<String, i64>,
+    /// Keys set since the last [`MemoryState::take_changes`].
+    pub changed: Vec<(String, i64)>,
+}
+
+impl MemoryState {
+    /// The changes since the last call, to persist.
+    pub fn take_changes(&mut self) -> Vec<(String, i64)> {
+        std::mem::take(&mut self.changed)
+    }
+}
+
+impl HandlerState for MemoryState {
+    fn get(&self, key: &str) -> Option<i64> {
+        self.values.get(key).copied()
+    }
+
+    fn set(&mut self, key: String, value: i64) {
+        self.values.insert(key.clone(), value);
+        self.changed.push((key, value));
+    }
+}
+
+/// Event types the handler rules consume (see docs/events.md).
+pub mod event_types {
+    /// Data traffic: `payload.bytes`, or `uploadBytes` + `downloadBytes`.
+    pub const TRAFFIC: &str = "TrafficUsage";
+    /// Status change: `oldStatus`, `newStatus`.
+    pub const STATUS: &str = "StatusChanged";
+    /// Speed class change: `oldSpeedClass`, `newSpeedClass`.
+    pub const SPEED_CLASS: &str = "SpeedClassChanged";
+    /// Validity period reached.
+    pub const EXPIRED: &str = "Expired";
+    /// Session refused by the IMEI lock: `imei`.
+    pub const IMEI_MISMATCHED: &str = "ImeiMismatched";
+    /// Session created or deleted: `sessionStatus`, `imei`.
+    pub const SESSION: &str = "SessionStatus";
+    /// Subscription container OTA: `otaStatus`, `subscription`, `primaryImsi`.
+    pub const SUBSCRIPTION: &str = "SubscriptionStatus";
+    /// This month's charge so far: `amount`.
+    pub const CHARGE: &str = "MonthlyCharge";
+}
+
+const MIB: i64 = 1024 * 1024;
+
+/// A set of compiled handlers and what their actions need from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerSet {
+    handlers: Vec<Handler>,
+    operator_address: Option<String>,
+}
+
+impl HandlerSet {
+    /// The handlers, evaluated in this order; `operator_address` receives SendMailToOperatorAction mail.
+    pub fn new(handlers: Vec<Handler>, operator_address: Option<String>) -> Self {
+        Self {
+            handlers,
+            operator_address,
+        }
+    }
+
+    /// The handlers.
+    pub fn handlers(&self) -> &[Handler] {
+        &self.handlers
+    }
+
+    /// Applies `event` at `now_ms`: updates traffic counters once, then every
+    /// active handler; returns the actions of the handlers that fired.
+    pub fn evaluate(
+        &self,
+        event: &Event,
+        state: &mut dyn HandlerState,
+        now_ms: i64,
+    ) -> Vec<ActionRequest> {
+        let at = event.timestamp_ms.unwrap_or(now_ms);
+        let traffic = traffic_bytes(event);
+        if let Some(bytes) = traffic {
+            count_traffic(event, state, at, bytes);
+        }
+        let mut requests = Vec::new();
+        for handler in self.handlers.iter().filter(|h| h.active) {
+            if !targets(&handler.target, event) {
+                continue;
+            }
+            let Some(subject) = subject(handler, event) else {
+                continue;
+            };
+            if !condition(handler, event, state, at, traffic) {
+                continue;
+            }
+            let scope = if handler.rule.run_once_among_target
+                && handler.rule.kind != RuleType::MonthlyCharge
+            {
+                target_key(&handler.target)
+            } else {
+                subject
+            };
+            let key = format!("s/{}/{scope}", handler.id);
+            if state.get(&key).is_some_and(|until| until > now_ms) {
+                continue;
+            }
+            let until = handler
+                .rule
+                .reevaluate
+                .after(now_ms, handler.rule.offset_minutes)
+                .unwrap_or(i64::MAX);
+            state.set(key, until);
+            requests.extend(self.actions(handler, event, now_ms));
+        }
+        requests
+    }
+
+    fn actions(&self, handler: &Handler, event: &Event, now_ms: i64) -> Vec<ActionRequest> {
+        let variables = variables(event, now_ms);
+        let sim = event.sim_id.clone();
+        let mut out = Vec::new();
+        for (index, action) in handler.actions.iter().enumerate() {
+            let Some(due) = action.execute.after(now_ms, action.offset_minutes) else {
+                continue;
+            };
+            let (name, params) = match &action.kind {
+                ActionKind::ChangeSpeedClass(class) => (
+                    "set_speed_class",
+                    json!({"simId": sim, "speedClass": class}),
+                ),
+                ActionKind::Activation => ("activate", json!({"simId": sim})),
+                ActionKind::Deactivation => ("deactivate", json!({"simId": sim})),
+                ActionKind::Standby => ("set_to_standby", json!({"simId": sim})),
+                ActionKind::Suspend => ("suspend", json!({"simId": sim})),
+                ActionKind::ImeiLock => match event.payload().get("imei").and_then(Value::as_str) {
+                    Some(imei) => ("set_imei_lock", json!({"simId": sim, "imei": imei})),
+                    None => ("set_imei_lock", json!({"simId": sim})),
+                },
+                ActionKind::SendMail { to, title, message } => (
+                    "email",
+                    json!({"to": to, "subject": render(title, &variables, false), "body": render(message, &variables, false)}),
+                ),
+                ActionKind::SendMailToOperator { title, message } => (
+                    "email",
+                    json!({
+                        "to": self.operator_address.clone().unwrap_or_default(),
+                        "subject": render(title, &variables, false),
+                        "body": render(message, &variables, false),
+                    }),
+                ),
+                ActionKind::WebRequest {
+                    url,
+                    method,
+                    content_type,
+                    headers,
+                    body,
+                } => {
+                    let json_body = content_type.to_ascii_lowercase().contains("json");
+                    let mut header_map = Map::new();
+                    header_map.insert("Content-Type".into(), Value::String(content_type.clone()));
+                    for (name, value) in headers {
+                        // SORACOM's examples carry the content type as a `contentType` header entry.
+                        if name != "contentType" {
+                            header_map.insert(
+                                name.clone(),
+                                Value::String(render(value, &variables, false)),
+                            );
+                        }
+                    }
+                    let mut params = json!({"url": render(url, &variables, false), "method": method, "headers": header_map});
+                    if matches!(method.as_str(), "POST" | "PUT")
+                        && let Some(body) = body
+                    {
+                        params["body"] = Value::String(render(body, &variables, json_body));
+                    }
+                    ("webhook", params)
+                }
+            };
+            out.push(ActionRequest {
+                action: name.to_string(),
+                params,
+                event_id: event.id.clone(),
+                rule: format!("handler:{}", handler.id),
+                index: index as u32,
+                not_before_ms: (due > now_ms).then_some(due),
+            });
+        }
+        out
+    }
+}
+
+fn traffic_bytes(event: &Event) -> Option<i64> {
+    if event.event_type.as_deref() != Some(event_types::TRAFFIC) {
+        return None;
+    }
+    let payload = event.payload();
+    let number = |key: &str| payload.get(key).and_then(Value::as_i64);
+    number("bytes").or_else(|| match (number("uploadBytes"), number("downloadBytes")) {
+        (None, None) => None,
+        (up, down) => Some(up.unwrap_or(0) + down.unwrap_or(0)),
+    })
+}
+
+/// Adds `bytes` to the subscriber, SIM, group and operator counters for the UTC day, month and all time.
+fn count_traffic(event: &Event, state: &mut dyn HandlerState, at: i64, bytes: i64) {
+    let (day, month) = utc_day_and_month(at);
+    let mut add = |key: String| {
+        let value = state.get(&key).unwrap_or(0) + bytes;
+        state.set(key, value);
+    };
+    for (kind, id) in [("imsi", &event.imsi), ("sim", &event.sim_id)] {
+        if let Some(id) = id {
+            add(format!("c/{kind}/{id}/d{day}"));
+            add(format!("c/{kind}/{id}/m{month}"));
+            add(format!("c/{kind}/{id}/all"));
+        }
+    }
+    if let Some(group) = &event.group_id {
+        add(format!("c/group/{group}/d{day}"));
+        add(format!("c/group/{group}/m{month}"));
+    }
+    let operator = event.operator_id.as_deref().unwrap_or("-");
+    add(format!("c/op/{operator}/d{day}"));
+    add(format!("c/op/{operator}/m{month}"));
+}
+
+fn targets(target: &Target, event: &Event) -> bool {
+    match target {
+        Target::Imsi(id) => event.imsi.as_deref() == Some(id.as_str()),
+        Target::Sim(id) => event.sim_id.as_deref() == Some(id.as_str()),
+        Target::Group(id) => event.group_id.as_deref() == Some(id.as_str()),
+        Target::Operator(id) => event.operator_id.as_deref().is_none_or(|op| op == id),
+    }
+}
+
+fn target_key(target: &Target) -> String {
+    match target {
+        Target::Imsi(id) => format!("imsi:{id}"),
+        Target::Sim(id) => format!("sim:{id}"),
+        Target::Group(id) => format!("group:{id}"),
+        Target::Operator(id) => format!("operator:{id}"),
+    }
+}
+
+/// Who the rule is evaluated for: the subscriber, the SIM, or for aggregate
+/// rules the SIM whose traffic triggered it.
+fn subject(handler: &Handler, event: &Event) -> Option<String> {
+    use RuleType::*;
+    let imsi = || event.imsi.clone().map(|i| format!("imsi:{i}"));
+    let sim = || event.sim_id.clone().map(|s| format!("sim:{s}"));
+    match handler.rule.kind {
+        SubscriberFirstTraffic
+        | SubscriberDailyTraffic
+        | SubscriberMonthlyTraffic
+        | SubscriberCumulativeTraffic
+        | SubscriberStatusAttribute
+        | SubscriberSpeedClassAttribute
+        | SubscriberExpired
+        | SubscriberSessionStatus
+        | SubscriberImeiMismatched => imsi(),
+        SimDailyTotalTraffic
+        | SimMonthlyTotalTraffic
+        | SimCumulativeTotalTraffic
+        | SimStatusAttribute
+        | SimSpeedClassAttribute
+        | SimExpired
+        | SimImeiMismatched
+        | SimSubscriptionStatus => sim(),
+        DailyTotalTraffic | MonthlyTotalTraffic => sim().or_else(imsi),
+        MonthlyCharge => Some(target_key(&handler.target)),
+    }
+}
+
+fn condition(
+    handler: &Handler,
+    event: &Event,
+    state: &dyn HandlerState,
+    at: i64,
+    traffic: Option<i64>,
+) -> bool {
+    use RuleType::*;
+    let rule = &handler.rule;
+    let payload = event.payload();
+    let text = |key: &str| payload.get(key).and_then(Value::as_str);
+    let is = |kind: &str| event.event_type.as_deref() == Some(kind);
+    let (day, month) = utc_day_and_month(at);
+    let over = |key: String| {
+        state.get(&key).unwrap_or(0) > rule.limit.unwrap_or(i64::MAX).saturating_mul(MIB)
+    };
+    let counter = |kind: &str, id: &Option<String>, period: &str| {
+        id.as_ref()
+            .is_some_and(|id| over(format!("c/{kind}/{id}/{period}")))
+    };
+    let aggregate = |period: &str| match &handler.target {
+        Target::Group(group) => over(format!("c/group/{group}/{period}")),
+        Target::Operator(_) => over(format!(
+            "c/op/{}/{period}",
+            event.operator_id.as_deref().unwrap_or("-")
+        )),
+        _ => false,
+    };
+    let filter = |wanted: &Option<String>, actual: Option<&str>| {
+        wanted.as_deref().is_none_or(|w| actual == Some(w))
+    };
+    match rule.kind {
+        SubscriberFirstTraffic => traffic.is_some_and(|b| b > 0) && event.imsi.is_some(),
+        SubscriberDailyTraffic => {
+            traffic.is_some() && counter("imsi", &event.imsi, &format!("d{day}"))
+        }
+        SubscriberMonthlyTraffic => {
+            traffic.is_some() && counter("imsi", &event.imsi, &format!("m{month}"))
+        }
+        SubscriberCumulativeTraffic => traffic.is_some() && counter("imsi", &event.imsi, "all"),
+        SimDailyTotalTraffic => {
+            traffic.is_some() && counter("sim", &event.sim_id, &format!("d{day}"))
+        }
+        SimMonthlyTotalTraffic => {
+            traffic.is_some() && counter("sim", &event.sim_id, &format!("m{month}"))
+        }
+        SimCumulativeTotalTraffic => traffic.is_some() && counter("sim", &event.sim_id, "all"),
+        DailyTotalTraffic => traffic.is_some() && aggregate(&format!("d{day}")),
+        MonthlyTotalTraffic => traffic.is_some() && aggregate(&format!("m{month}")),
+        SubscriberStatusAttribute | SimStatusAttribute => {
+            is(event_types::STATUS)
+                && filter(&rule.source_status, text("oldStatus"))
+                && filter(&rule.target_status, text("newStatus"))
+        }
+        SubscriberSpeedClassAttribute | SimSpeedClassAttribute => {
+            is(event_types::SPEED_CLASS) && filter(&rule.target_speed_class, text("newSpeedClass"))
+        }
+        SubscriberExpired | SimExpired => is(event_types::EXPIRED),
+        SubscriberImeiMismatched | SimImeiMismatched => is(event_types::IMEI_MISMATCHED),
+        SubscriberSessionStatus => {
+            let status = text("sessionStatus").or_else(|| text("event"));
+            is(event_types::SESSION)
+                && status == rule.session_status.as_deref()
+                && (!rule.has_imei || text("imei").is_some_and(|i| !i.is_empty()))
+        }
+        SimSubscriptionStatus => {
+            let ota = text("otaStatus");
+            is(event_types::SUBSCRIPTION)
+                && ota.is_some_and(|s| ["started", "finished", "failed"].contains(&s))
+                && filter(&rule.target_ota_status, ota)
+        }
+        MonthlyCharge => {
+            is(event_types::CHARGE)
+                && payload
+                    .get("amount")
+                    .and_then(Value::as_f64)
+                    .is_some_and(|amount| amount > rule.limit.unwrap_or(i64::MAX) as f64)
+        }
+    }
+}
+
+/// The `${...}` variables SORACOM documents, from the event and the match time (UTC).
+fn variables(event: &Event, now_ms: i64) -> HashMap<String, String> {
+    use chrono::{Datelike, TimeZone, Utc};
+    let mut vars = HashMap::new();
+    let mut put = |key: &str, value: Option<&str>| {
+        if let Some(value) = value {
+            vars.insert(key.to_string(), value.to_string());
+        }
+    };
+    put("imsi", event.imsi.as_deref());
+    put("simId", event.sim_id.as_deref());
+    put("operatorId", event.operator_id.as_deref());
+    let payload = event.payload();
+    let body = event.body();
+    let field = |key: &str| {
+        payload
+            .get(key)
+            .or_else(|| body.get(key))
+            .and_then(Value::as_str)
+    };
+    for key in [
+        "coverage",
+        "oldStatus",
+        "newStatus",
+        "oldSpeedClass",
+        "newSpeedClass",
+        "subscription",
+        "otaStatus",
+        "primaryImsi",
+    ] {
+        put(key, field(key));
+    }
+    let tags = payload
+        .get("tags")
+        .or_else(|| body.get("tags"))
+        .and_then(Value::as_object);
+    for (name, value) in tags.into_iter().flatten() {
+        if let Some(value) = value.as_str() {
+            vars.insert(format!("tags.{name}"), value.to_string());
+        }
+    }
+    if let Some(t) = Utc.timestamp_millis_opt(now_ms).single() {
+        vars.insert(
+            "date".into(),
+            format!("{}/{}/{}", t.year(), t.month(), t.day()),
+        );
+        vars.insert("year".into(), t.year().to_string());
+        vars.insert("month".into(), t.month().to_string());
+        vars.insert("day".into(), t.day().to_string());
+    }
+    vars
+}
+
+/// Replaces `${name}` with its value; unknown or unavailable variables become
+/// empty. With `json_escape`, values are escaped for use inside a JSON string.
+pub fn render(template: &str, variables: &HashMap<String, String>, json_escape: bool) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let value = variables
+            .get(&after[..end])
+            .map(String::as_str)
+            .unwrap_or("");
+        if json_escape {
+            let quoted = serde_json::to_string(value).expect("strings serialize");
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        } else {
+            out.push_str(value);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
