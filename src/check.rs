@@ -15,12 +15,15 @@ use crate::config::KairoConfig;
 pub struct CheckReport {
     /// Rule scripts that compiled.
     pub rules: usize,
+    /// Event handlers that passed every check.
+    pub handlers: usize,
     /// Every problem, one line each, naming the file (and line and column where known).
     pub errors: Vec<String>,
 }
 
-/// Validates the configuration and every rule script in `paths` (files or
-/// directories), or in the configured rules directory when `paths` is empty.
+/// Validates the configuration, every rule script and every event handler
+/// file in `paths` (`.rhai` and `.json` files, or directories of them), or in
+/// the configured rules and handlers directories when `paths` is empty.
 pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
     let mut report = CheckReport::default();
     let config = match KairoConfig::load(config_file) {
@@ -39,11 +42,28 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
     };
     let engine = engine(&config, &registry);
     let plugin_names = registry.names();
-    let paths = if paths.is_empty() {
-        vec![config.rules.dir.clone()]
+    let operator_address = config.plugins.email.operator_address.clone();
+    let (paths, handler_paths): (Vec<PathBuf>, Vec<PathBuf>) = if paths.is_empty() {
+        (
+            vec![config.rules.dir.clone()],
+            vec![config.handlers.dir.clone()],
+        )
     } else {
-        paths.to_vec()
+        let (handlers, scripts) = paths
+            .iter()
+            .cloned()
+            .partition(|p| p.extension().and_then(|e| e.to_str()) == Some("json"));
+        (scripts, handlers)
     };
+    for path in handler_paths {
+        let (count, errors) = if path.is_dir() || !path.exists() {
+            crate::handlers::check_dir(&path, operator_address.clone())
+        } else {
+            check_handler_file(&path, operator_address.clone())
+        };
+        report.handlers += count;
+        report.errors.extend(errors);
+    }
     for path in paths {
         let files = match script_files(&path) {
             Ok(files) => files,
@@ -73,6 +93,20 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
         }
     }
     report
+}
+
+fn check_handler_file(path: &Path, operator_address: Option<String>) -> (usize, Vec<String>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return (0, vec![format!("{}: cannot read: {e}", path.display())]),
+    };
+    let options = kairo_core::handler::CompileOptions {
+        operator_address_set: operator_address.is_some(),
+    };
+    match kairo_core::handler::parse_file(&text, &path.display().to_string(), options) {
+        Ok(handlers) => (handlers.len(), Vec::new()),
+        Err(errors) => (0, errors.iter().map(ToString::to_string).collect()),
+    }
 }
 
 /// Validates `action("name", #{...})` and `name(#{...})` calls whose parameters
@@ -160,10 +194,25 @@ pub fn dry_run(
         ..DryRun::default()
     };
     let rules = store.snapshot();
+    let (handlers, handler_errors) = crate::handlers::HandlerStore::load(
+        &config.handlers.dir,
+        config.plugins.email.operator_address.clone(),
+    );
+    run.script_errors.extend(handler_errors);
+    let handlers = handlers.snapshot();
+    let mut state = kairo_core::handler::MemoryState::default();
+    let now = system_now_ms();
     for event in &events {
         let evaluation = rules.evaluate(event);
         run.requests.extend(evaluation.requests);
+        run.requests
+            .extend(handlers.evaluate(event, &mut state, now));
         run.rule_errors.extend(evaluation.errors);
     }
     Ok(run)
+}
+
+fn system_now_ms() -> i64 {
+    use kairo_core::Clock;
+    kairo_core::SystemClock.now_ms()
 }

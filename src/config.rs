@@ -26,6 +26,8 @@ pub struct KairoConfig {
     pub server: ServerConfig,
     /// `[rules]`: rule scripts.
     pub rules: RulesConfig,
+    /// `[handlers]`: SORACOM event handlers.
+    pub handlers: HandlersConfig,
     /// `[store]`: durable state.
     pub store: StoreConfig,
     /// `[nats]`: NATS ingest.
@@ -80,6 +82,22 @@ impl Default for RulesConfig {
             dir: "scripts".into(),
             watch: true,
             max_operations: 100_000,
+        }
+    }
+}
+
+/// `[handlers]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandlersConfig {
+    /// Directory of SORACOM `EventHandlerModel` JSON files (reloaded like rules when `rules.watch` is on).
+    pub dir: PathBuf,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        Self {
+            dir: "handlers".into(),
         }
     }
 }

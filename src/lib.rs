@@ -22,6 +22,7 @@ pub mod check;
 pub mod config;
 pub mod dispatch;
 pub mod dlq;
+pub mod handlers;
 pub mod limits;
 pub mod metrics;
 pub mod plugins;

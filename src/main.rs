@@ -147,8 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if report.errors.is_empty() {
                 println!(
-                    "ok: configuration valid, {} rule script(s) compiled",
-                    report.rules
+                    "ok: configuration valid, {} rule script(s) compiled, {} event handler(s) checked",
+                    report.rules, report.handlers
                 );
                 Ok(ExitCode::SUCCESS)
             } else {

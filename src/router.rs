@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
+use kairo_core::handler::MemoryState;
 use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
 use kairo_plugin::{Action, Registry};
-use kairo_script::{ReloadReport, RuleStore, RuleWatcher};
+use kairo_script::{DirWatcher, ReloadReport, RuleStore, RuleWatcher};
 use kairo_store::{
     Batch, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, Store, StoredEvent,
 };
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin;
 use crate::config::KairoConfig;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
+use crate::handlers::HandlerStore;
 use crate::limits::Gates;
 use crate::metrics::{Metrics, RejectLabels};
 use crate::writer::{Retention, StoreWriter};
@@ -121,6 +123,28 @@ impl RouterBuilder {
         let (writer, writer_thread) = StoreWriter::start(store.clone(), clock.clone(), retention);
 
         let rules = load_rules(&config, &registry)?;
+        let (handlers, handler_errors) = HandlerStore::load(
+            &config.handlers.dir,
+            config.plugins.email.operator_address.clone(),
+        );
+        for error in &handler_errors {
+            tracing::error!(target: "kairo::handlers", "{error}");
+        }
+        let handlers = Arc::new(handlers);
+        tracing::info!(dir = %config.handlers.dir.display(), handlers = handlers.snapshot().handlers().len(), "event handlers loaded");
+        let handler_watcher = if config.rules.watch && config.handlers.dir.is_dir() {
+            let watched = handlers.clone();
+            Some(
+                DirWatcher::start(&config.handlers.dir, move || {
+                    for error in watched.reload() {
+                        tracing::error!(target: "kairo::handlers", "{error} (previous version kept)");
+                    }
+                })
+                .with_context(|| format!("watching handlers directory {}", config.handlers.dir.display()))?,
+            )
+        } else {
+            None
+        };
         let watcher = if config.rules.watch {
             Some(
                 RuleWatcher::start(rules.clone(), log_reload).with_context(|| {
@@ -152,15 +176,21 @@ impl RouterBuilder {
 
         let (events_tx, events_rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
         recover(&store, &dispatcher, &events_tx, &in_flight).await?;
-        let matcher = spawn_matcher(
-            events_rx,
-            rules.clone(),
-            dispatcher.clone(),
-            writer.clone(),
-            metrics.clone(),
-            in_flight.clone(),
-            clock.clone(),
-        );
+        let state = MemoryState {
+            values: store.handler_state()?.into_iter().collect(),
+            changed: Vec::new(),
+        };
+        let matcher = Matcher {
+            rules: rules.clone(),
+            handlers: handlers.clone(),
+            state,
+            dispatcher: dispatcher.clone(),
+            writer: writer.clone(),
+            metrics: metrics.clone(),
+            in_flight: in_flight.clone(),
+            clock: clock.clone(),
+        }
+        .spawn(events_rx);
 
         let sink = Arc::new(RouterSink {
             events: events_tx,
@@ -227,6 +257,7 @@ impl RouterBuilder {
                 .await?
                 .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
             drop(watcher);
+            drop(handler_watcher);
             tracing::info!("stopped");
             Ok(())
         });
@@ -325,55 +356,69 @@ fn log_reload(report: &ReloadReport) {
     }
 }
 
-/// Evaluates events on a dedicated thread (rule evaluation is CPU work),
-/// commits each batch's action requests to the outbox (removing the events
-/// from the inbox in the same transaction), then hands them to the dispatcher.
-fn spawn_matcher(
-    mut events: mpsc::Receiver<Event>,
+/// Evaluates events on a dedicated thread (rule evaluation is CPU work;
+/// batches spread over all cores), runs the event handlers, and commits each
+/// batch's action requests and handler state to the store, removing the
+/// events from the inbox in the same transaction; then hands the actions to
+/// the dispatcher.
+struct Matcher {
     rules: Arc<RuleStore>,
+    handlers: Arc<HandlerStore>,
+    state: MemoryState,
     dispatcher: Dispatcher,
     writer: StoreWriter,
     metrics: Arc<Metrics>,
     in_flight: Arc<InFlight>,
     clock: Arc<dyn Clock>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::task::spawn_blocking(move || {
-        while let Some(first) = events.blocking_recv() {
-            let mut batch_events = vec![first];
-            while batch_events.len() < EVALUATION_BATCH {
-                match events.try_recv() {
-                    Ok(event) => batch_events.push(event),
-                    Err(_) => break,
+}
+
+impl Matcher {
+    fn spawn(mut self, mut events: mpsc::Receiver<Event>) -> tokio::task::JoinHandle<()> {
+        tokio::task::spawn_blocking(move || {
+            while let Some(first) = events.blocking_recv() {
+                let mut batch_events = vec![first];
+                while batch_events.len() < EVALUATION_BATCH {
+                    match events.try_recv() {
+                        Ok(event) => batch_events.push(event),
+                        Err(_) => break,
+                    }
                 }
+                self.evaluate(&batch_events);
+                self.in_flight.done(batch_events.len());
             }
-            let rules = rules.snapshot();
-            let now = clock.now_ms();
-            let mut batch = Batch::default();
-            let mut actions = Vec::new();
-            let evaluations = rules.evaluate_batch(&batch_events);
-            for (event, evaluation) in batch_events.iter().zip(evaluations) {
-                for error in &evaluation.errors {
-                    metrics.rule_errors.inc();
-                    tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
-                }
-                let pending: Vec<PendingAction> = evaluation
-                    .requests
-                    .into_iter()
-                    .map(|request| PendingAction::new(request, now))
-                    .collect();
-                actions.extend(pending.iter().cloned());
-                batch.evaluated.push((event.id.clone(), pending));
+        })
+    }
+
+    fn evaluate(&mut self, batch_events: &[Event]) {
+        let rules = self.rules.snapshot();
+        let handlers = self.handlers.snapshot();
+        let now = self.clock.now_ms();
+        let mut batch = Batch::default();
+        let mut actions = Vec::new();
+        let evaluations = rules.evaluate_batch(batch_events);
+        for (event, evaluation) in batch_events.iter().zip(evaluations) {
+            for error in &evaluation.errors {
+                self.metrics.rule_errors.inc();
+                tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
-            match writer.commit_blocking(batch) {
-                Ok(_) => dispatcher.enqueue(actions),
-                Err(error) => tracing::error!(
-                    %error, events = batch_events.len(),
-                    "could not record evaluations; the events stay in the inbox and are evaluated again on restart"
-                ),
-            }
-            in_flight.done(batch_events.len());
+            let mut requests = evaluation.requests;
+            requests.extend(handlers.evaluate(event, &mut self.state, now));
+            let pending: Vec<PendingAction> = requests
+                .into_iter()
+                .map(|request| PendingAction::new(request, now))
+                .collect();
+            actions.extend(pending.iter().cloned());
+            batch.evaluated.push((event.id.clone(), pending));
         }
-    })
+        batch.state = self.state.take_changes();
+        match self.writer.commit_blocking(batch) {
+            Ok(_) => self.dispatcher.enqueue(actions),
+            Err(error) => tracing::error!(
+                %error, events = batch_events.len(),
+                "could not record evaluations; the events stay in the inbox and are evaluated again on restart"
+            ),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -7,6 +7,7 @@ mod actions;
 mod cli;
 mod durability;
 mod email;
+mod handlers;
 mod nats;
 mod ota;
 mod plugins;

@@ -20,4 +20,4 @@ pub mod watch;
 pub use engine::{Limits, engine, engine_with_actions};
 pub use literal::{LiteralCall, literal_action_calls};
 pub use rules::{Evaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError};
-pub use watch::RuleWatcher;
+pub use watch::{DirWatcher, RuleWatcher};

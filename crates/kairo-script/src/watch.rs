@@ -1,4 +1,4 @@
-//! Watching the rules directory and reloading on change.
+//! Watching a directory and reloading on change.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,17 +12,14 @@ use crate::{ReloadReport, RuleStore};
 /// Quiet period after a change before reloading, so editors' multi-step saves settle.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Keeps a [`RuleStore`] in sync with its directory until dropped.
-pub struct RuleWatcher {
+/// Calls a function after changes in a directory settle, until dropped.
+pub struct DirWatcher {
     _watcher: notify::RecommendedWatcher,
 }
 
-impl RuleWatcher {
-    /// Starts watching `store`'s directory; `on_reload` receives every non-empty report.
-    pub fn start(
-        store: Arc<RuleStore>,
-        on_reload: impl Fn(&ReloadReport) + Send + 'static,
-    ) -> notify::Result<Self> {
+impl DirWatcher {
+    /// Starts watching `dir`; `on_change` runs on a background thread after each burst of changes.
+    pub fn start(dir: &Path, on_change: impl Fn() + Send + 'static) -> notify::Result<Self> {
         let (tx, rx) = channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -30,9 +27,9 @@ impl RuleWatcher {
                     let _ = tx.send(());
                 }
             })?;
-        watcher.watch(Path::new(store.dir()), RecursiveMode::NonRecursive)?;
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
         std::thread::Builder::new()
-            .name("kairo-rule-watch".into())
+            .name("kairo-dir-watch".into())
             .spawn(move || {
                 // Ends when the watcher (and with it the sender) is dropped.
                 while rx.recv().is_ok() {
@@ -43,13 +40,32 @@ impl RuleWatcher {
                             Err(RecvTimeoutError::Disconnected) => return,
                         }
                     }
-                    let report = store.reload();
-                    if !report.is_empty() {
-                        on_reload(&report);
-                    }
+                    on_change();
                 }
             })
             .map_err(|e| notify::Error::generic(&e.to_string()))?;
+        Ok(Self { _watcher: watcher })
+    }
+}
+
+/// Keeps a [`RuleStore`] in sync with its directory until dropped.
+pub struct RuleWatcher {
+    _watcher: DirWatcher,
+}
+
+impl RuleWatcher {
+    /// Starts watching `store`'s directory; `on_reload` receives every non-empty report.
+    pub fn start(
+        store: Arc<RuleStore>,
+        on_reload: impl Fn(&ReloadReport) + Send + 'static,
+    ) -> notify::Result<Self> {
+        let dir = store.dir().to_path_buf();
+        let watcher = DirWatcher::start(&dir, move || {
+            let report = store.reload();
+            if !report.is_empty() {
+                on_reload(&report);
+            }
+        })?;
         Ok(Self { _watcher: watcher })
     }
 }

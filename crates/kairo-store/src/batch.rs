@@ -16,6 +16,8 @@ pub struct Batch {
     pub finished: Vec<HistoryEntry>,
     /// Dead letters to add; action dead letters leave the outbox.
     pub dead: Vec<DeadLetter>,
+    /// Event handler state to set (counters, suppression times).
+    pub state: Vec<(String, i64)>,
 }
 
 impl Batch {
@@ -26,6 +28,7 @@ impl Batch {
             && self.reschedule.is_empty()
             && self.finished.is_empty()
             && self.dead.is_empty()
+            && self.state.is_empty()
     }
 
     /// Moves everything from `other` into this batch.
@@ -35,6 +38,7 @@ impl Batch {
         self.reschedule.append(&mut other.reschedule);
         self.finished.append(&mut other.finished);
         self.dead.append(&mut other.dead);
+        self.state.append(&mut other.state);
     }
 }
 

@@ -23,6 +23,8 @@ const SEEN_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("seen_by_ti
 const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// Dead letters: id → [`DeadLetter`].
 const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+/// Event handler state: key → integer (counters in bytes, suppression times in ms).
+const STATE: TableDefinition<&str, i64> = TableDefinition::new("handler_state");
 /// Finished actions: `{finished:020}/{key}` → [`HistoryEntry`].
 const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
 
@@ -88,6 +90,7 @@ impl Store {
         }
         tx.open_table(SEEN).map_err(|e| store.err(e))?;
         tx.open_table(SEEN_BY_TIME).map_err(|e| store.err(e))?;
+        tx.open_table(STATE).map_err(|e| store.err(e))?;
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
     }
@@ -125,7 +128,13 @@ impl Store {
             let mut outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
             let mut dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
 
+            for (key, value) in &batch.state {
+                state
+                    .insert(key.as_str(), *value)
+                    .map_err(|e| self.err(e))?;
+            }
             for event in &batch.accept {
                 let id = event.id();
                 let previous = seen.get(id).map_err(|e| self.err(e))?.map(|v| v.value());
@@ -219,6 +228,18 @@ impl Store {
         }
         entries.reverse();
         Ok(entries)
+    }
+
+    /// All event handler state.
+    pub fn handler_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = tx.open_table(STATE).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            out.push((key.value().to_string(), value.value()));
+        }
+        Ok(out)
     }
 
     /// Numbers of (inbox events, pending actions, dead letters).

@@ -1,0 +1,106 @@
+//! SORACOM event handlers loaded from `[handlers] dir`: every `.json` file
+//! holds one `EventHandlerModel` or an array of them. Reloaded on change like
+//! rule scripts; a file that no longer passes the checks keeps its previous
+//! good version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use kairo_core::handler::{CompileOptions, Handler, HandlerSet, parse_file};
+
+/// The handlers of one directory, swapped atomically on reload.
+pub struct HandlerStore {
+    dir: PathBuf,
+    options: CompileOptions,
+    operator_address: Option<String>,
+    files: Mutex<BTreeMap<PathBuf, (String, Vec<Handler>)>>,
+    current: ArcSwap<HandlerSet>,
+}
+
+impl HandlerStore {
+    /// Loads `dir` (a missing directory means no handlers); returns the store and every error.
+    pub fn load(dir: &Path, operator_address: Option<String>) -> (Self, Vec<String>) {
+        let store = Self {
+            dir: dir.to_path_buf(),
+            options: CompileOptions {
+                operator_address_set: operator_address.is_some(),
+            },
+            operator_address,
+            files: Mutex::new(BTreeMap::new()),
+            current: ArcSwap::from_pointee(HandlerSet::default()),
+        };
+        let errors = store.reload();
+        (store, errors)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current handlers.
+    pub fn snapshot(&self) -> Arc<HandlerSet> {
+        self.current.load_full()
+    }
+
+    /// Rereads the directory; returns the errors (each naming file, handler and JSON path).
+    pub fn reload(&self) -> Vec<String> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut errors = Vec::new();
+        let mut seen = Vec::new();
+        for path in json_files(&self.dir) {
+            seen.push(path.clone());
+            let text = match std::fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(e) => {
+                    errors.push(format!("{}: cannot read: {e}", path.display()));
+                    continue;
+                }
+            };
+            if files
+                .get(&path)
+                .is_some_and(|(previous, _)| *previous == text)
+            {
+                continue;
+            }
+            match parse_file(&text, &path.display().to_string(), self.options) {
+                Ok(handlers) => {
+                    files.insert(path, (text, handlers));
+                }
+                Err(problems) => errors.extend(problems.iter().map(ToString::to_string)),
+            }
+        }
+        files.retain(|path, _| seen.contains(path));
+        let handlers: Vec<Handler> = files
+            .values()
+            .flat_map(|(_, h)| h.iter().cloned())
+            .collect();
+        self.current.store(Arc::new(HandlerSet::new(
+            handlers,
+            self.operator_address.clone(),
+        )));
+        errors
+    }
+}
+
+/// `.json` files directly in `dir`, sorted; none when `dir` does not exist.
+fn json_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json") && p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Checks every handler file in `dir` (for `kairo check`); returns the handler count and errors.
+pub fn check_dir(dir: &Path, operator_address: Option<String>) -> (usize, Vec<String>) {
+    let (store, errors) = HandlerStore::load(dir, operator_address);
+    (store.snapshot().handlers().len(), errors)
+}
