@@ -202,3 +202,48 @@ fn check_names_file_handler_and_path_of_broken_handlers() {
     );
     assert!(stderr.contains("handler \"bad\": actionConfigList[0].properties.executionOffsetMinutes: cannot be given with NEVER"), "{stderr}");
 }
+
+#[tokio::test]
+async fn scripts_read_counters_and_declare_their_own_reevaluation() {
+    let slack = catcher().await;
+    let rules = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules.path().join("daily.rhai"),
+        r#"
+if eventType == "TrafficUsage" && traffic_mib("sim", simId, "day") > 10.0 {
+    slack(`SIM ${simId} used more than 10 MiB today`);
+    reevaluate("BEGINNING_OF_NEXT_DAY");
+}
+"#,
+    )
+    .unwrap();
+    let mut config = test_config(rules.path(), data.path());
+    config.plugins.slack.webhook_url = Some(slack.url.clone());
+    let day = chrono::DateTime::parse_from_rfc3339("2025-03-10T12:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    let clock = Arc::new(ManualClock::new(day));
+    let router = kairo::Router::builder()
+        .config(config)
+        .clock(clock.clone())
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/events", router.local_addr());
+    let http = reqwest::Client::new();
+    let mut n = 0;
+    let mut traffic = async |mib: i64| {
+        n += 1;
+        let body = json!({"id": format!("t{n}"), "eventType": "TrafficUsage", "simId": "s1", "payload": {"bytes": mib * 1024 * 1024}});
+        http.post(&url).body(body.to_string()).send().await.unwrap();
+        router.idle().await;
+        slack.bodies().len()
+    };
+    assert_eq!(traffic(6).await, 0);
+    assert_eq!(traffic(6).await, 1, "over 10 MiB today");
+    assert_eq!(traffic(6).await, 1, "held back until the next UTC day");
+    clock.set(day + 12 * 3_600_000 + 60_000);
+    assert_eq!(traffic(6).await, 1, "a new day counts from zero");
+    assert_eq!(traffic(6).await, 2);
+}

@@ -4,6 +4,9 @@
 //! [`ActionRequest`]: kairo_core::ActionRequest
 
 use std::cell::RefCell;
+use std::sync::Arc;
+
+use kairo_core::handler::DateConst;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Map};
 use serde_json::{Value, json};
@@ -48,8 +51,10 @@ fn map_arg(function: &str, map: Map) -> Result<Value, Box<EvalAltResult>> {
     to_json(function, &Dynamic::from_map(map))
 }
 
-/// Registers every built-in action function on `engine`.
+/// Registers every built-in action function on `engine`, and the state
+/// functions `traffic_mib(...)` and `reevaluate(...)`.
 pub fn register(engine: &mut Engine) {
+    register_state_functions(engine);
     engine.register_fn("set_group", |sim: Dynamic, group: Dynamic| -> FnResult {
         let sim_id = string_arg("set_group", "sim_id", &sim)?;
         let group_id = string_arg("set_group", "group_id", &group)?;
@@ -160,6 +165,91 @@ pub fn register_plugin_function(engine: &mut Engine, name: &str) {
         record(&owned, json!({}));
         Ok(())
     });
+}
+
+/// The recorded name of a `reevaluate(...)` call (not an action).
+pub const REEVALUATE: &str = "__reevaluate";
+
+/// Reads one event handler state value by key.
+pub type StateReader = Arc<dyn Fn(&str) -> Option<i64> + Send + Sync>;
+
+/// What rule scripts may read of Kairo's state while they run.
+pub struct ScriptContext {
+    /// Reads an event handler state value (traffic counters, in bytes).
+    pub state: StateReader,
+    /// The evaluation time, epoch milliseconds (UTC windows are taken from it).
+    pub now_ms: i64,
+}
+
+thread_local! {
+    static CONTEXT: RefCell<Option<Arc<ScriptContext>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `context` visible to `traffic_mib(...)` on this thread.
+pub fn with_context<T>(context: Option<Arc<ScriptContext>>, f: impl FnOnce() -> T) -> T {
+    let previous = CONTEXT.with(|c| c.replace(context));
+    let out = f();
+    CONTEXT.with(|c| *c.borrow_mut() = previous);
+    out
+}
+
+/// The [`Reevaluation`](crate::Reevaluation) a recorded `reevaluate(...)` call stands for.
+pub fn reevaluation(rule: &str, params: &Value) -> crate::Reevaluation {
+    crate::Reevaluation {
+        rule: rule.to_string(),
+        timing: params["timing"]
+            .as_str()
+            .and_then(DateConst::parse)
+            .unwrap_or(DateConst::Immediately),
+        offset_minutes: params["offset"].as_i64().unwrap_or(0),
+    }
+}
+
+fn register_state_functions(engine: &mut Engine) {
+    fn reevaluate(timing: &str, offset: i64) -> FnResult {
+        if DateConst::parse(timing).is_none() {
+            return Err(format!(
+                "reevaluate: timing must be IMMEDIATELY, BEGINNING_OF_NEXT_DAY, BEGINNING_OF_NEXT_MONTH, AFTER_ONE_DAY or NEVER, got {timing:?}"
+            )
+            .into());
+        }
+        if !(0..=kairo_core::handler::timing::MAX_OFFSET_MINUTES).contains(&offset)
+            || (timing == "NEVER" && offset != 0)
+        {
+            return Err(format!(
+                "reevaluate: offset must be 0..=525600 minutes (and 0 with NEVER), got {offset}"
+            )
+            .into());
+        }
+        record(REEVALUATE, json!({"timing": timing, "offset": offset}));
+        Ok(())
+    }
+    engine.register_fn("reevaluate", |timing: &str| reevaluate(timing, 0));
+    engine.register_fn("reevaluate", reevaluate);
+    engine.register_fn(
+        "traffic_mib",
+        |scope: &str, id: Dynamic, window: &str| -> Result<rhai::FLOAT, Box<EvalAltResult>> {
+            let id = string_arg("traffic_mib", "id", &id)?;
+            let kind = match scope {
+                "imsi" | "sim" | "group" => scope,
+                "operator" => "op",
+                other => return Err(format!("traffic_mib: scope must be imsi, sim, group or operator, got {other:?}").into()),
+            };
+            let context = CONTEXT.with(|c| c.borrow().clone());
+            let Some(context) = context else {
+                return Ok(0.0);
+            };
+            let (day, month) = kairo_core::handler::timing::utc_day_and_month(context.now_ms);
+            let period = match window {
+                "day" => format!("d{day}"),
+                "month" => format!("m{month}"),
+                "all" if matches!(kind, "imsi" | "sim") => "all".to_string(),
+                other => return Err(format!("traffic_mib: window must be day, month or (for imsi and sim) all, got {other:?}").into()),
+            };
+            let bytes = (context.state)(&format!("c/{kind}/{id}/{period}")).unwrap_or(0);
+            Ok(bytes as rhai::FLOAT / (1024.0 * 1024.0))
+        },
+    );
 }
 
 /// Names of the built-in action functions and the action each records.

@@ -17,7 +17,10 @@ pub mod literal;
 pub mod rules;
 pub mod watch;
 
+pub use capture::{ScriptContext, with_context};
 pub use engine::{Limits, engine, engine_with_actions};
 pub use literal::{LiteralCall, literal_action_calls};
-pub use rules::{Evaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError};
+pub use rules::{
+    Evaluation, Reevaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError,
+};
 pub use watch::{DirWatcher, RuleWatcher};

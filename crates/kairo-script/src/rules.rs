@@ -74,6 +74,7 @@ pub struct Rule {
     source: String,
     ast: AST,
     guard: Option<kairo_core::Guard>,
+    uses_state: bool,
     event_access: Access,
     payload_access: Access,
 }
@@ -97,6 +98,20 @@ pub struct Evaluation {
     pub requests: Vec<ActionRequest>,
     /// Rules that failed; the other rules still ran.
     pub errors: Vec<RuleError>,
+    /// Re-evaluation times rules declared with `reevaluate(...)`.
+    pub reevaluations: Vec<Reevaluation>,
+}
+
+/// A rule asked not to be evaluated again for this event's SIM (or IMSI)
+/// until `timing` (plus `offset_minutes`), with `reevaluate(...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reevaluation {
+    /// The rule.
+    pub rule: String,
+    /// When it may act again.
+    pub timing: kairo_core::handler::DateConst,
+    /// Minutes after that.
+    pub offset_minutes: i64,
 }
 
 /// An immutable set of compiled rules, sorted by name, sharing one engine.
@@ -148,12 +163,14 @@ impl RuleSet {
             })?;
         let guard = crate::guard::extract(&ast);
         let (event_access, payload_access) = crate::access::accesses(&ast);
+        let uses_state = calls_any(&ast, &["traffic_mib", "reevaluate"]);
         Ok(Rule {
             name: name.to_string(),
             path: path.to_path_buf(),
             source,
             ast,
             guard,
+            uses_state,
             event_access,
             payload_access,
         })
@@ -197,8 +214,30 @@ impl RuleSet {
     /// could not have acted (see [`crate::guard`]), so the requests are the
     /// same as from [`RuleSet::evaluate_naive`].
     pub fn evaluate(&self, event: &Event) -> Evaluation {
+        self.evaluate_except(event, &|_| false)
+    }
+
+    /// [`RuleSet::evaluate`], leaving out the rules `skip` names (e.g. rules
+    /// waiting for their re-evaluation time).
+    pub fn evaluate_except(
+        &self,
+        event: &Event,
+        skip: &(dyn Fn(&Rule) -> bool + Sync),
+    ) -> Evaluation {
         let candidates = self.index.candidates(event);
-        self.evaluate_rules(event, candidates.iter().map(|&i| &self.rules[i]))
+        self.evaluate_rules(
+            event,
+            candidates
+                .iter()
+                .map(|&i| &self.rules[i])
+                .filter(|r| !skip(r)),
+        )
+    }
+
+    /// True when some rule calls `traffic_mib(...)` or `reevaluate(...)`, so
+    /// events must be evaluated one after another against shared state.
+    pub fn uses_state(&self) -> bool {
+        self.rules.iter().any(|r| r.uses_state)
     }
 
     /// Runs every rule against `event`, without the index.
@@ -243,15 +282,23 @@ impl RuleSet {
             scope.rewind(base);
             match result {
                 Ok(()) => {
-                    for (index, (action, params)) in calls.into_iter().enumerate() {
+                    let mut index = 0;
+                    for (action, params) in calls {
+                        if action == crate::capture::REEVALUATE {
+                            evaluation
+                                .reevaluations
+                                .push(crate::capture::reevaluation(&rule.name, &params));
+                            continue;
+                        }
                         evaluation.requests.push(ActionRequest {
                             action,
                             params,
                             event_id: event.id.clone(),
                             rule: rule.name.clone(),
-                            index: index as u32,
+                            index,
                             not_before_ms: None,
                         });
+                        index += 1;
                     }
                 }
                 Err(mut error) => {
@@ -272,6 +319,21 @@ impl RuleSet {
         }
         evaluation
     }
+}
+
+/// True when the script calls any of `names`.
+fn calls_any(ast: &AST, names: &[&str]) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let name = match path.last() {
+            Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(call, _))) => Some(call.name.as_str()),
+            Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(call, _))) => Some(call.name.as_str()),
+            _ => None,
+        };
+        found |= name.is_some_and(|n| names.contains(&n));
+        !found
+    });
+    found
 }
 
 /// The variables rules see. Of `event` and `payload`, only the top-level
@@ -669,6 +731,69 @@ if payload.otaStatus == "finished" {
         assert_eq!(
             evaluation.requests[1].params,
             json!({"subject": "a.b", "payload": {"n": 1}})
+        );
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+    use crate::{Limits, ScriptContext, engine, with_context};
+    use serde_json::json;
+
+    fn set(source: &str) -> RuleSet {
+        let engine = Arc::new(engine(Limits::default()));
+        let rule = RuleSet::compile(&engine, "r", Path::new("r.rhai"), source.into()).unwrap();
+        RuleSet::from_rules(engine, vec![Arc::new(rule)])
+    }
+
+    #[test]
+    fn reevaluate_is_recorded_apart_from_actions() {
+        let rules = set(r#"slack("a"); reevaluate("BEGINNING_OF_NEXT_DAY", 5); slack("b");"#);
+        assert!(rules.uses_state());
+        let evaluation = rules.evaluate(&Event::from_value(json!({})).unwrap());
+        assert_eq!(
+            evaluation
+                .requests
+                .iter()
+                .map(|r| r.index)
+                .collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(
+            evaluation.reevaluations,
+            vec![Reevaluation {
+                rule: "r".into(),
+                timing: kairo_core::handler::DateConst::BeginningOfNextDay,
+                offset_minutes: 5
+            }]
+        );
+        let bad =
+            set(r#"reevaluate("TOMORROW");"#).evaluate(&Event::from_value(json!({})).unwrap());
+        assert!(
+            bad.errors[0].message.contains("reevaluate: timing must be"),
+            "{:?}",
+            bad.errors
+        );
+        assert!(!set(r#"slack("x");"#).uses_state());
+    }
+
+    #[test]
+    fn traffic_mib_reads_the_counters_of_the_current_utc_window() {
+        let rules = set(
+            r#"if traffic_mib("sim", simId, "day") > 10.0 { slack(`${traffic_mib("sim", simId, "day")}`); }"#,
+        );
+        let now = 1_741_608_000_000; // 2025-03-10T12:00:00Z
+        let context = Arc::new(ScriptContext {
+            state: Arc::new(|key: &str| (key == "c/sim/s1/d20250310").then_some(11 * 1024 * 1024)),
+            now_ms: now,
+        });
+        let event = Event::from_value(json!({"simId": "s1"})).unwrap();
+        let evaluation = with_context(Some(context), || rules.evaluate(&event));
+        assert_eq!(evaluation.requests[0].params["text"], "11.0");
+        assert!(
+            rules.evaluate(&event).requests.is_empty(),
+            "no context reads as zero"
         );
     }
 }

@@ -97,11 +97,19 @@ impl HandlerSet {
         state: &mut dyn HandlerState,
         now_ms: i64,
     ) -> Vec<ActionRequest> {
+        count(event, state, now_ms);
+        self.fire(event, state, now_ms)
+    }
+
+    /// Evaluates every active handler against `event` whose traffic is already counted.
+    pub fn fire(
+        &self,
+        event: &Event,
+        state: &mut dyn HandlerState,
+        now_ms: i64,
+    ) -> Vec<ActionRequest> {
         let at = event.timestamp_ms.unwrap_or(now_ms);
         let traffic = traffic_bytes(event);
-        if let Some(bytes) = traffic {
-            count_traffic(event, state, at, bytes);
-        }
         let mut requests = Vec::new();
         for handler in self.handlers.iter().filter(|h| h.active) {
             if !targets(&handler.target, event) {
@@ -206,6 +214,13 @@ impl HandlerSet {
             });
         }
         out
+    }
+}
+
+/// Adds a `TrafficUsage` event's bytes to the traffic counters (other events change nothing).
+pub fn count(event: &Event, state: &mut dyn HandlerState, now_ms: i64) {
+    if let Some(bytes) = traffic_bytes(event) {
+        count_traffic(event, state, event.timestamp_ms.unwrap_or(now_ms), bytes);
     }
 }
 
