@@ -29,6 +29,8 @@ use crate::writer::{Retention, StoreWriter};
 
 /// Events accepted but not yet evaluated, at most, in memory; senders wait beyond that.
 const QUEUE_CAPACITY: usize = 10_000;
+/// How often the matcher drops stale handler state from memory.
+const STATE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Events evaluated together and committed in one transaction, at most.
 const EVALUATION_BATCH: usize = 256;
 
@@ -184,6 +186,7 @@ impl RouterBuilder {
             rules: rules.clone(),
             handlers: handlers.clone(),
             state,
+            last_prune: std::time::Instant::now(),
             dispatcher: dispatcher.clone(),
             writer: writer.clone(),
             metrics: metrics.clone(),
@@ -365,6 +368,7 @@ struct Matcher {
     rules: Arc<RuleStore>,
     handlers: Arc<HandlerStore>,
     state: Arc<RwLock<MemoryState>>,
+    last_prune: std::time::Instant,
     dispatcher: Dispatcher,
     writer: StoreWriter,
     metrics: Arc<Metrics>,
@@ -478,11 +482,13 @@ impl Matcher {
             actions.extend(pending.iter().cloned());
             batch.evaluated.push((event.id.clone(), pending));
         }
-        batch.state = self
-            .state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_changes();
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        batch.state = state.take_changes();
+        if self.last_prune.elapsed() >= STATE_PRUNE_EVERY {
+            self.last_prune = std::time::Instant::now();
+            state.prune(&kairo_core::handler::Retention::as_of(now));
+        }
+        drop(state);
         match self.writer.commit_blocking(batch) {
             Ok(_) => self.dispatcher.enqueue(actions),
             Err(error) => tracing::error!(

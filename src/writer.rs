@@ -119,6 +119,9 @@ fn run(
             {
                 tracing::warn!(%error, "pruning the store failed");
             }
+            if let Err(error) = store.prune_state(&kairo_core::handler::Retention::as_of(now)) {
+                tracing::warn!(%error, "pruning event handler state failed");
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kairo_core::handler::Retention;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     WriteTransaction,
@@ -302,6 +303,21 @@ impl Store {
         Ok(existed)
     }
 
+    /// Forgets handler state that can no longer matter (see [`Retention`]).
+    pub fn prune_state(&self, retention: &Retention) -> Result<usize, StoreError> {
+        let tx = self.write()?;
+        let removed = {
+            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
+            let before = state.len().map_err(|e| self.err(e))?;
+            state
+                .retain(|key, value| !retention.is_stale(key, value))
+                .map_err(|e| self.err(e))?;
+            before - state.len().map_err(|e| self.err(e))?
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed as usize)
+    }
+
     /// Forgets event ids seen before `seen_before_ms` and history older than `history_before_ms`.
     pub fn prune(&self, seen_before_ms: i64, history_before_ms: i64) -> Result<(), StoreError> {
         let tx = self.write()?;
@@ -535,6 +551,53 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.inbox().unwrap()[0].id(), "a");
         assert_eq!(store.outbox().unwrap()[0].key(), "x/r/0");
+    }
+
+    #[test]
+    fn handler_state_persists_and_stale_entries_are_pruned() {
+        let (_dir, store) = open();
+        let state = vec![
+            ("c/sim/s1/d20250101".to_string(), 5),
+            ("c/sim/s1/d20250310".to_string(), 6),
+            ("c/sim/s1/m202412".to_string(), 7),
+            ("c/sim/s1/m202503".to_string(), 8),
+            ("c/sim/s1/all".to_string(), 9),
+            ("s/h1/sim:s1".to_string(), 100),
+            ("s/h1/sim:s2".to_string(), i64::MAX),
+        ];
+        store
+            .commit(
+                &Batch {
+                    state,
+                    ..Batch::default()
+                },
+                1,
+                0,
+            )
+            .unwrap();
+        assert_eq!(store.handler_state().unwrap().len(), 7);
+        let retention = Retention {
+            day_before: "20250301".into(),
+            month_before: "202501".into(),
+            now_ms: 200,
+        };
+        assert_eq!(store.prune_state(&retention).unwrap(), 3);
+        let mut kept: Vec<String> = store
+            .handler_state()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            vec![
+                "c/sim/s1/all",
+                "c/sim/s1/d20250310",
+                "c/sim/s1/m202503",
+                "s/h1/sim:s2"
+            ]
+        );
     }
 
     #[test]

@@ -217,6 +217,55 @@ impl HandlerSet {
     }
 }
 
+/// How long handler state matters: daily counters until `day_before`
+/// (`YYYYMMDD`), monthly counters until `month_before` (`YYYYMM`), suppression
+/// times until they pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Daily counters of days before this are stale.
+    pub day_before: String,
+    /// Monthly counters of months before this are stale.
+    pub month_before: String,
+    /// Suppression times at or before this are stale.
+    pub now_ms: i64,
+}
+
+impl Retention {
+    /// Keeps daily counters 3 days past their day and monthly counters a year, as of `now_ms`.
+    pub fn as_of(now_ms: i64) -> Self {
+        const DAY_MS: i64 = 24 * 3_600_000;
+        Self {
+            day_before: utc_day_and_month(now_ms - 3 * DAY_MS).0,
+            month_before: utc_day_and_month(now_ms - 366 * DAY_MS).1,
+            now_ms,
+        }
+    }
+
+    /// True when the state entry `key` = `value` can no longer affect anything.
+    pub fn is_stale(&self, key: &str, value: i64) -> bool {
+        if key.starts_with("s/") {
+            return value <= self.now_ms;
+        }
+        match key.rsplit('/').next() {
+            Some(period) if period.len() == 9 && period.starts_with('d') => {
+                period[1..] < *self.day_before
+            }
+            Some(period) if period.len() == 7 && period.starts_with('m') => {
+                period[1..] < *self.month_before
+            }
+            _ => false,
+        }
+    }
+}
+
+impl MemoryState {
+    /// Drops stale entries from memory (the store prunes its copy itself).
+    pub fn prune(&mut self, retention: &Retention) {
+        self.values
+            .retain(|key, value| !retention.is_stale(key, *value));
+    }
+}
+
 /// Adds a `TrafficUsage` event's bytes to the traffic counters (other events change nothing).
 pub fn count(event: &Event, state: &mut dyn HandlerState, now_ms: i64) {
     if let Some(bytes) = traffic_bytes(event) {
