@@ -22,6 +22,19 @@ fn ota_handler(url: &str) -> Value {
     })
 }
 
+/// A router on `config` whose time is `clock`.
+async fn start_with_clock(
+    config: kairo::KairoConfig,
+    clock: Arc<ManualClock>,
+) -> kairo::RunningRouter {
+    kairo::Router::builder()
+        .config(config)
+        .clock(clock)
+        .start()
+        .await
+        .unwrap()
+}
+
 fn ota_event(id: &str, sim: &str) -> String {
     json!({"id": id, "eventType": "SubscriptionStatus", "simId": sim, "groupId": "group-from-id",
         "payload": {"otaStatus": "finished", "subscription": "planX3"}})
@@ -116,12 +129,7 @@ async fn counters_and_delayed_actions_survive_a_restart() {
 
     // First run: 6 MiB, restart, then 5 MiB more the same UTC day crosses 10 MiB.
     let clock = Arc::new(ManualClock::new(start));
-    let router = kairo::Router::builder()
-        .config(config.clone())
-        .clock(clock.clone())
-        .start()
-        .await
-        .unwrap();
+    let router = start_with_clock(config.clone(), clock.clone()).await;
     assert_eq!(
         post(format!("http://{}", router.local_addr()), traffic("t1", 6)).await,
         202
@@ -130,12 +138,7 @@ async fn counters_and_delayed_actions_survive_a_restart() {
     router.shutdown().await.unwrap();
 
     clock.advance(60_000);
-    let router = kairo::Router::builder()
-        .config(config.clone())
-        .clock(clock.clone())
-        .start()
-        .await
-        .unwrap();
+    let router = start_with_clock(config.clone(), clock.clone()).await;
     assert_eq!(
         post(format!("http://{}", router.local_addr()), traffic("t2", 5)).await,
         202
@@ -161,12 +164,7 @@ async fn counters_and_delayed_actions_survive_a_restart() {
 
     // After the restart, at the next UTC day, the delayed action runs.
     clock.set(due + 1_000);
-    let router = kairo::Router::builder()
-        .config(config)
-        .clock(clock)
-        .start()
-        .await
-        .unwrap();
+    let router = start_with_clock(config, clock).await;
     router.idle().await;
     assert_eq!(
         soracom.emulator.sim(SIM_1).unwrap().speed_class,
@@ -224,12 +222,7 @@ if eventType == "TrafficUsage" && traffic_mib("sim", simId, "day") > 10.0 {
         .unwrap()
         .timestamp_millis();
     let clock = Arc::new(ManualClock::new(day));
-    let router = kairo::Router::builder()
-        .config(config)
-        .clock(clock.clone())
-        .start()
-        .await
-        .unwrap();
+    let router = start_with_clock(config, clock.clone()).await;
     let url = format!("http://{}/v1/events", router.local_addr());
     let http = reqwest::Client::new();
     let mut n = 0;

@@ -311,59 +311,18 @@ macro_rules! export_plugin {
             unsafe { $crate::abi::guard(out, run) }
         }
 
-        /// Applies the configuration section.
-        ///
-        /// # Safety
-        /// `ptr`/`len` must describe readable bytes for the call; `out` must be writable.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn kairo_plugin_configure(
-            ptr: *const u8,
-            len: usize,
-            out: *mut $crate::abi::KairoBuffer,
-        ) -> i32 {
-            // SAFETY: guaranteed by the host, per the ABI.
-            unsafe {
-                $crate::abi::with_input(ptr, len, out, |b| {
-                    $crate::abi::configure(kairo_plugin_instance(), b)
-                })
-            }
-        }
-
-        /// Validates action parameters.
-        ///
-        /// # Safety
-        /// `ptr`/`len` must describe readable bytes for the call; `out` must be writable.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn kairo_plugin_validate(
-            ptr: *const u8,
-            len: usize,
-            out: *mut $crate::abi::KairoBuffer,
-        ) -> i32 {
-            // SAFETY: guaranteed by the host, per the ABI.
-            unsafe {
-                $crate::abi::with_input(ptr, len, out, |b| {
-                    $crate::abi::validate(kairo_plugin_instance(), b)
-                })
-            }
-        }
-
-        /// Performs one attempt of an action request.
-        ///
-        /// # Safety
-        /// `ptr`/`len` must describe readable bytes for the call; `out` must be writable.
-        #[unsafe(no_mangle)]
-        pub unsafe extern "C" fn kairo_plugin_execute(
-            ptr: *const u8,
-            len: usize,
-            out: *mut $crate::abi::KairoBuffer,
-        ) -> i32 {
-            // SAFETY: guaranteed by the host, per the ABI.
-            unsafe {
-                $crate::abi::with_input(ptr, len, out, |b| {
-                    $crate::abi::execute(kairo_plugin_instance(), b)
-                })
-            }
-        }
+        $crate::__export_json_call!(
+            /// Applies the configuration section.
+            kairo_plugin_configure => $crate::abi::configure
+        );
+        $crate::__export_json_call!(
+            /// Validates action parameters.
+            kairo_plugin_validate => $crate::abi::validate
+        );
+        $crate::__export_json_call!(
+            /// Performs one attempt of an action request.
+            kairo_plugin_execute => $crate::abi::execute
+        );
 
         /// Frees a buffer this plugin returned.
         ///
@@ -373,6 +332,23 @@ macro_rules! export_plugin {
         pub unsafe extern "C" fn kairo_plugin_free(buffer: $crate::abi::KairoBuffer) {
             // SAFETY: guaranteed by the host, per the ABI.
             drop(unsafe { buffer.into_vec() });
+        }
+    };
+}
+
+/// One exported `extern "C" fn(ptr, len, out) -> i32` taking JSON input; used by [`export_plugin!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_json_call {
+    ($(#[$doc:meta])* $name:ident => $handler:path) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// `ptr`/`len` must describe readable bytes for the call; `out` must be writable.
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name(ptr: *const u8, len: usize, out: *mut $crate::abi::KairoBuffer) -> i32 {
+            // SAFETY: guaranteed by the host, per the ABI.
+            unsafe { $crate::abi::with_input(ptr, len, out, |b| $handler(kairo_plugin_instance(), b)) }
         }
     };
 }

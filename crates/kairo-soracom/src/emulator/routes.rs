@@ -13,16 +13,7 @@ use super::state::{EmulatorState, Fault, Group, RecordedRequest, Sim};
 
 type Shared = Arc<Mutex<EmulatorState>>;
 
-const SPEED_CLASSES: [&str; 8] = [
-    "s1.minimum",
-    "s1.slow",
-    "s1.standard",
-    "s1.fast",
-    "s1.4xfast",
-    "s1.8xfast",
-    "u1.standard",
-    "u1.slow",
-];
+use kairo_core::handler::model::SPEED_CLASSES;
 
 pub(super) fn router(state: Shared, latency: std::time::Duration) -> axum::Router {
     let app = axum::Router::new().fallback(handle).with_state(state);
