@@ -133,6 +133,12 @@ async fn jetstream_consumer_delivers_at_least_once_and_dedupes() {
         .unwrap()
         .await
         .unwrap();
+    // Not an event: kept as a dead letter and acknowledged, never redelivered forever.
+    js.publish("soracom.events.bad", "{not json".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     eventually("every SIM moved", LIMIT, || moved(&soracom, &sims(N))).await;
     let mut consumer: jetstream::consumer::PullConsumer = js
@@ -162,6 +168,20 @@ async fn jetstream_consumer_delivers_at_least_once_and_dedupes() {
         N,
         "one set_group per event, the duplicate ignored"
     );
+    let letters: Vec<_> = kairo
+        .router
+        .store()
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.kind == DeadLetterKind::Input)
+        .collect();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        letters[0].source.as_deref(),
+        Some("jetstream:soracom.events.bad")
+    );
+    assert_eq!(letters[0].input.as_deref(), Some("{not json"));
 }
 
 #[tokio::test]
