@@ -70,8 +70,8 @@ impl InFlight {
 
 /// What the dispatcher needs, shared by the scheduler and every attempt.
 pub struct DispatchContext {
-    /// Actions by name.
-    pub registry: Registry,
+    /// Actions by name (swapped when dynamic plugins are reloaded).
+    pub registry: Arc<arc_swap::ArcSwap<Registry>>,
     /// Shared HTTP client for plugins.
     pub http: reqwest::Client,
     /// `[dispatch]`.
@@ -265,12 +265,13 @@ async fn attempt(
     halt: CancellationToken,
     mut action: PendingAction,
 ) -> Attempted {
-    let Some(plugin) = cx.registry.get(&action.request.action).cloned() else {
+    let registry = cx.registry.load_full();
+    let Some(plugin) = registry.get(&action.request.action).cloned() else {
         action.attempts += 1;
         let error = ActionError::permanent(format!(
             "unknown action `{}` (known: {})",
             action.request.action,
-            cx.registry.names().join(", ")
+            registry.names().join(", ")
         ));
         return give_up(&cx, action, error, 0).await;
     };
@@ -290,7 +291,7 @@ async fn attempt(
         cx.cancel.child_token(),
         action.attempts,
     )
-    .with_config(cx.registry.config(&action.request.action));
+    .with_config(registry.config(&action.request.action));
     let started = Instant::now();
     let result = tokio::time::timeout(timeout, plugin.execute(&action.request, &context))
         .await

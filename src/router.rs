@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use kairo_core::handler::{HandlerState, MemoryState};
 use kairo_core::{Clock, Event, SystemClock};
@@ -125,6 +126,24 @@ impl RouterBuilder {
         let (writer, writer_thread) = StoreWriter::start(store.clone(), clock.clone(), retention);
 
         let rules = load_rules(&config, &registry)?;
+        let registry = Arc::new(ArcSwap::from_pointee(registry));
+        let plugin_watcher = match &config.plugins.dir {
+            Some(dir) if config.rules.watch && dir.is_dir() => {
+                let reload = PluginReload {
+                    config: config.clone(),
+                    http: http.clone(),
+                    extra: self.extra.clone(),
+                    registry: registry.clone(),
+                    rules: rules.clone(),
+                    runtime: tokio::runtime::Handle::current(),
+                };
+                Some(
+                    DirWatcher::start(dir, move || reload.run())
+                        .with_context(|| format!("watching plugins directory {}", dir.display()))?,
+                )
+            }
+            _ => None,
+        };
         let (handlers, handler_errors) = HandlerStore::load(
             &config.handlers.dir,
             config.plugins.email.operator_address.clone(),
@@ -261,6 +280,7 @@ impl RouterBuilder {
                 .map_err(|_| anyhow::anyhow!("the store writer panicked"))?;
             drop(watcher);
             drop(handler_watcher);
+            drop(plugin_watcher);
             tracing::info!("stopped");
             Ok(())
         });
@@ -295,6 +315,40 @@ async fn subscribe_nats(
         ack_wait: Duration::from_secs(config.nats.ack_wait_seconds),
     };
     Ok(kairo_ingest::nats::subscribe(client, &ingest).await?)
+}
+
+/// Reloads dynamic plugins when `[plugins] dir` changes: builds the registry
+/// anew (libraries already loaded are reused), swaps it in for the
+/// dispatcher, and recompiles the rules with an engine that knows every
+/// plugin's function. On any error the running set stays as it was.
+struct PluginReload {
+    config: KairoConfig,
+    http: reqwest::Client,
+    extra: Vec<Arc<dyn Action>>,
+    registry: Arc<ArcSwap<Registry>>,
+    rules: Arc<RuleStore>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl PluginReload {
+    fn run(&self) {
+        // Plugins (the email transport's pool, say) need the async runtime
+        // when built and dropped; the watcher calls this from its own thread.
+        let _runtime = self.runtime.enter();
+        match crate::plugins::registry(&self.config, &self.http, &self.extra) {
+            Ok(registry) => {
+                let engine = Arc::new(crate::check::engine(&self.config, &registry));
+                tracing::info!(target: "kairo::plugins", plugins = ?registry.names(), "plugins reloaded");
+                self.registry.store(Arc::new(registry));
+                log_reload(&self.rules.replace_engine(engine));
+            }
+            Err(errors) => {
+                for error in errors {
+                    tracing::error!(target: "kairo::plugins", "{error} (plugins unchanged)");
+                }
+            }
+        }
+    }
 }
 
 fn load_rules(config: &KairoConfig, registry: &Registry) -> anyhow::Result<Arc<RuleStore>> {

@@ -196,9 +196,15 @@ async fn load_errors_name_the_file_and_the_reason() {
 #[tokio::test]
 async fn plugin_sections_are_checked_at_start() {
     let plugins = plugin_dir(&[(&example(), "libaudit.so")]);
-    let error = start_error(|c| c.plugins.dir = Some(plugins.path().to_path_buf())).await;
+    let error = start_error(|c| {
+        c.plugins.dir = Some(plugins.path().to_path_buf());
+        c.plugins
+            .sections
+            .insert("audit_log".into(), json!({"path": 3}));
+    })
+    .await;
     assert!(
-        error.contains("plugins.audit_log: `path` is required"),
+        error.contains("plugins.audit_log: `path` must be a string"),
         "{error}"
     );
 
@@ -275,4 +281,41 @@ fn check_validates_literal_plugin_parameters_and_plugins_lists_origins() {
     assert_eq!(audit["abiVersion"], 1);
     let set_group = infos.iter().find(|i| i["name"] == "set_group").unwrap();
     assert_eq!(set_group["origin"]["kind"], "builtin");
+}
+
+#[tokio::test]
+async fn a_plugin_dropped_into_the_directory_is_loaded_and_callable_by_name() {
+    let plugins = tempfile::tempdir().unwrap();
+    let out = plugins.path().join("audit.jsonl");
+    let rule = format!(
+        r#"audit_log(#{{ note: `added ${{event.id}}`, path: "{}" }});"#,
+        out.display()
+    );
+    let kairo = start_kairo(&[("audit.rhai", &rule)], |c| {
+        c.rules.watch = true;
+        c.plugins.dir = Some(plugins.path().to_path_buf());
+    })
+    .await;
+    kairo.post(r#"{"id": "before"}"#).await;
+    kairo.router.idle().await;
+    assert!(lines(&out).is_empty(), "no such function yet");
+
+    std::fs::copy(example(), plugins.path().join("libaudit.so")).unwrap();
+    let mut loaded = false;
+    for n in 0..200 {
+        kairo.post(&format!(r#"{{"id": "after-{n}"}}"#)).await;
+        kairo.router.idle().await;
+        if !lines(&out).is_empty() {
+            loaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(loaded, "the plugin copied into the directory was loaded");
+    assert!(
+        lines(&out)[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("added after-")
+    );
 }

@@ -443,7 +443,7 @@ impl ReloadReport {
 /// Readers take a cheap [`RuleStore::snapshot`]; a reload never blocks them.
 pub struct RuleStore {
     dir: PathBuf,
-    engine: Arc<Engine>,
+    engine: ArcSwap<Engine>,
     current: ArcSwap<RuleSet>,
     reload_lock: Mutex<()>,
 }
@@ -460,7 +460,7 @@ impl RuleStore {
         let store = Self {
             dir: dir.into(),
             current: ArcSwap::from_pointee(RuleSet::empty(engine.clone())),
-            engine,
+            engine: ArcSwap::new(engine),
             reload_lock: Mutex::new(()),
         };
         let report = store.reload();
@@ -480,7 +480,19 @@ impl RuleStore {
     /// Rescans the directory: compiles new and changed files, drops deleted ones,
     /// and keeps the previous good version of any file that no longer compiles.
     pub fn reload(&self) -> ReloadReport {
+        self.reload_with(false)
+    }
+
+    /// Switches to `engine` (e.g. one knowing newly loaded plugin functions)
+    /// and recompiles every rule with it.
+    pub fn replace_engine(&self, engine: Arc<Engine>) -> ReloadReport {
+        self.engine.store(engine);
+        self.reload_with(true)
+    }
+
+    fn reload_with(&self, recompile: bool) -> ReloadReport {
         let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let engine = self.engine.load_full();
         let previous = self.snapshot();
         let mut old: BTreeMap<&str, &Arc<Rule>> = previous
             .rules
@@ -516,11 +528,13 @@ impl RuleStore {
                     continue;
                 }
             };
-            if let Some(rule) = previous_rule.filter(|r| r.source == source && r.path == path) {
+            if let Some(rule) =
+                previous_rule.filter(|r| !recompile && r.source == source && r.path == path)
+            {
                 next.push(rule.clone());
                 continue;
             }
-            match RuleSet::compile(&self.engine, &name, &path, source) {
+            match RuleSet::compile(&engine, &name, &path, source) {
                 Ok(rule) => {
                     if previous_rule.is_some() {
                         report.updated.push(name);
@@ -536,9 +550,11 @@ impl RuleStore {
             }
         }
         report.removed = old.into_keys().map(str::to_string).collect();
-        if !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty()) {
+        if recompile
+            || !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty())
+        {
             self.current
-                .store(Arc::new(RuleSet::from_rules(self.engine.clone(), next)));
+                .store(Arc::new(RuleSet::from_rules(engine, next)));
         }
         report
     }

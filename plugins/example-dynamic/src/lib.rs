@@ -1,5 +1,5 @@
 //! An example dynamic Kairo plugin, `audit_log`: appends one JSON line per
-//! action to the file named by `[plugins.audit_log] path`.
+//! action to the file named by the `path` parameter or `[plugins.audit_log] path`.
 //!
 //! Build it with `cargo build --release -p kairo-example-dynamic` and copy
 //! `target/release/libkairo_example_dynamic.so` into the `[plugins] dir`.
@@ -38,17 +38,22 @@ impl DynamicAction for AuditLog {
     }
 
     fn configure(&mut self, config: &Value) -> Result<(), String> {
-        let path = config
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or("`path` is required: the file to append audit lines to")?;
-        self.path = Some(PathBuf::from(path));
+        self.path = match config.get("path") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(path)) => Some(PathBuf::from(path)),
+            Some(other) => {
+                return Err(format!(
+                    "`path` must be a string (the file to append audit lines to), got {other}"
+                ));
+            }
+        };
         Ok(())
     }
 
     fn validate(&self, params: &Value) -> Result<(), String> {
-        only_keys(params, &["note", "simulate"])?;
+        only_keys(params, &["note", "simulate", "path"])?;
         optional_str(params, "note")?;
+        optional_str(params, "path")?;
         match optional_str(params, "simulate")? {
             None | Some("panic") | Some("hang") => Ok(()),
             Some(other) => Err(format!(
@@ -65,10 +70,13 @@ impl DynamicAction for AuditLog {
             Some("hang") => std::thread::sleep(Duration::from_secs(60)),
             _ => {}
         }
-        let path = self
-            .path
-            .as_ref()
-            .ok_or_else(|| ActionError::permanent("plugins.audit_log.path is not configured"))?;
+        let path = match request.params.get("path").and_then(Value::as_str) {
+            Some(path) => PathBuf::from(path),
+            None => self.path.clone().ok_or_else(|| {
+                ActionError::permanent("no file: set [plugins.audit_log] path, or pass `path`")
+            })?,
+        };
+        let path = &path;
         let line = json!({
             "key": request.key(),
             "eventId": request.event_id,
@@ -124,10 +132,11 @@ mod tests {
     fn checks_configuration_and_parameters() {
         assert!(
             AuditLog::default()
-                .configure(&json!({}))
+                .configure(&json!({"path": 3}))
                 .unwrap_err()
-                .contains("`path`")
+                .contains("`path` must be a string")
         );
+        assert!(AuditLog::default().configure(&json!({})).is_ok());
         let plugin = AuditLog::default();
         assert!(
             plugin
