@@ -20,6 +20,7 @@ pub mod builtin;
 pub mod catcher;
 pub mod check;
 pub mod config;
+pub mod directory;
 pub mod dispatch;
 pub mod dlq;
 pub mod handlers;

@@ -204,6 +204,13 @@ impl RouterBuilder {
         let matcher = Matcher {
             rules: rules.clone(),
             handlers: handlers.clone(),
+            directory: crate::directory::Directory::new(
+                Some(Arc::new(kairo_soracom::SoracomClient::new(
+                    reqwest::Client::new(),
+                    crate::builtin::soracom_client_config(&config),
+                ))),
+                tokio::runtime::Handle::current(),
+            ),
             state,
             last_prune: std::time::Instant::now(),
             dispatcher: dispatcher.clone(),
@@ -421,6 +428,7 @@ fn log_reload(report: &ReloadReport) {
 struct Matcher {
     rules: Arc<RuleStore>,
     handlers: Arc<HandlerStore>,
+    directory: crate::directory::Directory,
     state: Arc<RwLock<MemoryState>>,
     last_prune: std::time::Instant,
     dispatcher: Dispatcher,
@@ -449,10 +457,11 @@ impl Matcher {
         &self,
         rules: &kairo_script::RuleSet,
         event: &Event,
+        counted: &Event,
         now: i64,
     ) -> kairo_script::Evaluation {
         kairo_core::handler::count(
-            event,
+            counted,
             &mut *self.state.write().unwrap_or_else(|e| e.into_inner()),
             now,
         );
@@ -506,29 +515,39 @@ impl Matcher {
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
         let mut actions = Vec::new();
+        // Handlers and traffic counters see events with the SIM and group filled in.
+        let need_group = handlers
+            .handlers()
+            .iter()
+            .any(|h| h.active && matches!(h.target, kairo_core::handler::Target::Group(_)));
+        let enriched: Vec<Event> = batch_events
+            .iter()
+            .map(|e| self.directory.enrich(e, need_group))
+            .collect();
         let evaluations = if rules.uses_state() {
             // Rules read counters or declare re-evaluation times: evaluate in
             // order, each event seeing the state the previous ones left.
             batch_events
                 .iter()
-                .map(|event| self.evaluate_with_state(&rules, event, now))
+                .zip(&enriched)
+                .map(|(event, counted)| self.evaluate_with_state(&rules, event, counted, now))
                 .collect()
         } else {
             let evaluations = rules.evaluate_batch(batch_events);
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for event in batch_events {
+            for event in &enriched {
                 kairo_core::handler::count(event, &mut *state, now);
             }
             evaluations
         };
-        for (event, evaluation) in batch_events.iter().zip(evaluations) {
+        for ((event, evaluation), handled) in batch_events.iter().zip(evaluations).zip(&enriched) {
             for error in &evaluation.errors {
                 self.metrics.rule_errors.inc();
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
             let mut requests = evaluation.requests;
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            requests.extend(handlers.fire(event, &mut *state, now));
+            requests.extend(handlers.fire(handled, &mut *state, now));
             let pending: Vec<PendingAction> = requests
                 .into_iter()
                 .map(|request| PendingAction::new(request, now))

@@ -240,3 +240,67 @@ if eventType == "TrafficUsage" && traffic_mib("sim", simId, "day") > 10.0 {
     assert_eq!(traffic(6).await, 1, "a new day counts from zero");
     assert_eq!(traffic(6).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_is_looked_up_and_imsis_are_mapped_to_sims() {
+    let soracom = soracom(true).await;
+    let handlers = tempfile::tempdir().unwrap();
+    let group_rule = json!({
+        "name": "group-status", "status": "active", "targetGroupId": "group-from-id",
+        "ruleConfig": {"type": "SimStatusAttributeRule", "properties": {"inactiveTimeoutDateConst": "IMMEDIATELY"}},
+        "actionConfigList": [{"type": "SuspendAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}}]
+    });
+    let sim_rule = json!({
+        "name": "sim-expired", "status": "active", "targetSimId": SIM_2,
+        "ruleConfig": {"type": "SimExpiredRule", "properties": {"inactiveTimeoutDateConst": "IMMEDIATELY"}},
+        "actionConfigList": [{"type": "ActivationAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}}]
+    });
+    std::fs::write(
+        handlers.path().join("h.json"),
+        json!([group_rule, sim_rule]).to_string(),
+    )
+    .unwrap();
+    let kairo = start_kairo(&[], |c| {
+        use_soracom(c, &soracom);
+        c.handlers.dir = handlers.path().to_path_buf();
+    })
+    .await;
+    let lookups = || {
+        soracom
+            .emulator
+            .requests_to("GET", &format!("/v1/sims/{SIM_1}"))
+            .len()
+    };
+
+    // No groupId on the event: the SIM's group comes from the SORACOM API, once.
+    for id in ["s1", "s2"] {
+        kairo
+            .post(&json!({"id": id, "eventType": "StatusChanged", "simId": SIM_1, "payload": {"oldStatus": "active", "newStatus": "inactive"}}).to_string())
+            .await;
+        kairo.router.idle().await;
+    }
+    assert_eq!(lookups(), 1, "looked up once, then remembered");
+    let suspends = soracom
+        .emulator
+        .requests_to("POST", &format!("/v1/sims/{SIM_1}/suspend"));
+    assert_eq!(suspends.len(), 2, "the group handler fired for both events");
+
+    // An event naming IMSI and SIM teaches the mapping; a later IMSI-only event reaches the SIM rule.
+    kairo
+        .post(
+            &json!({"id": "m", "eventType": "Hello", "imsi": "440100000000002", "simId": SIM_2})
+                .to_string(),
+        )
+        .await;
+    kairo
+        .post(&json!({"id": "x", "eventType": "Expired", "imsi": "440100000000002"}).to_string())
+        .await;
+    kairo.router.idle().await;
+    assert_eq!(
+        soracom
+            .emulator
+            .requests_to("POST", &format!("/v1/sims/{SIM_2}/activate"))
+            .len(),
+        1
+    );
+}
