@@ -75,10 +75,15 @@ impl Directory {
             tokio::time::timeout(Duration::from_secs(10), client.get_sim(sim)).await
         });
         let group = match answer {
-            Ok(Ok(value)) => value
-                .get("groupId")
-                .and_then(|g| g.as_str())
-                .map(str::to_string),
+            Ok(Ok(value)) => {
+                if let Some(imsi) = value.get("imsi").and_then(|i| i.as_str()) {
+                    self.imsi_to_sim.insert(imsi.to_string(), sim.to_string());
+                }
+                value
+                    .get("groupId")
+                    .and_then(|g| g.as_str())
+                    .map(str::to_string)
+            }
             Ok(Err(error)) => {
                 tracing::warn!(sim, %error, "could not look up the SIM's group");
                 None

@@ -814,3 +814,73 @@ fn soracom_api_reference_examples_are_accepted() {
         .unwrap_or_else(|e| panic!("{e:#?}"));
     assert_eq!(handlers.len(), 16);
 }
+
+#[test]
+fn every_action_type_maps_to_its_kairo_action() {
+    let actions = json!([
+        {"type": "ChangeSpeedClassAction", "properties": {"speedClass": "s1.slow", "executionDateTimeConst": "IMMEDIATELY"}},
+        {"type": "ActivationAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}},
+        {"type": "DeactivationAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}},
+        {"type": "StandbyAction", "properties": {"executionDateTimeConst": "AFTER_ONE_DAY", "executionOffsetMinutes": "30"}},
+        {"type": "SuspendAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}},
+    ]);
+    let mail = json!([
+        {"type": "SendMailAction", "properties": {"executionDateTimeConst": "IMMEDIATELY", "to": "a@example.com",
+            "title": "${simId} on ${date}", "message": "now ${newStatus} (${tags.name}) ${unknown}."}},
+        {"type": "SendMailToOperatorAction", "properties": {"executionDateTimeConst": "IMMEDIATELY", "title": "t", "message": "m"}},
+        {"type": "ExecuteWebRequestAction", "properties": {"executionDateTimeConst": "IMMEDIATELY", "url": "https://x.example/${imsi}",
+            "httpMethod": "GET", "contentType": "text/plain", "headers": {"X-Sim": "${simId}"}, "body": "ignored for GET"}},
+    ]);
+    let sim = ("targetSimId", "8981000000000000001");
+    let rule = json!({"inactiveTimeoutDateConst": "IMMEDIATELY"});
+    let mut run = Run::new(handlers(&[
+        model("SimStatusAttributeRule", rule.clone(), sim, actions),
+        model("SimExpiredRule", rule, sim, mail),
+    ]));
+    let fired = run.at(
+        "2025-01-02T03:04:05Z",
+        "StatusChanged",
+        json!({"newStatus": "active", "tags": {"name": "dev-1"}}),
+    );
+    let sim_id = json!({"simId": "8981000000000000001"});
+    let summary: Vec<(&str, Value, Option<i64>)> = fired
+        .iter()
+        .map(|r| (r.action.as_str(), r.params.clone(), r.not_before_ms))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "set_speed_class",
+                json!({"simId": "8981000000000000001", "speedClass": "s1.slow"}),
+                None
+            ),
+            ("activate", sim_id.clone(), None),
+            ("deactivate", sim_id.clone(), None),
+            (
+                "set_to_standby",
+                sim_id.clone(),
+                Some(at("2025-01-03T03:34:05Z"))
+            ),
+            ("suspend", sim_id, None),
+        ]
+    );
+    let fired = run.at(
+        "2025-01-02T03:04:05Z",
+        "Expired",
+        json!({"newStatus": "active", "tags": {"name": "dev-1"}}),
+    );
+    assert_eq!(fired[0].action, "email");
+    assert_eq!(
+        fired[0].params,
+        json!({"to": "a@example.com", "subject": "8981000000000000001 on 2025/1/2", "body": "now active (dev-1) ."})
+    );
+    assert_eq!(fired[1].params["to"], "ops@example.com");
+    assert_eq!(fired[2].action, "webhook");
+    assert_eq!(
+        fired[2].params,
+        json!({"url": "https://x.example/440100000000001", "method": "GET",
+               "headers": {"Content-Type": "text/plain", "X-Sim": "8981000000000000001"}}),
+        "GET sends no body"
+    );
+}
