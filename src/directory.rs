@@ -3,6 +3,7 @@
 //! targets, looked up in the SORACOM API (`GET /v1/sims/{simId}`) when an event
 //! does not say. Used to fill in events before the event handlers see them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,21 +48,29 @@ impl Directory {
     /// `event` with a missing `simId` (from its IMSI) and, when `need_group`,
     /// a missing `groupId` filled in. Runs on a blocking thread: an API lookup
     /// waits for its answer.
-    pub fn enrich(&mut self, event: &Event, need_group: bool) -> Event {
+    pub fn enrich<'e>(&mut self, event: &'e Event, need_group: bool) -> Cow<'e, Event> {
         self.learn(event);
+        let sim_id = match &event.sim_id {
+            Some(sim) => Some(sim.clone()),
+            None => event
+                .imsi
+                .as_ref()
+                .and_then(|i| self.imsi_to_sim.get(i))
+                .cloned(),
+        };
+        let group_id = match (&event.group_id, &sim_id) {
+            (None, Some(sim)) if need_group => self.group_of(sim),
+            _ => None,
+        };
+        if (sim_id == event.sim_id) && group_id.is_none() {
+            return Cow::Borrowed(event);
+        }
         let mut enriched = event.clone();
-        if enriched.sim_id.is_none()
-            && let Some(sim) = enriched.imsi.as_ref().and_then(|i| self.imsi_to_sim.get(i))
-        {
-            enriched.sim_id = Some(sim.clone());
+        enriched.sim_id = sim_id;
+        if group_id.is_some() {
+            enriched.group_id = group_id;
         }
-        if need_group
-            && enriched.group_id.is_none()
-            && let Some(sim) = enriched.sim_id.clone()
-        {
-            enriched.group_id = self.group_of(&sim);
-        }
-        enriched
+        Cow::Owned(enriched)
     }
 
     fn group_of(&mut self, sim: &str) -> Option<String> {

@@ -515,15 +515,24 @@ impl Matcher {
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
         let mut actions = Vec::new();
-        // Handlers and traffic counters see events with the SIM and group filled in.
+        // Handlers and traffic counters see events with the SIM and group
+        // filled in; without handlers or stateful rules there is nothing to do.
+        let stateful = !handlers.handlers().is_empty() || rules.uses_state();
         let need_group = handlers
             .handlers()
             .iter()
             .any(|h| h.active && matches!(h.target, kairo_core::handler::Target::Group(_)));
-        let enriched: Vec<Event> = batch_events
-            .iter()
-            .map(|e| self.directory.enrich(e, need_group))
-            .collect();
+        let enriched: Vec<std::borrow::Cow<'_, Event>> = if stateful {
+            batch_events
+                .iter()
+                .map(|e| self.directory.enrich(e, need_group))
+                .collect()
+        } else {
+            batch_events
+                .iter()
+                .map(std::borrow::Cow::Borrowed)
+                .collect()
+        };
         let evaluations = if rules.uses_state() {
             // Rules read counters or declare re-evaluation times: evaluate in
             // order, each event seeing the state the previous ones left.
@@ -534,9 +543,11 @@ impl Matcher {
                 .collect()
         } else {
             let evaluations = rules.evaluate_batch(batch_events);
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for event in &enriched {
-                kairo_core::handler::count(event, &mut *state, now);
+            if stateful {
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                for event in &enriched {
+                    kairo_core::handler::count(event, &mut *state, now);
+                }
             }
             evaluations
         };
@@ -546,8 +557,10 @@ impl Matcher {
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
             let mut requests = evaluation.requests;
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            requests.extend(handlers.fire(handled, &mut *state, now));
+            if stateful {
+                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+                requests.extend(handlers.fire(handled, &mut *state, now));
+            }
             let pending: Vec<PendingAction> = requests
                 .into_iter()
                 .map(|request| PendingAction::new(request, now))

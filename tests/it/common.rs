@@ -458,3 +458,19 @@ pub fn nats_server() -> NatsServer {
     wait_for_port(port, Duration::from_secs(15));
     server
 }
+
+/// Awaits `check()` every 50 ms until it holds, failing after `limit`.
+pub async fn eventually_async<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -133,20 +133,10 @@ async fn sigkill_loses_no_accepted_event_and_repeats_only_in_flight_actions() {
         || set_group_counts(&emulator).len() == TOTAL && slack_counts(&slack).len() == TOTAL,
     )
     .await;
-    let mut settled = false;
-    for _ in 0..200 {
-        let status = status(&http, &kairo.url).await;
-        if status == json!({"inbox": 0, "outbox": 0, "deadLetters": 0}) {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        settled,
-        "store drained: {}",
-        status(&http, &kairo.url).await
-    );
+    eventually_async("the store drained", Duration::from_secs(10), || async {
+        status(&http, &kairo.url).await == json!({"inbox": 0, "outbox": 0, "deadLetters": 0})
+    })
+    .await;
 
     let repeated_groups: usize = set_group_counts(&emulator).values().map(|n| n - 1).sum();
     let repeated_slack: usize = slack_counts(&slack).values().map(|n| n - 1).sum();

@@ -141,27 +141,25 @@ async fn jetstream_consumer_delivers_at_least_once_and_dedupes() {
         .unwrap();
 
     eventually("every SIM moved", LIMIT, || moved(&soracom, &sims(N))).await;
-    let mut consumer: jetstream::consumer::PullConsumer = js
+    let consumer: jetstream::consumer::PullConsumer = js
         .get_stream("SORACOM_EVENTS")
         .await
         .unwrap()
         .get_consumer("kairo")
         .await
         .unwrap();
-    let mut drained = false;
-    for _ in 0..200 {
-        let info = consumer.info().await.unwrap();
-        if info.num_pending == 0 && info.num_ack_pending == 0 {
-            drained = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        drained,
-        "every message acknowledged: {:?}",
-        consumer.info().await.unwrap()
-    );
+    eventually_async(
+        "every message acknowledged",
+        Duration::from_secs(10),
+        || {
+            let consumer = consumer.clone();
+            async move {
+                let info = consumer.get_info().await.unwrap();
+                info.num_pending == 0 && info.num_ack_pending == 0
+            }
+        },
+    )
+    .await;
     kairo.router.idle().await;
     assert_eq!(
         set_group_calls(&soracom),
