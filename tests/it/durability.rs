@@ -96,7 +96,7 @@ async fn sigkill_loses_no_accepted_event_and_repeats_only_in_flight_actions() {
     const TOTAL: usize = 3_000;
     const BEFORE_CRASH: usize = 1_500;
     const CONCURRENCY: usize = 16;
-    let (emulator, soracom_url) = slow_emulator(5).await;
+    let (emulator, soracom_url) = slow_emulator(10).await;
     let slack = catcher().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
