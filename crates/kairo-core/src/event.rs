@@ -159,26 +159,30 @@ impl Event {
 
     /// Looks up a dotted path such as `payload.otaStatus` or `imsi` in [`Event::to_value`].
     pub fn lookup(&self, path: &str) -> Option<&Value> {
-        let mut parts = path.split('.');
-        let first = parts.next()?;
-        let mut current = match first {
-            "payload" if self.flux_style => return lookup_in(&self.body, parts),
-            "id" => return None,
-            _ => self.body.get(first)?,
-        };
-        for part in parts {
-            current = current.as_object()?.get(part)?;
+        self.lookup_parts(path.split('.'))
+    }
+
+    /// [`Event::lookup`] for a path already split into its parts.
+    pub fn lookup_parts<'p>(&self, parts: impl IntoIterator<Item = &'p str>) -> Option<&Value> {
+        let mut parts = parts.into_iter().peekable();
+        match *parts.peek()? {
+            "payload" if self.flux_style => {
+                parts.next();
+                walk(&self.body, parts)
+            }
+            "id" => None,
+            _ => walk(&self.body, parts),
         }
-        Some(current)
     }
 }
 
-fn lookup_in<'a>(
+/// Follows `parts` through nested objects starting at `map`.
+pub fn walk<'a, 'p>(
     map: &'a Map<String, Value>,
-    mut parts: std::str::Split<'_, char>,
+    parts: impl IntoIterator<Item = &'p str>,
 ) -> Option<&'a Value> {
-    let first = parts.next()?;
-    let mut current = map.get(first)?;
+    let mut parts = parts.into_iter();
+    let mut current = map.get(parts.next()?)?;
     for part in parts {
         current = current.as_object()?.get(part)?;
     }

@@ -29,24 +29,17 @@ impl FieldPath {
             "simId" => identity(&event.sim_id),
             "imsi" => identity(&event.imsi),
             "eventType" => identity(&event.event_type),
-            "payload" => lookup(event.payload(), rest),
+            "payload" if !rest.is_empty() => event
+                .lookup_parts(self.0.iter().map(String::as_str))?
+                .as_str(),
             "event" if rest.len() == 1 && rest[0] == "id" => Some(event.id.as_str()),
-            "event" => lookup(event.body(), rest),
+            // `event` is the body as received: no Flux-style payload alias.
+            "event" if !rest.is_empty() => {
+                crate::event::walk(event.body(), rest.iter().map(String::as_str))?.as_str()
+            }
             _ => None,
         }
     }
-}
-
-fn lookup<'e>(
-    map: &'e serde_json::Map<String, serde_json::Value>,
-    path: &[String],
-) -> Option<&'e str> {
-    let (last, parents) = path.split_last()?;
-    let mut current = map;
-    for key in parents {
-        current = current.get(key)?.as_object()?;
-    }
-    current.get(last)?.as_str()
 }
 
 /// A rule does nothing unless the string at `path` is one of `values`.

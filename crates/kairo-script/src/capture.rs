@@ -251,21 +251,3 @@ fn register_state_functions(engine: &mut Engine) {
         },
     );
 }
-
-/// Names of the built-in action functions and the action each records.
-pub const BUILTIN_FUNCTIONS: [&str; 14] = [
-    "set_group",
-    "unset_group",
-    "set_speed_class",
-    "activate",
-    "deactivate",
-    "suspend",
-    "set_to_standby",
-    "set_imei_lock",
-    "unset_imei_lock",
-    "slack",
-    "email",
-    "webhook",
-    "publish",
-    "action",
-];
