@@ -241,6 +241,18 @@ impl Kairo {
         self.post_with(body, None).await
     }
 
+    /// GETs `path` and decodes the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_with(&self, body: &str, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self
             .http

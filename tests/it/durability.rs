@@ -288,15 +288,7 @@ async fn dead_letters_can_be_listed_retried_and_dropped() {
     .await;
     kairo.post(r#"[{"id": "one"}, {"id": "two"}]"#).await;
     kairo.router.idle().await;
-    let letters: Vec<Value> = kairo
-        .http
-        .get(format!("{}/v1/dead-letters", kairo.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let letters: Vec<Value> = kairo.get_json("/v1/dead-letters").await;
     assert_eq!(letters.len(), 2);
     assert!(
         letters[0]["error"].as_str().unwrap().starts_with("HTTP 40"),
@@ -332,15 +324,7 @@ async fn dead_letters_can_be_listed_retried_and_dropped() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    let status: Value = kairo
-        .http
-        .get(format!("{}/v1/status", kairo.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = kairo.get_json("/v1/status").await;
     assert_eq!(status["deadLetters"], 0);
 }
 
