@@ -595,9 +595,10 @@ struct RouterSink {
     source: String,
 }
 
-#[async_trait]
-impl EventSink for RouterSink {
-    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+impl RouterSink {
+    /// Commits `events` to the inbox and hands the new ones to the matcher;
+    /// returns how many were duplicates.
+    async fn commit_and_hand_off(&self, events: Vec<Event>) -> Result<usize, SinkError> {
         let now = self.clock.now_ms();
         let stored = events
             .iter()
@@ -633,6 +634,19 @@ impl EventSink for RouterSink {
             .inc_by((total - duplicates) as u64);
         self.metrics.events_duplicate.inc_by(duplicates as u64);
         Ok(duplicates)
+    }
+}
+
+#[async_trait]
+impl EventSink for RouterSink {
+    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+        // The commit and the hand-off run in their own task: the caller (an
+        // HTTP handler whose client hung up, say) may be dropped at any await,
+        // and whatever the store commits must still reach the matcher.
+        let sink = self.clone();
+        tokio::spawn(async move { sink.commit_and_hand_off(events).await })
+            .await
+            .map_err(|e| SinkError(format!("accepting events failed: {e}")))?
     }
 
     async fn reject_input(

@@ -8,6 +8,7 @@ mod cli;
 mod durability;
 mod email;
 mod handlers;
+mod hardening;
 mod nats;
 mod ota;
 mod plugins;

@@ -1,0 +1,84 @@
+//! Faults and hostile input: clients that hang up, slow clients, huge bodies,
+//! damaged files, hanging targets, panicking plugins.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// Writes a whole `POST /v1/events` request on a raw socket and hangs up at once,
+/// without reading the answer: the server's handler may be dropped at any await.
+fn post_and_hang_up(addr: &str, body: &str) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: kairo\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_before_the_client_hangs_up_are_evaluated_at_once() {
+    let slack = catcher().await;
+    let rule = r#"if payload.n != () { slack(`n=${payload.n}`); }"#;
+    let kairo = start_kairo(&[("notify.rhai", rule)], |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+    })
+    .await;
+    let addr = kairo.router.local_addr().to_string();
+    let clients: Vec<_> = (0..40)
+        .map(|c| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                for r in 0..10 {
+                    let events: Vec<Value> = (0..20)
+                        .map(|i| json!({"id": format!("c{c}-r{r}-{i}"), "n": i}))
+                        .collect();
+                    post_and_hang_up(&addr, &serde_json::to_string(&events).unwrap());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    // Whatever was committed must leave the inbox while the router runs.
+    let http = kairo.http.clone();
+    let url = kairo.url.clone();
+    eventually_async("the inbox to drain", Duration::from_secs(20), || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let status: Value = http
+                .get(format!("{url}/v1/status"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            status["inbox"] == 0
+        }
+    })
+    .await;
+    let accepted = kairo.router.metrics().render();
+    let count = metric(&accepted, "kairo_events_accepted_total");
+    assert!(count > 0.0, "some events were committed: {accepted}");
+    kairo.router.idle().await;
+    assert_eq!(
+        slack.bodies().len() as f64,
+        count,
+        "every committed event was evaluated once"
+    );
+}
+
+/// The value of an unlabelled metric in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
