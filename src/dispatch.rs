@@ -293,13 +293,17 @@ async fn attempt(
     )
     .with_config(registry.config(&action.request.action));
     let started = Instant::now();
-    let result = tokio::time::timeout(timeout, plugin.execute(&action.request, &context))
+    // A panic inside a compiled-in action fails the attempt for good, as a
+    // dynamic plugin's panic does at the ABI boundary.
+    let execution = std::panic::AssertUnwindSafe(plugin.execute(&action.request, &context));
+    let result = tokio::time::timeout(timeout, futures::FutureExt::catch_unwind(execution))
         .await
         .unwrap_or_else(|_| {
-            Err(ActionError::retryable(format!(
+            Ok(Err(ActionError::retryable(format!(
                 "timed out after {timeout:?}"
-            )))
-        });
+            ))))
+        })
+        .unwrap_or_else(|panic| Err(ActionError::permanent(panic_message(panic.as_ref()))));
     let latency = started.elapsed();
     let latency_ms = latency.as_millis() as u64;
     cx.metrics.action_latency.observe(latency.as_secs_f64());
@@ -356,6 +360,16 @@ async fn attempt(
         }
         Err(error) => give_up(&cx, action, error, latency_ms).await,
     }
+}
+
+/// What a caught panic said.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".into());
+    format!("the action panicked: {text}")
 }
 
 /// Records a final failure: history entry plus dead letter, in one commit.

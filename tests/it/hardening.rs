@@ -82,3 +82,58 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A compiled-in action that panics whenever it runs.
+struct Panics;
+
+#[async_trait::async_trait]
+impl kairo::plugin::Action for Panics {
+    fn name(&self) -> &str {
+        "explode"
+    }
+
+    async fn execute(
+        &self,
+        _request: &kairo::core::ActionRequest,
+        _cx: &kairo::plugin::ActionContext,
+    ) -> Result<kairo::plugin::ActionOutcome, kairo::plugin::ActionError> {
+        panic!("boom inside a static plugin")
+    }
+}
+
+#[tokio::test]
+async fn a_static_plugin_panic_fails_the_attempt_permanently() {
+    let rules = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("x.rhai"), r#"action("explode", #{});"#).unwrap();
+    let router = kairo::Router::builder()
+        .config(test_config(rules.path(), data.path()))
+        .plugin(Panics)
+        .start()
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/events", router.local_addr());
+    let answer = reqwest::Client::new()
+        .post(url)
+        .body(r#"{"id": "p1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    tokio::time::timeout(Duration::from_secs(10), router.idle())
+        .await
+        .expect("the router becomes idle after the panic");
+    let letters = router.store().dead_letters().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].error.contains("panicked"),
+        "{}",
+        letters[0].error
+    );
+    assert!(letters[0].error.contains("boom inside a static plugin"));
+    let history = router.history();
+    assert_eq!(history[0].attempts, 1, "a panic is not retried");
+    assert_eq!(history[0].error_class.as_deref(), Some("permanent"));
+    assert!(router.store().outbox().unwrap().is_empty());
+    router.shutdown().await.unwrap();
+}
