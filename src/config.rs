@@ -200,6 +200,10 @@ pub struct DispatchConfig {
     pub action_timeout_ms: u64,
     /// Actions performed at the same time, at most.
     pub concurrency: usize,
+    /// Actions of one family performed at the same time, at most, for every
+    /// family without its own `[dispatch.limits.<family>]`: a hanging target
+    /// holds at most this many of the `concurrency` slots.
+    pub family_concurrency: usize,
     /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
     pub shutdown_grace_ms: u64,
     /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
@@ -214,6 +218,7 @@ impl Default for DispatchConfig {
             backoff_max_ms: 60_000,
             action_timeout_ms: 10_000,
             concurrency: 64,
+            family_concurrency: 16,
             shutdown_grace_ms: 10_000,
             limits: BTreeMap::from([(
                 "soracom".to_string(),
@@ -326,6 +331,9 @@ impl KairoConfig {
         }
         if self.dispatch.concurrency == 0 {
             bad("dispatch.concurrency", "must be at least 1".into());
+        }
+        if self.dispatch.family_concurrency == 0 {
+            bad("dispatch.family_concurrency", "must be at least 1".into());
         }
         for (family, limit) in &self.dispatch.limits {
             if limit.concurrency == 0 {

@@ -8,7 +8,7 @@
 //! records its outcome, so a crash can repeat only the attempts that were
 //! running at that moment.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DispatchConfig;
-use crate::limits::Gates;
+use crate::limits::{Gate, Gates};
 use crate::metrics::{ActionLabels, Metrics};
 use crate::writer::StoreWriter;
 
@@ -137,7 +137,9 @@ enum Attempted {
 struct Scheduler {
     cx: Arc<DispatchContext>,
     rx: mpsc::UnboundedReceiver<Message>,
-    queue: BTreeMap<(i64, String), PendingAction>,
+    /// Waiting actions per family, soonest due first: a family at its bound
+    /// (a hanging target, say) never holds up another family's actions.
+    queues: HashMap<String, BTreeMap<(i64, String), PendingAction>>,
     known: HashSet<String>,
     running: JoinSet<Attempted>,
     global: Arc<Semaphore>,
@@ -151,7 +153,7 @@ impl Scheduler {
         Self {
             cx,
             rx,
-            queue: BTreeMap::new(),
+            queues: HashMap::new(),
             known: HashSet::new(),
             running: JoinSet::new(),
             global,
@@ -189,9 +191,7 @@ impl Scheduler {
                 },
                 Some(joined) = self.running.join_next(), if !self.running.is_empty() => match joined {
                     Ok(Attempted::Finished(key)) => self.forget(&key),
-                    Ok(Attempted::Requeue(action)) => {
-                        self.queue.insert((action.due_ms(), action.key()), action);
-                    }
+                    Ok(Attempted::Requeue(action)) => self.queue(action),
                     Err(error) => tracing::error!(%error, "action task failed"),
                 },
                 _ = drain.cancelled(), if grace_deadline.is_none() => {
@@ -200,16 +200,28 @@ impl Scheduler {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-        if !self.queue.is_empty() {
+        let left: usize = self.queues.values().map(BTreeMap::len).sum();
+        if left > 0 {
             tracing::info!(
-                left = self.queue.len(),
+                left,
                 "dispatcher stopped; unfinished actions stay in the outbox for the next start"
             );
         }
     }
 
+    /// When the next waiting action may start: its due time, or the end of its family's pause.
     fn next_due(&self) -> Option<i64> {
-        self.queue.first_key_value().map(|((due, _), _)| *due)
+        let now_ms = self.cx.clock.now_ms();
+        self.queues
+            .iter()
+            .filter_map(|(family, queue)| {
+                let due = queue.first_key_value()?.0.0;
+                let paused = self.cx.gates.get(family).paused_until().map(|until| {
+                    now_ms + until.saturating_duration_since(Instant::now()).as_millis() as i64
+                });
+                Some(paused.map_or(due, |p| p.max(due)))
+            })
+            .min()
     }
 
     fn next_wake(&self, grace_deadline: Option<Instant>) -> Instant {
@@ -223,13 +235,27 @@ impl Scheduler {
 
     fn add(&mut self, actions: Vec<PendingAction>) {
         for action in actions {
-            let key = action.key();
-            if self.known.insert(key.clone()) {
-                self.queue.insert((action.due_ms(), key), action);
+            if self.known.insert(action.key()) {
+                self.queue(action);
             } else {
                 self.cx.in_flight.done(1);
             }
         }
+    }
+
+    /// Puts `action` in its family's queue.
+    fn queue(&mut self, action: PendingAction) {
+        let family = self
+            .cx
+            .registry
+            .load()
+            .get(&action.request.action)
+            .map(|plugin| plugin.family().to_string())
+            .unwrap_or_default();
+        self.queues
+            .entry(family)
+            .or_default()
+            .insert((action.due_ms(), action.key()), action);
     }
 
     fn forget(&mut self, key: &str) {
@@ -238,23 +264,31 @@ impl Scheduler {
         }
     }
 
-    /// Starts due actions while global slots are free; the rest wait in the queue.
+    /// Starts due actions while global slots are free, each family up to its
+    /// own bound; the rest wait in their queues.
     fn start_due(&mut self) {
         let now = self.cx.clock.now_ms();
-        while let Some(entry) = self.queue.first_entry() {
-            if entry.key().0 > now {
-                break;
+        for (family, queue) in &mut self.queues {
+            let gate = self.cx.gates.get(family);
+            while let Some(entry) = queue.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let Some(family_slot) = gate.try_acquire() else {
+                    break;
+                };
+                let Ok(slot) = self.global.clone().try_acquire_owned() else {
+                    return;
+                };
+                let action = entry.remove();
+                let (cx, halt, gate) = (self.cx.clone(), self.halt.clone(), gate.clone());
+                self.running.spawn(async move {
+                    let _slots = (slot, family_slot);
+                    attempt(cx, halt, gate, action).await
+                });
             }
-            let Ok(slot) = self.global.clone().try_acquire_owned() else {
-                break;
-            };
-            let action = entry.remove();
-            let (cx, halt) = (self.cx.clone(), self.halt.clone());
-            self.running.spawn(async move {
-                let _slot = slot;
-                attempt(cx, halt, action).await
-            });
         }
+        self.queues.retain(|_, queue| !queue.is_empty());
     }
 }
 
@@ -263,6 +297,7 @@ impl Scheduler {
 async fn attempt(
     cx: Arc<DispatchContext>,
     halt: CancellationToken,
+    gate: Arc<Gate>,
     mut action: PendingAction,
 ) -> Attempted {
     let registry = cx.registry.load_full();
@@ -275,11 +310,10 @@ async fn attempt(
         ));
         return give_up(&cx, action, error, 0).await;
     };
-    let gate = cx.gates.get(plugin.family());
-    let _permit = tokio::select! {
-        permit = gate.acquire() => permit,
-        _ = halt.cancelled() => return Attempted::Requeue(action),
-    };
+    tokio::select! {
+        () = gate.pace() => {}
+        () = halt.cancelled() => return Attempted::Requeue(action),
+    }
     if halt.is_cancelled() {
         return Attempted::Requeue(action);
     }

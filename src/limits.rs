@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// `[dispatch.limits.<family>]`.
@@ -27,7 +27,7 @@ pub struct FamilyLimit {
 /// Admission control for one family.
 #[derive(Debug)]
 pub struct Gate {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
     paused_until: Mutex<Option<Instant>>,
@@ -37,7 +37,7 @@ impl Gate {
     /// A gate for `limit`.
     pub fn new(limit: &FamilyLimit) -> Self {
         Self {
-            permits: Semaphore::new(limit.concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(limit.concurrency.max(1))),
             interval: limit
                 .per_second
                 .filter(|r| *r > 0.0)
@@ -47,20 +47,38 @@ impl Gate {
         }
     }
 
+    /// When the family's pause (after a 429) ends, if it is paused now.
+    pub fn paused_until(&self) -> Option<Instant> {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|until| *until > Instant::now())
+    }
+
+    /// A slot now, unless the family is paused or every slot is taken; the
+    /// caller holds the permit while the action runs and waits [`Gate::pace`] first.
+    pub fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        if self.paused_until().is_some() {
+            return None;
+        }
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
     /// Waits out any pause, for a free slot, and for the pace; hold the permit while running.
-    pub async fn acquire(&self) -> SemaphorePermit<'_> {
-        loop {
-            let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
-            match until {
-                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
-                _ => break,
-            }
+    pub async fn acquire(&self) -> OwnedSemaphorePermit {
+        while let Some(until) = self.paused_until() {
+            tokio::time::sleep_until(until).await;
         }
         let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .expect("gate semaphore is never closed");
+        self.pace().await;
+        permit
+    }
+
+    /// Waits for this start's turn under `per_second`.
+    pub async fn pace(&self) {
         if let Some(interval) = self.interval {
             let slot = {
                 let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -70,7 +88,6 @@ impl Gate {
             };
             tokio::time::sleep_until(slot).await;
         }
-        permit
     }
 
     /// Holds back every action of the family for `wait`.
@@ -83,31 +100,41 @@ impl Gate {
     }
 }
 
-/// Gates by family name; families without a configured limit share an unlimited gate.
+/// Gates by family name. A family without a configured limit gets a gate of
+/// its own with `default_concurrency` slots, so one slow or dead target can
+/// hold at most that many of the dispatcher's slots.
 #[derive(Debug)]
 pub struct Gates {
-    by_family: HashMap<String, Arc<Gate>>,
-    unlimited: Arc<Gate>,
+    by_family: Mutex<HashMap<String, Arc<Gate>>>,
+    default_concurrency: usize,
 }
 
 impl Gates {
-    /// Gates for the configured limits.
-    pub fn new(limits: &BTreeMap<String, FamilyLimit>) -> Self {
+    /// Gates for the configured limits; other families get `default_concurrency` each.
+    pub fn new(limits: &BTreeMap<String, FamilyLimit>, default_concurrency: usize) -> Self {
         Self {
-            by_family: limits
-                .iter()
-                .map(|(f, l)| (f.clone(), Arc::new(Gate::new(l))))
-                .collect(),
-            unlimited: Arc::new(Gate::new(&FamilyLimit {
-                concurrency: Semaphore::MAX_PERMITS,
-                per_second: None,
-            })),
+            by_family: Mutex::new(
+                limits
+                    .iter()
+                    .map(|(f, l)| (f.clone(), Arc::new(Gate::new(l))))
+                    .collect(),
+            ),
+            default_concurrency,
         }
     }
 
     /// The gate for `family`.
-    pub fn get(&self, family: &str) -> &Gate {
-        self.by_family.get(family).unwrap_or(&self.unlimited)
+    pub fn get(&self, family: &str) -> Arc<Gate> {
+        let mut gates = self.by_family.lock().unwrap_or_else(|e| e.into_inner());
+        gates
+            .entry(family.to_string())
+            .or_insert_with(|| {
+                Arc::new(Gate::new(&FamilyLimit {
+                    concurrency: self.default_concurrency,
+                    per_second: None,
+                }))
+            })
+            .clone()
     }
 }
 
@@ -151,6 +178,7 @@ mod tests {
             concurrency: 2,
             per_second: None,
         }));
+        assert!(gate.try_acquire().is_some(), "a slot is free");
         let first = gate.acquire().await;
         let _second = gate.acquire().await;
         let waiter = tokio::spawn({
@@ -159,7 +187,28 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!waiter.is_finished());
+        assert!(gate.try_acquire().is_none(), "every slot is taken");
         drop(first);
         waiter.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unconfigured_families_get_their_own_bound() {
+        let gates = Gates::new(&BTreeMap::new(), 2);
+        let webhook = gates.get("webhook");
+        let _held = (
+            webhook.try_acquire().unwrap(),
+            webhook.try_acquire().unwrap(),
+        );
+        assert!(gates.get("webhook").try_acquire().is_none());
+        assert!(
+            gates.get("slack").try_acquire().is_some(),
+            "other families are unaffected"
+        );
+        gates.get("slack").pause(Duration::from_secs(1));
+        assert!(
+            gates.get("slack").try_acquire().is_none(),
+            "a paused family starts nothing"
+        );
     }
 }

@@ -184,7 +184,7 @@ impl RouterBuilder {
             DispatchContext {
                 registry,
                 http,
-                gates: Gates::new(&config.dispatch.limits),
+                gates: Gates::new(&config.dispatch.limits, config.dispatch.family_concurrency),
                 config: config.dispatch.clone(),
                 metrics: metrics.clone(),
                 writer: writer.clone(),

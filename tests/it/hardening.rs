@@ -137,3 +137,55 @@ async fn a_static_plugin_panic_fails_the_attempt_permanently() {
     assert!(router.store().outbox().unwrap().is_empty());
     router.shutdown().await.unwrap();
 }
+
+/// A TCP server that accepts connections and never answers.
+async fn black_hole() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/never", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_target_does_not_stall_other_families() {
+    let soracom = soracom(false).await;
+    let (hole, _task) = black_hole().await;
+    let rules = [
+        (
+            "hang.rhai",
+            format!(r#"if payload.hang == true {{ webhook("{hole}", #{{n: payload.n}}); }}"#),
+        ),
+        ("ota.rhai", OTA_RULE.replace("slack(", "// slack(")),
+    ];
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let kairo = start_kairo(&rules, |c| {
+        use_soracom(c, &soracom);
+        c.dispatch.action_timeout_ms = 60_000;
+    })
+    .await;
+    let hanging: Vec<Value> = (0..130).map(|n| json!({"hang": true, "n": n})).collect();
+    let (status, _) = kairo.post(&serde_json::to_string(&hanging).unwrap()).await;
+    assert_eq!(status, 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = kairo
+        .post(&json!({"simId": SIM_1, "otaStatus": "finished"}).to_string())
+        .await;
+    assert_eq!(status, 202);
+    eventually(
+        "set_group to reach SORACOM while webhooks hang",
+        Duration::from_secs(10),
+        || {
+            soracom
+                .emulator
+                .requests()
+                .iter()
+                .any(|r| r.path.ends_with("/set_group") && r.status == 200)
+        },
+    )
+    .await;
+}
