@@ -26,6 +26,7 @@ pub mod dlq;
 pub mod handlers;
 pub mod limits;
 pub mod metrics;
+pub mod pipeline;
 pub mod plugins;
 
 pub mod router;

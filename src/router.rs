@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use kairo_core::handler::{HandlerState, MemoryState};
+use kairo_core::handler::MemoryState;
 use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
 use kairo_plugin::{Action, Registry};
@@ -438,61 +438,7 @@ struct Matcher {
     clock: Arc<dyn Clock>,
 }
 
-/// The state key that holds back `rule` for `event`'s SIM (or IMSI) after `reevaluate(...)`.
-fn rule_suppression_key(rule: &str, event: &Event) -> String {
-    let subject = event
-        .sim_id
-        .as_deref()
-        .map(|s| format!("sim:{s}"))
-        .or_else(|| event.imsi.as_deref().map(|i| format!("imsi:{i}")))
-        .unwrap_or_else(|| "-".into());
-    format!("s/rule:{rule}/{subject}")
-}
-
 impl Matcher {
-    /// Counts the event's traffic, runs the rules not held back by an earlier
-    /// `reevaluate(...)` with counters readable through `traffic_mib(...)`,
-    /// and records the re-evaluation times they declare.
-    fn evaluate_with_state(
-        &self,
-        rules: &kairo_script::RuleSet,
-        event: &Event,
-        counted: &Event,
-        now: i64,
-    ) -> kairo_script::Evaluation {
-        kairo_core::handler::count(
-            counted,
-            &mut *self.state.write().unwrap_or_else(|e| e.into_inner()),
-            now,
-        );
-        let reader = self.state.clone();
-        let context = Arc::new(kairo_script::ScriptContext {
-            state: Arc::new(move |key: &str| {
-                reader.read().unwrap_or_else(|e| e.into_inner()).get(key)
-            }),
-            now_ms: now,
-        });
-        let held_back = |rule: &kairo_script::Rule| {
-            let key = rule_suppression_key(&rule.name, event);
-            self.state
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .is_some_and(|until| until > now)
-        };
-        let evaluation =
-            kairo_script::with_context(Some(context), || rules.evaluate_except(event, &held_back));
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        for declared in &evaluation.reevaluations {
-            let until = declared
-                .timing
-                .after(now, declared.offset_minutes)
-                .unwrap_or(i64::MAX);
-            state.set(rule_suppression_key(&declared.rule, event), until);
-        }
-        evaluation
-    }
-
     fn spawn(mut self, mut events: mpsc::Receiver<Event>) -> tokio::task::JoinHandle<()> {
         tokio::task::spawn_blocking(move || {
             while let Some(first) = events.blocking_recv() {
@@ -533,34 +479,14 @@ impl Matcher {
                 .map(std::borrow::Cow::Borrowed)
                 .collect()
         };
-        let evaluations = if rules.uses_state() {
-            // Rules read counters or declare re-evaluation times: evaluate in
-            // order, each event seeing the state the previous ones left.
-            batch_events
-                .iter()
-                .zip(&enriched)
-                .map(|(event, counted)| self.evaluate_with_state(&rules, event, counted, now))
-                .collect()
-        } else {
-            let evaluations = rules.evaluate_batch(batch_events);
-            if stateful {
-                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-                for event in &enriched {
-                    kairo_core::handler::count(event, &mut *state, now);
-                }
-            }
-            evaluations
-        };
-        for ((event, evaluation), handled) in batch_events.iter().zip(evaluations).zip(&enriched) {
+        let evaluations =
+            crate::pipeline::evaluate(&rules, &handlers, &self.state, batch_events, &enriched, now);
+        for (event, evaluation) in batch_events.iter().zip(evaluations) {
             for error in &evaluation.errors {
                 self.metrics.rule_errors.inc();
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
-            let mut requests = evaluation.requests;
-            if stateful {
-                let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-                requests.extend(handlers.fire(handled, &mut *state, now));
-            }
+            let requests = evaluation.requests;
             let pending: Vec<PendingAction> = requests
                 .into_iter()
                 .map(|request| PendingAction::new(request, now))

@@ -1,0 +1,201 @@
+//! The evaluation of a batch of events: traffic counting, rule scripts and
+//! SORACOM event handlers, in event order, against shared handler state.
+//!
+//! Every event is counted and then seen by stateful rules and by the
+//! handlers before the next one is touched, so a batch gives exactly what
+//! posting its events one by one gives.
+
+use std::borrow::Cow;
+use std::sync::{Arc, RwLock};
+
+use kairo_core::Event;
+use kairo_core::handler::{HandlerSet, HandlerState, MemoryState};
+use kairo_script::{Evaluation, Rule, RuleSet, ScriptContext};
+
+/// Handler state shared by the evaluation and the scripts' `traffic_mib(...)`.
+pub type SharedState = Arc<RwLock<MemoryState>>;
+
+/// Evaluates `events` in order. `enriched[i]` is `events[i]` with its SIM and
+/// group filled in; handlers and traffic counters see that one, rule scripts
+/// see the event as received. Returns one [`Evaluation`] per event, with the
+/// handlers' requests after the rules'.
+pub fn evaluate(
+    rules: &RuleSet,
+    handlers: &HandlerSet,
+    state: &SharedState,
+    events: &[Event],
+    enriched: &[Cow<'_, Event>],
+    now_ms: i64,
+) -> Vec<Evaluation> {
+    let stateful = !handlers.handlers().is_empty() || rules.uses_state();
+    if !stateful {
+        return rules.evaluate_batch(events);
+    }
+    // Rules that read no state may run ahead in parallel; they do not depend
+    // on the counters.
+    let mut ahead = (!rules.uses_state()).then(|| rules.evaluate_batch(events).into_iter());
+    events
+        .iter()
+        .zip(enriched)
+        .map(|(event, counted)| {
+            kairo_core::handler::count(counted, &mut *write(state), now_ms);
+            let mut evaluation = match ahead.as_mut() {
+                Some(ahead) => ahead.next().unwrap_or_default(),
+                None => evaluate_with_state(rules, state, event, now_ms),
+            };
+            evaluation
+                .requests
+                .extend(handlers.fire(counted, &mut *write(state), now_ms));
+            evaluation
+        })
+        .collect()
+}
+
+fn write(state: &SharedState) -> std::sync::RwLockWriteGuard<'_, MemoryState> {
+    state.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read(state: &SharedState) -> std::sync::RwLockReadGuard<'_, MemoryState> {
+    state.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state key that holds back `rule` for `event`'s SIM (or IMSI) after `reevaluate(...)`.
+pub fn rule_suppression_key(rule: &str, event: &Event) -> String {
+    let subject = event
+        .sim_id
+        .as_deref()
+        .map(|s| format!("sim:{s}"))
+        .or_else(|| event.imsi.as_deref().map(|i| format!("imsi:{i}")))
+        .unwrap_or_else(|| "-".into());
+    format!("s/rule:{rule}/{subject}")
+}
+
+/// Runs the rules not held back by an earlier `reevaluate(...)`, with
+/// counters readable through `traffic_mib(...)`, and records the
+/// re-evaluation times they declare.
+fn evaluate_with_state(
+    rules: &RuleSet,
+    state: &SharedState,
+    event: &Event,
+    now_ms: i64,
+) -> Evaluation {
+    let reader = state.clone();
+    let context = Arc::new(ScriptContext {
+        state: Arc::new(move |key: &str| read(&reader).get(key)),
+        now_ms,
+    });
+    let held_back = |rule: &Rule| {
+        read(state)
+            .get(&rule_suppression_key(&rule.name, event))
+            .is_some_and(|until| until > now_ms)
+    };
+    let evaluation =
+        kairo_script::with_context(Some(context), || rules.evaluate_except(event, &held_back));
+    let mut state = write(state);
+    for declared in &evaluation.reevaluations {
+        let until = declared
+            .timing
+            .after(now_ms, declared.offset_minutes)
+            .unwrap_or(i64::MAX);
+        state.set(rule_suppression_key(&declared.rule, event), until);
+    }
+    evaluation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairo_core::ActionRequest;
+    use kairo_core::handler::{CompileOptions, compile};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const MIB: i64 = 1024 * 1024;
+    /// 2025-01-15T00:00:00Z.
+    const NOW: i64 = 1_736_899_200_000;
+
+    fn handlers() -> HandlerSet {
+        let model = json!({
+            "name": "cap", "handlerId": "h1", "status": "active", "targetSimId": "sim-a",
+            "ruleConfig": {"type": "SimMonthlyTotalTrafficRule", "properties": {
+                "inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH",
+                "limitTotalTrafficMegaByte": "10"}},
+            "actionConfigList": [{"type": "ChangeSpeedClassAction", "properties": {
+                "speedClass": "s1.minimum", "executionDateTimeConst": "IMMEDIATELY"}}],
+        });
+        let options = CompileOptions {
+            operator_address_set: false,
+        };
+        HandlerSet::new(vec![compile(&model, "h.json", 0, options).unwrap()], None)
+    }
+
+    fn engine() -> Arc<rhai::Engine> {
+        Arc::new(kairo_script::engine(kairo_script::Limits::default()))
+    }
+
+    fn rules() -> RuleSet {
+        let engine = engine();
+        let source = r#"
+            if eventType == "TrafficUsage" && traffic_mib("sim", simId, "month") > 6.0 {
+                slack(`over: ${simId}`);
+                reevaluate("BEGINNING_OF_NEXT_DAY");
+            }
+        "#;
+        let rule = RuleSet::compile(
+            &engine,
+            "over",
+            std::path::Path::new("over.rhai"),
+            source.into(),
+        )
+        .unwrap();
+        RuleSet::from_rules(engine, vec![Arc::new(rule)])
+    }
+
+    fn traffic(i: usize, sim: &str, mib: i64) -> Event {
+        Event::from_value(json!({
+            "id": format!("e{i}"), "eventType": "TrafficUsage", "simId": sim,
+            "timestamp": NOW, "payload": {"bytes": mib * MIB},
+        }))
+        .unwrap()
+    }
+
+    fn run(
+        rules: &RuleSet,
+        handlers: &HandlerSet,
+        batches: &[&[Event]],
+    ) -> Vec<Vec<ActionRequest>> {
+        let state = SharedState::default();
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let enriched: Vec<Cow<'_, Event>> = batch.iter().map(Cow::Borrowed).collect();
+                evaluate(rules, handlers, &state, batch, &enriched, NOW)
+            })
+            .map(|evaluation| evaluation.requests)
+            .collect()
+    }
+
+    #[test]
+    fn a_handler_fires_on_the_event_that_crosses_its_limit() {
+        let events: Vec<Event> = (0..9).map(|i| traffic(i, "sim-a", 2)).collect();
+        let fired = run(&RuleSet::empty(engine()), &handlers(), &[&events]);
+        let firing: Vec<usize> = (0..9).filter(|i| !fired[*i].is_empty()).collect();
+        assert_eq!(firing, vec![5], "12 MiB > 10 MiB first at the sixth event");
+    }
+
+    proptest! {
+        #[test]
+        fn a_batch_gives_what_its_events_give_one_by_one(
+            traffic_mib in proptest::collection::vec((0usize..2, 0i64..5), 1..30),
+        ) {
+            let events: Vec<Event> = traffic_mib
+                .iter()
+                .enumerate()
+                .map(|(i, (sim, mib))| traffic(i, ["sim-a", "sim-b"][*sim], *mib))
+                .collect();
+            let (rules, handlers) = (rules(), handlers());
+            let singles: Vec<&[Event]> = events.chunks(1).collect();
+            prop_assert_eq!(run(&rules, &handlers, &[&events]), run(&rules, &handlers, &singles));
+        }
+    }
+}
