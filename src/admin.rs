@@ -74,7 +74,12 @@ async fn blocking<T: serde::Serialize + Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| internal(e.to_string()))?
-        .map_err(|e| internal(e.to_string()))
+        .map_err(|e| match e {
+            kairo_store::StoreError::NoSuchDeadLetter(_) => {
+                AdminError(StatusCode::NOT_FOUND, e.to_string())
+            }
+            e => internal(e.to_string()),
+        })
 }
 
 async fn list_dead(State(state): State<AdminState>) -> Answer {

@@ -54,6 +54,11 @@ impl Default for Metrics {
             events_accepted.clone(),
         );
         registry.register(
+            "events_duplicate",
+            "Events acknowledged as duplicates of events already accepted",
+            events_duplicate.clone(),
+        );
+        registry.register(
             "events_rejected",
             "Inputs rejected by a source",
             events_rejected.clone(),

@@ -112,3 +112,20 @@ fn test_command_reports_bad_event_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn test_harness_settings_stay_out_of_the_configuration_prefix() {
+    // `KAIRO_*` variables are configuration: `kairo run` refuses unknown keys,
+    // so a harness setting under that prefix would stop every router it starts.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let prefix = concat!("env::var(\"", "KAIRO_");
+        assert!(
+            !text.contains(prefix),
+            "{} reads a KAIRO_ variable as a harness setting",
+            path.display()
+        );
+    }
+}

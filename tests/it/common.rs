@@ -162,14 +162,14 @@ impl Smtp {
 }
 
 pub fn smtp_server() -> Smtp {
-    let python = std::env::var("KAIRO_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
         .args(["-c", "import aiosmtpd"])
         .status();
     assert!(
         matches!(probe, Ok(s) if s.success()),
         "the SMTP test server needs {python} with aiosmtpd: run `make test` (it installs it) \
-         or `{python} -m pip install aiosmtpd`, or set KAIRO_TEST_PYTHON"
+         or `{python} -m pip install aiosmtpd`, or set TEST_PYTHON"
     );
     let port = free_port();
     let maildir = tempfile::tempdir().unwrap();

@@ -307,6 +307,19 @@ async fn dead_letters_can_be_listed_retried_and_dropped() {
         .await
         .unwrap();
     assert_eq!(retried, json!({"retried": ["one/n/0"]}));
+    let unknown = kairo
+        .http
+        .post(format!("{}/v1/dead-letters/retry", kairo.url))
+        .json(&json!({"ids": ["two/n/0", "UNKNOWN-ID"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404, "an unknown id retries nothing");
+    let answer: Value = unknown.json().await.unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("UNKNOWN-ID"),
+        "{answer}"
+    );
     kairo.router.idle().await;
     assert_eq!(slack.bodies().last().unwrap()["text"], "hi one");
     let succeeded: Vec<_> = kairo
@@ -371,6 +384,12 @@ async fn dlq_command_works_on_the_store_when_no_router_runs() {
     let (code, _, stderr) = run(&["drop", "nope"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no dead letter with id nope"), "{stderr}");
+    let (code, stdout, stderr) = run(&["retry", "UNKNOWN-ID"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stderr.contains("no dead letter with id UNKNOWN-ID"),
+        "{stderr}"
+    );
     let (code, stdout, _) = run(&["retry", "--all"]);
     assert_eq!(code, Some(0));
     assert!(stdout.contains("e1/n/0"), "{stdout}");

@@ -48,6 +48,7 @@ async fn bearer_token_is_enforced_when_configured() {
 async fn health_and_metrics_are_served() {
     let kairo = start_kairo(&[], |_| {}).await;
     kairo.post("[{}, {\"a\": 1}]").await;
+    kairo.post("{\"a\": 1}").await;
     kairo.post("nope").await;
     kairo.router.idle().await;
     let health = kairo
@@ -72,6 +73,10 @@ async fn health_and_metrics_are_served() {
     );
     assert!(
         metrics.contains(r#"kairo_events_rejected_total{reason="malformed"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kairo_events_duplicate_total 1"),
         "{metrics}"
     );
 }

@@ -43,6 +43,9 @@ pub enum StoreError {
         /// The underlying error.
         source: redb::Error,
     },
+    /// Dead letters named for a retry do not exist (or are inputs, which cannot be retried).
+    #[error("no dead letter with id {}", .0.join(", "))]
+    NoSuchDeadLetter(Vec<String>),
     /// A record could not be decoded.
     #[error("{path}: corrupt {table} record {key:?}: {message}")]
     Corrupt {
@@ -257,7 +260,8 @@ impl Store {
 
     /// Moves the dead letters with `ids` (all action dead letters when `None`)
     /// back to the outbox with a fresh attempt count, due at `now_ms`; returns them.
-    /// Input dead letters cannot be retried and are left in place.
+    /// Input dead letters cannot be retried; naming one, or an unknown id,
+    /// retries nothing and fails with [`StoreError::NoSuchDeadLetter`].
     pub fn retry_dead(
         &self,
         ids: Option<&[String]>,
@@ -269,6 +273,16 @@ impl Store {
             .filter(|l| ids.is_none_or(|ids| ids.contains(&l.id)))
             .filter(|l| l.kind == DeadLetterKind::Action)
             .collect();
+        if let Some(ids) = ids {
+            let missing: Vec<String> = ids
+                .iter()
+                .filter(|id| !chosen.iter().any(|l| &l.id == *id))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                return Err(StoreError::NoSuchDeadLetter(missing));
+            }
+        }
         let mut retried = Vec::new();
         let tx = self.write()?;
         {
