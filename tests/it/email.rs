@@ -83,3 +83,33 @@ async fn unconfigured_email_names_the_config_key() {
             .contains("plugins.email.smtp_url")
     );
 }
+
+#[tokio::test]
+async fn a_server_without_a_usable_login_fails_at_once_without_leaking_the_password() {
+    // aiosmtpd offers no AUTH here, so lettre finds no compatible mechanism:
+    // a configuration problem that no retry fixes.
+    let smtp = smtp_server();
+    let kairo = start_kairo(
+        &[("mail.rhai", r#"email("a@example.com", "s", "b");"#)],
+        |c| {
+            c.plugins.email.smtp_url = Some(format!(
+                "smtp://mailer:Sup3rS3cretPw@127.0.0.1:{}",
+                smtp.port
+            ));
+            c.plugins.email.from = Some("kairo@example.com".into());
+        },
+    )
+    .await;
+    kairo.post("{}").await;
+    kairo.router.idle().await;
+    let record = &kairo.router.history()[0];
+    assert_eq!(
+        (record.succeeded, record.attempts),
+        (false, 1),
+        "{record:?}"
+    );
+    assert_eq!(record.error_class.as_deref(), Some("permanent"));
+    let error = record.error.as_deref().unwrap();
+    assert!(error.contains("authentication"), "{error}");
+    assert!(!error.contains("Sup3rS3cretPw"), "{error}");
+}

@@ -144,7 +144,11 @@ impl Action for EmailAction {
                 "code": response.code().to_string(),
                 "message": response.message().collect::<Vec<_>>().join(" "),
             }))),
-            Err(e) if e.is_permanent() => Err(ActionError::permanent(format!("SMTP: {e}"))),
+            // A permanent reply, or a client-side refusal such as "no compatible
+            // authentication mechanism", fails the same way on every attempt.
+            Err(e) if e.is_permanent() || e.is_client() => {
+                Err(ActionError::permanent(format!("SMTP: {e}")))
+            }
             Err(e) => Err(ActionError::retryable(format!("SMTP: {e}"))),
         }
     }
