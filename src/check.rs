@@ -103,10 +103,12 @@ fn check_handler_file(path: &Path, operator_address: Option<String>) -> (usize, 
     let options = kairo_core::handler::CompileOptions {
         operator_address_set: operator_address.is_some(),
     };
-    match kairo_core::handler::parse_file(&text, &path.display().to_string(), options) {
-        Ok(handlers) => (handlers.len(), Vec::new()),
-        Err(errors) => (0, errors.iter().map(ToString::to_string).collect()),
-    }
+    let (handlers, errors) =
+        kairo_core::handler::parse_file(&text, &path.display().to_string(), options);
+    (
+        handlers.len(),
+        errors.iter().map(ToString::to_string).collect(),
+    )
 }
 
 /// Validates `action("name", #{...})` and `name(#{...})` calls whose parameters

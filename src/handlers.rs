@@ -1,7 +1,8 @@
 //! SORACOM event handlers loaded from `[handlers] dir`: every `.json` file
 //! holds one `EventHandlerModel` or an array of them. Reloaded on change like
-//! rule scripts; a file that no longer passes the checks keeps its previous
-//! good version.
+//! rule scripts. A handler that fails the checks is reported and left out
+//! while the others in its file load; on reload, a handler that breaks keeps
+//! its previous good version.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,12 +66,22 @@ impl HandlerStore {
             {
                 continue;
             }
-            match parse_file(&text, &path.display().to_string(), self.options) {
-                Ok(handlers) => {
-                    files.insert(path, (text, handlers));
+            let (mut handlers, problems) =
+                parse_file(&text, &path.display().to_string(), self.options);
+            if !problems.is_empty() {
+                errors.extend(problems.iter().map(ToString::to_string));
+                // The broken handlers keep their previous good version, if any:
+                // every previous handler the new text no longer yields stays.
+                if let Some((_, previous)) = files.get(&path) {
+                    let kept: Vec<Handler> = previous
+                        .iter()
+                        .filter(|old| !handlers.iter().any(|new| new.id == old.id))
+                        .cloned()
+                        .collect();
+                    handlers.extend(kept);
                 }
-                Err(problems) => errors.extend(problems.iter().map(ToString::to_string)),
             }
+            files.insert(path, (text, handlers));
         }
         files.retain(|path, _| seen.contains(path));
         let handlers: Vec<Handler> = files

@@ -304,3 +304,29 @@ async fn group_membership_is_looked_up_and_imsis_are_mapped_to_sims() {
         1
     );
 }
+
+#[tokio::test]
+async fn one_unsupported_handler_does_not_keep_the_others_in_its_file_from_loading() {
+    let target = catcher().await;
+    let handlers = tempfile::tempdir().unwrap();
+    let mut lambda = ota_handler(&target.url);
+    lambda["handlerId"] = json!("lambda-1");
+    lambda["actionConfigList"] = json!([{"type": "InvokeAWSLambdaAction", "properties": {
+        "executionDateTimeConst": "IMMEDIATELY", "endpoint": "https://lambda.example",
+        "functionName": "f", "accessKey": "k", "secretAccessKey": "s"}}]);
+    std::fs::write(
+        handlers.path().join("mixed.json"),
+        serde_json::to_string(&[lambda, ota_handler(&target.url)]).unwrap(),
+    )
+    .unwrap();
+    let dir = handlers.path().to_path_buf();
+    let kairo = start_kairo(&[], |c| c.handlers.dir = dir).await;
+    kairo.post(&ota_event("a", "s-1")).await;
+    kairo.router.idle().await;
+    assert_eq!(target.bodies().len(), 1, "the supported handler fired");
+
+    let (count, errors) = kairo::handlers::check_dir(handlers.path(), None);
+    assert_eq!(count, 1);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("InvokeAWSLambdaAction"), "{errors:?}");
+}

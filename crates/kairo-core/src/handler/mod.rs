@@ -16,19 +16,26 @@ pub use model::{ActionKind, CompileOptions, Handler, HandlerError, RuleType, Tar
 pub use timing::DateConst;
 
 /// Parses a handlers file: one `EventHandlerModel` or an array of them.
+/// Returns the handlers that pass every check and the errors of those that do
+/// not (one bad handler does not keep the others from loading); a file that is
+/// not JSON yields no handlers and one error.
 pub fn parse_file(
     text: &str,
     file: &str,
     options: CompileOptions,
-) -> Result<Vec<Handler>, Vec<HandlerError>> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        vec![HandlerError {
-            file: file.to_string(),
-            handler: "-".into(),
-            path: format!("line {} column {}", e.line(), e.column()),
-            message: crate::event::describe_json_error(&e),
-        }]
-    })?;
+) -> (Vec<Handler>, Vec<HandlerError>) {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => {
+            let error = HandlerError {
+                file: file.to_string(),
+                handler: "-".into(),
+                path: format!("line {} column {}", e.line(), e.column()),
+                message: crate::event::describe_json_error(&e),
+            };
+            return (Vec::new(), vec![error]);
+        }
+    };
     let items = match value {
         serde_json::Value::Array(items) => items,
         other => vec![other],
@@ -41,11 +48,7 @@ pub fn parse_file(
             Err(mut e) => errors.append(&mut e),
         }
     }
-    if errors.is_empty() {
-        Ok(handlers)
-    } else {
-        Err(errors)
-    }
+    (handlers, errors)
 }
 #[cfg(test)]
 mod tests;
