@@ -32,7 +32,7 @@ impl HandlerStore {
             files: Mutex::new(BTreeMap::new()),
             current: ArcSwap::from_pointee(HandlerSet::default()),
         };
-        let errors = store.reload();
+        let errors = store.reload().errors;
         (store, errors)
     }
 
@@ -46,10 +46,12 @@ impl HandlerStore {
         self.current.load_full()
     }
 
-    /// Rereads the directory; returns the errors (each naming file, handler and JSON path).
-    pub fn reload(&self) -> Vec<String> {
+    /// Rereads the directory; returns the files that changed and the errors
+    /// (each naming file, handler and JSON path).
+    pub fn reload(&self) -> HandlerReload {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         let mut errors = Vec::new();
+        let mut changed = Vec::new();
         let mut seen = Vec::new();
         for path in json_files(&self.dir) {
             seen.push(path.clone());
@@ -66,6 +68,7 @@ impl HandlerStore {
             {
                 continue;
             }
+            changed.push(path.display().to_string());
             let (mut handlers, problems) =
                 parse_file(&text, &path.display().to_string(), self.options);
             if !problems.is_empty() {
@@ -83,7 +86,16 @@ impl HandlerStore {
             }
             files.insert(path, (text, handlers));
         }
-        files.retain(|path, _| seen.contains(path));
+        files.retain(|path, _| {
+            let kept = seen.contains(path);
+            if !kept {
+                changed.push(path.display().to_string());
+            }
+            kept
+        });
+        if changed.is_empty() {
+            return HandlerReload { changed, errors };
+        }
         let handlers: Vec<Handler> = files
             .values()
             .flat_map(|(_, h)| h.iter().cloned())
@@ -92,8 +104,17 @@ impl HandlerStore {
             handlers,
             self.operator_address.clone(),
         )));
-        errors
+        HandlerReload { changed, errors }
     }
+}
+
+/// What a handler reload did.
+#[derive(Debug, Default)]
+pub struct HandlerReload {
+    /// Files added, changed or removed.
+    pub changed: Vec<String>,
+    /// Every problem found, each naming file, handler and JSON path.
+    pub errors: Vec<String>,
 }
 
 /// `.json` files directly in `dir`, sorted; none when `dir` does not exist.

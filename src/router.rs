@@ -157,8 +157,16 @@ impl RouterBuilder {
             let watched = handlers.clone();
             Some(
                 DirWatcher::start(&config.handlers.dir, move || {
-                    for error in watched.reload() {
-                        tracing::error!(target: "kairo::handlers", "{error} (previous version kept)");
+                    let report = watched.reload();
+                    for error in &report.errors {
+                        tracing::error!(target: "kairo::handlers", "{error} (previous version, if any, kept)");
+                    }
+                    if !report.changed.is_empty() {
+                        tracing::info!(
+                            target: "kairo::handlers",
+                            files = ?report.changed, handlers = watched.snapshot().handlers().len(),
+                            "handlers reloaded"
+                        );
                     }
                 })
                 .with_context(|| format!("watching handlers directory {}", config.handlers.dir.display()))?,

@@ -69,3 +69,51 @@ async fn rules_are_added_replaced_kept_when_broken_and_removed() {
     eventually("hello.rhai removed", LIMIT, || !has_rule(&kairo, "hello")).await;
     assert!(texts_for_event(&kairo, &slack).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_watcher_reloads_only_on_real_changes_and_logs_each_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let handlers = dir.path().join("handlers");
+    std::fs::create_dir_all(&handlers).unwrap();
+    let base = process_config(
+        dir.path(),
+        port,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "",
+    );
+    let config = format!(
+        "{}[handlers]\ndir = \"{}\"\n",
+        base.replace("watch = false", "watch = true"),
+        handlers.display()
+    );
+    let scripts = dir.path().join("scripts");
+    std::fs::write(scripts.join("good.rhai"), r#"slack("one");"#).unwrap();
+    std::fs::write(scripts.join("broken.rhai"), "if (").unwrap();
+    std::fs::write(handlers.join("h.json"), "[]").unwrap();
+    let kairo = KairoProcess::start(dir.path(), &config, port);
+    let count = |needle: &str| kairo.log().matches(needle).count();
+
+    let started = count("rules reloaded");
+    // Nothing changes: nothing is reloaded and the broken file's error stays at one.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(count("broken.rhai"), 1, "{}", kairo.log());
+    assert_eq!(count("rules reloaded"), started, "{}", kairo.log());
+
+    // One real change: one reload, and the unchanged broken file is not reported again.
+    std::fs::write(scripts.join("good.rhai"), r#"slack("two");"#).unwrap();
+    eventually("the rule change to be picked up", LIMIT, || {
+        count("rules reloaded") == started + 1
+    })
+    .await;
+    std::fs::write(handlers.join("h.json"), "[ ]").unwrap();
+    eventually("the handler change to be logged", LIMIT, || {
+        count("handlers reloaded") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(count("rules reloaded"), started + 1, "{}", kairo.log());
+    assert_eq!(count("handlers reloaded"), 1, "{}", kairo.log());
+    assert_eq!(count("broken.rhai"), 1, "{}", kairo.log());
+}

@@ -445,7 +445,9 @@ pub struct RuleStore {
     dir: PathBuf,
     engine: ArcSwap<Engine>,
     current: ArcSwap<RuleSet>,
-    reload_lock: Mutex<()>,
+    /// Held while reloading; maps each file that failed to compile to the
+    /// source that failed, so an unchanged broken file is reported once.
+    reload_lock: Mutex<BTreeMap<PathBuf, String>>,
 }
 
 impl fmt::Debug for RuleStore {
@@ -461,7 +463,7 @@ impl RuleStore {
             dir: dir.into(),
             current: ArcSwap::from_pointee(RuleSet::empty(engine.clone())),
             engine: ArcSwap::new(engine),
-            reload_lock: Mutex::new(()),
+            reload_lock: Mutex::new(BTreeMap::new()),
         };
         let report = store.reload();
         (store, report)
@@ -491,7 +493,7 @@ impl RuleStore {
     }
 
     fn reload_with(&self, recompile: bool) -> ReloadReport {
-        let _guard = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let engine = self.engine.load_full();
         let previous = self.snapshot();
         let mut old: BTreeMap<&str, &Arc<Rule>> = previous
@@ -513,6 +515,7 @@ impl RuleStore {
                 return report;
             }
         };
+        failed.retain(|path, _| files.iter().any(|(_, p)| p == path));
         for (name, path) in files {
             let previous_rule = old.remove(name.as_str());
             let source = match std::fs::read_to_string(&path) {
@@ -534,8 +537,13 @@ impl RuleStore {
                 next.push(rule.clone());
                 continue;
             }
-            match RuleSet::compile(&engine, &name, &path, source) {
+            if !recompile && failed.get(&path) == Some(&source) {
+                next.extend(previous_rule.cloned());
+                continue;
+            }
+            match RuleSet::compile(&engine, &name, &path, source.clone()) {
                 Ok(rule) => {
+                    failed.remove(&path);
                     if previous_rule.is_some() {
                         report.updated.push(name);
                     } else {
@@ -544,6 +552,7 @@ impl RuleStore {
                     next.push(Arc::new(rule));
                 }
                 Err(error) => {
+                    failed.insert(path, source);
                     report.errors.push(error);
                     next.extend(previous_rule.cloned());
                 }

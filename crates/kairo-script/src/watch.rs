@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::ModifyKind;
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::{ReloadReport, RuleStore};
 
@@ -23,7 +24,7 @@ impl DirWatcher {
         let (tx, rx) = channel();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|event| changes_content(&event.kind)) {
                     let _ = tx.send(());
                 }
             })?;
@@ -45,6 +46,17 @@ impl DirWatcher {
             })
             .map_err(|e| notify::Error::generic(&e.to_string()))?;
         Ok(Self { _watcher: watcher })
+    }
+}
+
+/// True for events that can change what a file holds: not opening or
+/// reading it (which a reload itself does) and not its metadata.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(_) | EventKind::Any | EventKind::Other => false,
     }
 }
 
