@@ -337,7 +337,8 @@ async fn attempt(
                 "timed out after {timeout:?}"
             ))))
         })
-        .unwrap_or_else(|panic| Err(ActionError::permanent(panic_message(panic.as_ref()))));
+        .unwrap_or_else(|panic| Err(ActionError::permanent(panic_message(panic.as_ref()))))
+        .map_err(ActionError::bounded);
     let latency = started.elapsed();
     let latency_ms = latency.as_millis() as u64;
     cx.metrics.action_latency.observe(latency.as_secs_f64());

@@ -189,3 +189,37 @@ async fn a_hanging_target_does_not_stall_other_families() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn identity_fields_are_exact_and_bounded_and_unbuildable_calls_fail_at_once() {
+    let soracom = soracom(false).await;
+    let rule = r#"if payload.target != () { set_group(payload.target, "group-to-id"); }"#;
+    let kairo = start_kairo(&[("move.rhai", rule)], |c| use_soracom(c, &soracom)).await;
+
+    let (status, body) = kairo.post(r#"{"simId": 89811000000000000123}"#).await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"].as_str().unwrap().starts_with("event.simId:"),
+        "{body}"
+    );
+    let huge = "8".repeat(1_000_000);
+    let (status, body) = kairo.post(&json!({"simId": huge}).to_string()).await;
+    assert_eq!(status, 400);
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("event.simId:") && error.len() < 200,
+        "{error:.300}"
+    );
+
+    // A rule may still build an id no URL can carry: one attempt, permanent, short error.
+    let (status, _) = kairo
+        .post(&json!({"target": "9".repeat(100_000)}).to_string())
+        .await;
+    assert_eq!(status, 202);
+    kairo.router.idle().await;
+    let history = kairo.router.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].attempts, history[0].succeeded), (1, false));
+    assert_eq!(history[0].error_class.as_deref(), Some("permanent"));
+    assert!(history[0].error.as_deref().unwrap().len() < 2_000);
+}

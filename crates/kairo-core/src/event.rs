@@ -91,14 +91,10 @@ impl Event {
         };
         let id = match body.get("id") {
             None | Some(Value::Null) => content_id(&body),
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => {
-                return Err(EventError::new(
-                    "id",
-                    format!("expected a non-empty string, found {}", json_kind(other)),
-                ));
+            Some(Value::String(s)) if s.is_empty() => {
+                return Err(EventError::new("id", "expected a non-empty string"));
             }
+            Some(value) => exact_text(value, "id", MAX_ID_CHARS)?,
         };
         Ok(Self {
             id,
@@ -201,14 +197,42 @@ fn identity_field(
             _ => return Ok(None),
         },
     };
-    match value {
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(EventError::new(
-            &path,
-            format!("expected a string, found {}", json_kind(other)),
-        )),
+    exact_text(value, &path, MAX_IDENTITY_CHARS).map(Some)
+}
+
+/// Longest identity field (`simId`, `imsi`, ...), in characters; SORACOM's are 15-36.
+pub const MAX_IDENTITY_CHARS: usize = 128;
+/// Longest event `id`, in characters.
+pub const MAX_ID_CHARS: usize = 256;
+
+/// A string, or an integer's exact digits, of at most `max` characters. A
+/// number JSON can only give approximately (a 20-digit SIM id is beyond 64
+/// bits and would become `8.9811e19`) is refused: it must be sent as a string.
+fn exact_text(value: &Value, path: &str, max: usize) -> Result<String, EventError> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        Value::Number(n) => {
+            return Err(EventError::new(
+                path,
+                format!("the number {n} is not an exact integer: send it as a string"),
+            ));
+        }
+        other => {
+            return Err(EventError::new(
+                path,
+                format!("expected a string, found {}", json_kind(other)),
+            ));
+        }
+    };
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(EventError::new(
+            path,
+            format!("{chars} characters, longer than the limit of {max}"),
+        ));
     }
+    Ok(text)
 }
 
 fn parse_timestamp(value: &Value) -> Result<i64, EventError> {
@@ -268,6 +292,29 @@ pub fn json_kind(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn identity_numbers_must_be_exact_and_identities_bounded() {
+        let event = Event::from_slice(br#"{"simId": 8981100000000000001, "id": 7}"#).unwrap();
+        assert_eq!(event.sim_id.as_deref(), Some("8981100000000000001"));
+        assert_eq!(event.id, "7");
+        let error = Event::from_slice(br#"{"simId": 89811000000000000123}"#).unwrap_err();
+        assert_eq!(error.field, "simId");
+        assert!(error.message.contains("send it as a string"), "{error}");
+        let error = Event::from_slice(br#"{"payload": {"imsi": 4.4e14}}"#).unwrap_err();
+        assert_eq!(error.field, "payload.imsi");
+        let long = format!(r#"{{"simId": "{}"}}"#, "8".repeat(1_000_000));
+        let error = Event::from_slice(long.as_bytes()).unwrap_err();
+        assert_eq!(error.field, "simId");
+        assert!(error.message.contains("limit of 128"), "{error}");
+        let long = format!(r#"{{"id": "{}"}}"#, "e".repeat(300));
+        assert_eq!(Event::from_slice(long.as_bytes()).unwrap_err().field, "id");
+        assert_eq!(
+            Event::from_slice(br#"{"id": ""}"#).unwrap_err().field,
+            "id",
+            "an empty id is refused"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// Longest error message kept in logs, history and dead letters, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1_024;
+
 /// Whether trying again can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +49,18 @@ impl ActionError {
     /// Sets the server-requested wait before a retry.
     pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
         self.retry_after = wait;
+        self
+    }
+
+    /// The same error with its message cut to [`MAX_MESSAGE_CHARS`], so a
+    /// huge value quoted in it cannot flood logs and records.
+    pub fn bounded(mut self) -> Self {
+        if let Some((cut, _)) = self.message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            let more = self.message[cut..].chars().count();
+            self.message.truncate(cut);
+            self.message
+                .push_str(&format!("… ({more} more characters)"));
+        }
         self
     }
 

@@ -53,9 +53,13 @@ pub fn classify(
 }
 
 /// Classes a transport error: connect failures and timeouts are retryable.
+/// The URL is left out of the message: it may carry a secret (a Slack
+/// webhook's path, credentials in the user part).
 pub fn transport_error(error: reqwest::Error) -> ActionError {
+    let builder = error.is_builder();
+    let error = error.without_url();
     let message = format!("request failed: {}", error_chain(&error));
-    if error.is_builder() {
+    if builder {
         ActionError::permanent(message)
     } else {
         ActionError::retryable(message)

@@ -212,6 +212,16 @@ impl SoracomClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<Value, SoracomError> {
+        if path.len() > MAX_PATH_BYTES {
+            // No SORACOM id is this long: the request can never succeed.
+            return Err(SoracomError::new(
+                SoracomErrorKind::Rejected,
+                format!(
+                    "the request path is {} bytes, longer than any SORACOM id allows ({MAX_PATH_BYTES}); not sent",
+                    path.len()
+                ),
+            ));
+        }
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.config.endpoint))
@@ -343,7 +353,18 @@ fn header_secs(headers: &reqwest::header::HeaderMap, name: &str) -> Option<Durat
         .map(Duration::from_secs)
 }
 
+/// Longest API path sent, in bytes.
+const MAX_PATH_BYTES: usize = 2_048;
+
+/// A request that could not be sent. One that could not even be built is
+/// rejected for good; the rest (connect errors, timeouts) may pass later.
 fn transport(error: reqwest::Error) -> SoracomError {
+    let kind = if error.is_builder() {
+        SoracomErrorKind::Rejected
+    } else {
+        SoracomErrorKind::Transport
+    };
+    let error = error.without_url();
     let mut message = format!("SORACOM API request failed: {error}");
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
@@ -351,7 +372,7 @@ fn transport(error: reqwest::Error) -> SoracomError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    SoracomError::new(SoracomErrorKind::Transport, message)
+    SoracomError::new(kind, message)
 }
 
 /// Percent-encodes a path segment (ids are normally plain digits and letters).
