@@ -223,3 +223,61 @@ async fn identity_fields_are_exact_and_bounded_and_unbuildable_calls_fail_at_onc
     assert_eq!(history[0].error_class.as_deref(), Some("permanent"));
     assert!(history[0].error.as_deref().unwrap().len() < 2_000);
 }
+
+#[tokio::test]
+async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("kairo.redb");
+    {
+        let kairo = start_kairo(&[], |c| c.store.path = store.clone()).await;
+        let events: Vec<Value> = (0..300)
+            .map(|i| json!({"id": i, "pad": "x".repeat(400)}))
+            .collect();
+        kairo.post(&serde_json::to_string(&events).unwrap()).await;
+        kairo.router.shutdown().await.unwrap();
+    }
+    let config = dir.path().join("k.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\n[store]\npath = \"{}\"\n",
+            free_port(),
+            store.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(kairo_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let len = std::fs::metadata(&store).unwrap().len();
+    for damage in ["truncated", "empty"] {
+        let size = if damage == "empty" { 0 } else { len / 2 };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&store)
+            .unwrap();
+        file.set_len(size).unwrap();
+        drop(file);
+        for args in [&["run"][..], &["dlq", "list"][..]] {
+            let (code, stderr) = run(args);
+            assert_eq!(code, Some(1), "{damage} {args:?}: {stderr}");
+            assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+            assert!(stderr.contains("damaged"), "{damage} {args:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert_eq!(
+                std::fs::metadata(&store).unwrap().len(),
+                size,
+                "file left as it was"
+            );
+        }
+    }
+}

@@ -46,6 +46,18 @@ pub enum StoreError {
     /// Dead letters named for a retry do not exist (or are inputs, which cannot be retried).
     #[error("no dead letter with id {}", .0.join(", "))]
     NoSuchDeadLetter(Vec<String>),
+    /// The file exists but is not a usable database: truncated, emptied or corrupt.
+    #[error(
+        "{path}: the store file is damaged ({problem}). Restore it from a backup, or move it \
+         aside to start with an empty store (the events, pending actions and dead letters it \
+         held are then lost)"
+    )]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A record could not be decoded.
     #[error("{path}: corrupt {table} record {key:?}: {message}")]
     Corrupt {
@@ -77,16 +89,7 @@ impl Store {
                 source: redb::Error::Io(e),
             })?;
         }
-        let db = match Database::create(&path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse(path)),
-            Err(e) => {
-                return Err(StoreError::Database {
-                    path,
-                    source: e.into(),
-                });
-            }
-        };
+        let db = open_database(&path)?;
         let store = Self { db, path };
         let tx = store.write()?;
         for table in [INBOX, OUTBOX, DEAD, HISTORY] {
@@ -391,6 +394,69 @@ impl Store {
     }
 }
 
+/// Opens the database at `path`, creating it only when no file is there: an
+/// existing file that is empty, truncated or corrupt is reported as
+/// [`StoreError::Damaged`], never silently replaced or left to panic.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let damaged = |problem: String| StoreError::Damaged {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let existing = match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => return Err(damaged("the file is empty, 0 bytes".into())),
+        Ok(_) => true,
+        Err(_) => false,
+    };
+    // The storage library asserts on some kinds of damage; such a panic is
+    // caught here and reported like any other damage.
+    let opened = quietly(|| {
+        let mut db = if existing {
+            Database::open(path)?
+        } else {
+            Database::create(path)?
+        };
+        if existing && !db.check_integrity()? {
+            return Ok(Err("its checksums do not match".to_string()));
+        }
+        Ok(Ok(db))
+    });
+    match opened {
+        Ok(Ok(Ok(db))) => Ok(db),
+        Ok(Ok(Err(problem))) => Err(damaged(problem)),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(StoreError::InUse(path.to_path_buf()))
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Corrupted(problem)))) => {
+            Err(damaged(problem))
+        }
+        Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e))))
+            if e.kind() == std::io::ErrorKind::InvalidData =>
+        {
+            Err(damaged(format!("not a store file: {e}")))
+        }
+        Ok(Err(e)) => Err(StoreError::Database {
+            path: path.to_path_buf(),
+            source: e.into(),
+        }),
+        Err(panic) => Err(damaged(panic)),
+    }
+}
+
+/// Runs `f`, turning a panic into its message without printing it.
+fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the storage library failed while reading it".into())
+    })
+}
+
 fn encode(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records always serialize")
 }
@@ -612,6 +678,46 @@ mod tests {
                 "s/h1/sim:s2"
             ]
         );
+    }
+
+    #[test]
+    fn damaged_files_are_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let accept = (0..300).map(|i| event(&format!("e{i}"), 1)).collect();
+            let batch = Batch {
+                accept,
+                ..Batch::default()
+            };
+            store.commit(&batch, 1, 0).unwrap();
+        }
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len / 2).unwrap();
+        drop(file);
+        let error = Store::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(error.to_string().contains("move it aside"), "{error}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len / 2,
+            "left as it was"
+        );
+
+        std::fs::write(&path, b"").unwrap();
+        let error = Store::open(&path).unwrap_err();
+        assert!(error.to_string().contains("0 bytes"), "{error}");
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            0,
+            "not started afresh"
+        );
+
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let error = Store::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
     }
 
     #[test]
