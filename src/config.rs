@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -50,16 +51,67 @@ pub struct ServerConfig {
     pub listen: String,
     /// When set, `POST /v1/events` needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `GET /metrics` needs the token too (when `token` is set).
+    pub metrics_require_token: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Events in one request, at most (413 beyond).
+    pub max_events_per_request: usize,
+    /// Events being accepted at once over HTTP, at most (503 with `Retry-After` beyond).
+    pub max_events_in_flight: usize,
+    /// Request body bytes being received or handled at once, at most (503 with `Retry-After` beyond).
+    pub max_bytes_in_flight: usize,
+    /// Seconds allowed for a request's headers, from when the server waits for them.
+    pub header_timeout_seconds: u64,
+    /// Seconds allowed to receive a request's body (408 beyond).
+    pub body_timeout_seconds: u64,
+    /// A connection with no bytes read or written for this many seconds is closed.
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once, at most; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
+    /// The listener's defaults are the webhook's and the server's own.
     fn default() -> Self {
+        let webhook = kairo_ingest::WebhookConfig::default();
+        let limits = kairo_ingest::server::ServerLimits::default();
         Self {
             listen: "127.0.0.1:8080".into(),
             token: None,
-            max_body_bytes: 1024 * 1024,
+            metrics_require_token: webhook.metrics_require_token,
+            max_body_bytes: webhook.max_body_bytes,
+            max_events_per_request: webhook.max_events_per_request,
+            max_events_in_flight: webhook.max_events_in_flight,
+            max_bytes_in_flight: webhook.max_bytes_in_flight,
+            header_timeout_seconds: limits.header_timeout.as_secs(),
+            body_timeout_seconds: webhook.body_timeout.as_secs(),
+            idle_timeout_seconds: limits.idle_timeout.as_secs(),
+            max_connections: limits.max_connections,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The webhook's settings.
+    pub fn webhook(&self) -> kairo_ingest::WebhookConfig {
+        kairo_ingest::WebhookConfig {
+            token: self.token.clone(),
+            metrics_require_token: self.metrics_require_token,
+            max_body_bytes: self.max_body_bytes,
+            body_timeout: Duration::from_secs(self.body_timeout_seconds),
+            max_events_per_request: self.max_events_per_request,
+            max_bytes_in_flight: self.max_bytes_in_flight,
+            max_events_in_flight: self.max_events_in_flight,
+        }
+    }
+
+    /// The listener's connection bounds.
+    pub fn limits(&self) -> kairo_ingest::server::ServerLimits {
+        kairo_ingest::server::ServerLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
+            max_connections: self.max_connections,
         }
     }
 }
@@ -112,6 +164,8 @@ pub struct StoreConfig {
     pub dedupe_window_seconds: u64,
     /// Finished actions are kept in the history this many seconds.
     pub history_retention_seconds: u64,
+    /// Memory for the database's page cache, MiB.
+    pub cache_mib: usize,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +174,7 @@ impl Default for StoreConfig {
             path: "data/kairo.redb".into(),
             dedupe_window_seconds: 24 * 3600,
             history_retention_seconds: 7 * 24 * 3600,
+            cache_mib: 32,
         }
     }
 }
@@ -323,9 +378,7 @@ impl KairoConfig {
                 format!("not a socket address: {:?}", self.server.listen),
             );
         }
-        if self.server.max_body_bytes == 0 {
-            bad("server.max_body_bytes", "must be greater than 0".into());
-        }
+        self.validate_server(&mut bad);
         if self.dispatch.max_attempts == 0 {
             bad("dispatch.max_attempts", "must be at least 1".into());
         }
@@ -366,6 +419,9 @@ impl KairoConfig {
                 bad("nats.max_ack_pending", "must be at least 1".into());
             }
         }
+        if self.store.cache_mib == 0 {
+            bad("store.cache_mib", "must be at least 1".into());
+        }
         if self.store.dedupe_window_seconds == 0 {
             bad("store.dedupe_window_seconds", "must be at least 1".into());
         }
@@ -387,6 +443,47 @@ impl KairoConfig {
             Ok(())
         } else {
             Err(ConfigError { errors })
+        }
+    }
+
+    fn validate_server(&self, bad: &mut impl FnMut(&str, String)) {
+        let server = &self.server;
+        if server.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            bad(
+                "server.token",
+                "is empty: set a token, or remove the key to run without authentication".into(),
+            );
+        }
+        if server.max_body_bytes == 0 {
+            bad("server.max_body_bytes", "must be greater than 0".into());
+        }
+        if server.max_events_per_request == 0 {
+            bad("server.max_events_per_request", "must be at least 1".into());
+        }
+        if server.max_events_in_flight < server.max_events_per_request {
+            bad(
+                "server.max_events_in_flight",
+                "must be at least server.max_events_per_request".into(),
+            );
+        }
+        if server.max_bytes_in_flight < server.max_body_bytes {
+            bad(
+                "server.max_bytes_in_flight",
+                "must be at least server.max_body_bytes".into(),
+            );
+        }
+        for (key, value) in [
+            (
+                "server.header_timeout_seconds",
+                server.header_timeout_seconds,
+            ),
+            ("server.body_timeout_seconds", server.body_timeout_seconds),
+            ("server.idle_timeout_seconds", server.idle_timeout_seconds),
+            ("server.max_connections", server.max_connections as u64),
+        ] {
+            if value == 0 {
+                bad(key, "must be at least 1".into());
+            }
         }
     }
 

@@ -31,7 +31,8 @@ pub enum DlqCommand {
 /// Runs `command`; returns the lines to print.
 pub async fn run(config: &KairoConfig, command: DlqCommand) -> anyhow::Result<Vec<String>> {
     let path = config.store.path.clone();
-    let opened = tokio::task::spawn_blocking(move || Store::open(path)).await?;
+    let cache = config.store.cache_mib << 20;
+    let opened = tokio::task::spawn_blocking(move || Store::open_with_cache(path, cache)).await?;
     match opened {
         Ok(store) => tokio::task::spawn_blocking(move || offline(&store, command)).await?,
         Err(StoreError::InUse(_)) => online(config, command).await,

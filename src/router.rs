@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use kairo_core::handler::MemoryState;
 use kairo_core::{Clock, Event, SystemClock};
-use kairo_ingest::{EventSink, SinkError, WebhookConfig, webhook_router};
+use kairo_ingest::{EventSink, SinkError, webhook_router};
 use kairo_plugin::{Action, Registry};
 use kairo_script::{DirWatcher, ReloadReport, RuleStore, RuleWatcher};
 use kairo_store::{
@@ -115,9 +115,11 @@ impl RouterBuilder {
         let clock = self.clock;
 
         let store_path = config.store.path.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(store_path))
-            .await?
-            .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open_with_cache(store_path, config.store.cache_mib << 20)
+        })
+        .await?
+        .with_context(|| format!("opening store.path {}", config.store.path.display()))?;
         let store = Arc::new(store);
         let retention = Retention {
             dedupe_window_ms: (config.store.dedupe_window_seconds * 1000) as i64,
@@ -251,19 +253,13 @@ impl RouterBuilder {
             });
             tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
         });
-        let app = webhook_router(
-            sink,
-            WebhookConfig {
+        let app =
+            webhook_router(sink, config.server.webhook()).merge(admin::router(admin::AdminState {
+                store: store.clone(),
+                dispatcher: dispatcher.clone(),
+                clock: clock.clone(),
                 token: config.server.token.clone(),
-                max_body_bytes: config.server.max_body_bytes,
-            },
-        )
-        .merge(admin::router(admin::AdminState {
-            store: store.clone(),
-            dispatcher: dispatcher.clone(),
-            clock: clock.clone(),
-            token: config.server.token.clone(),
-        }));
+            }));
         drop(dispatcher);
         drop(writer);
         let listen = config.listen_addr();
@@ -274,11 +270,9 @@ impl RouterBuilder {
         tracing::info!(%addr, store = %store.path().display(), "webhook listening: POST /v1/events, GET /healthz, GET /metrics");
 
         let server_cancel = cancel.clone();
+        let limits = config.server.limits();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { server_cancel.cancelled().await })
-                .await
-                .context("serving HTTP")?;
+            kairo_ingest::server::serve(listener, app, limits, server_cancel).await;
             if let Some(nats_task) = nats_task {
                 nats_task.await.context("NATS ingest")?;
             }

@@ -281,3 +281,189 @@ async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
         }
     }
 }
+
+/// Reads from `stream` until the server closes it; fails past `limit`.
+/// Returns what the server sent.
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> String {
+    use std::io::Read as _;
+    let start = std::time::Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", start.elapsed()),
+        }
+        assert!(start.elapsed() < limit, "still open after {limit:?}");
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// Writes `bytes` one at a time, `gap` apart, until done or the server hangs up.
+fn trickle(mut stream: std::net::TcpStream, bytes: Vec<u8>, gap: Duration) {
+    std::thread::spawn(move || {
+        for byte in bytes {
+            if stream.write_all(&[byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(gap);
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_and_connections_are_bounded() {
+    let kairo = start_kairo(&[], |c| {
+        c.server.header_timeout_seconds = 1;
+        c.server.body_timeout_seconds = 1;
+        c.server.idle_timeout_seconds = 2;
+        c.server.max_connections = 4;
+    })
+    .await;
+    let addr = kairo.router.local_addr();
+    let limit = Duration::from_secs(5);
+    tokio::task::spawn_blocking(move || {
+        let connect = || std::net::TcpStream::connect(addr).unwrap();
+        // Sends nothing at all.
+        read_until_closed(&mut connect(), limit);
+        // Sends its headers at a few bytes a second.
+        let mut slow_headers = connect();
+        let request =
+            b"POST /v1/events HTTP/1.1\r\nhost: kairo\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+        trickle(
+            slow_headers.try_clone().unwrap(),
+            request,
+            Duration::from_millis(200),
+        );
+        read_until_closed(&mut slow_headers, limit);
+        // Sends its headers at once and its body at a few bytes a second.
+        let mut slow_body = connect();
+        slow_body
+            .write_all(b"POST /v1/events HTTP/1.1\r\nhost: kairo\r\ncontent-length: 40\r\n\r\n")
+            .unwrap();
+        trickle(
+            slow_body.try_clone().unwrap(),
+            vec![b' '; 40],
+            Duration::from_millis(200),
+        );
+        let answer = read_until_closed(&mut slow_body, limit);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        // Keeps a connection open after its answer, then goes quiet.
+        let mut keep_alive = connect();
+        keep_alive
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: kairo\r\n\r\n")
+            .unwrap();
+        let answer = read_until_closed(&mut keep_alive, limit);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // Four silent connections take every slot: a fifth waits for one to close.
+        let silent: Vec<_> = (0..4).map(|_| connect()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut fifth = connect();
+        fifth
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: kairo\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        fifth
+            .set_read_timeout(Some(Duration::from_millis(400)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        use std::io::Read as _;
+        assert!(
+            fifth.read(&mut byte).is_err(),
+            "no answer while every slot is taken"
+        );
+        let answer = read_until_closed(&mut fifth, limit);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "answered once the silent ones were cut: {answer}"
+        );
+        drop(silent);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_hostile_bodies_with_default_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = process_config(
+        dir.path(),
+        port,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "",
+    );
+    let kairo = KairoProcess::start(dir.path(), &config, port);
+    let url = format!("{}/v1/events", kairo.url);
+    let http = reqwest::Client::new();
+    // 100,000 empty events in 300 KB; and 1 MB bodies of 5,000 small events.
+    let empties = std::sync::Arc::new(format!("[{}]", vec!["{}"; 100_000].join(",")));
+    let batch = |round: usize, client: usize| {
+        let events: Vec<Value> = (0..5_000)
+            .map(|i| {
+                json!({"id": format!("r{round}-c{client}-{i}"), "simId": "8981100000000000001",
+                "payload": {"otaStatus": "started", "pad": "x".repeat(80)}})
+            })
+            .collect();
+        serde_json::to_string(&events).unwrap()
+    };
+    let _idle: Vec<_> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for round in 0..4 {
+        let mut requests = Vec::new();
+        for client in 0..10 {
+            let (h, u, empties) = (http.clone(), url.clone(), empties.clone());
+            requests.push(tokio::spawn(async move {
+                h.post(&u)
+                    .body(empties.as_str().to_owned())
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+            let (http, url, body) = (http.clone(), url.clone(), batch(round, client));
+            requests.push(tokio::spawn(async move {
+                http.post(&url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            }));
+        }
+        for request in requests {
+            let status = request
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{e}: {}", kairo.log()));
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    let peak = kairo.peak_rss();
+    eprintln!("peak RSS {} MiB, answers {statuses:?}", peak >> 20);
+    assert!(
+        statuses.get(&413) >= Some(&40),
+        "every huge batch refused: {statuses:?}"
+    );
+    assert!(statuses.contains_key(&202), "{statuses:?}");
+    assert!(
+        statuses.keys().all(|s| [202, 413, 503].contains(s)),
+        "{statuses:?}"
+    );
+    assert!(
+        peak < 300 * 1024 * 1024,
+        "peak RSS {} MiB",
+        peak / (1024 * 1024)
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", kairo.url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -4,9 +4,11 @@
 //!
 //! - [`sink`]: the [`EventSink`] trait sources deliver to
 //! - [`webhook`]: `POST /v1/events`, `GET /healthz`, `GET /metrics` over HTTP (axum)
+//! - [`server`]: serving HTTP with connection, header and idle bounds
 //! - [`nats`]: NATS core subjects (optionally in a queue group) and JetStream durable consumers
 
 pub mod nats;
+pub mod server;
 pub mod sink;
 pub mod webhook;
 

