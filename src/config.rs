@@ -584,6 +584,18 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_token_is_an_error_not_silent_open_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kairo.toml");
+        std::fs::write(&path, "[server]\ntoken = \"\"\n").unwrap();
+        let err = KairoConfig::load(Some(&path)).unwrap_err().to_string();
+        assert!(
+            err.contains("kairo.toml:2: server.token: is empty"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_file_is_named() {
         let err = KairoConfig::load(Some(Path::new("/nonexistent/k.toml"))).unwrap_err();
         assert!(

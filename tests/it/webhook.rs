@@ -110,3 +110,29 @@ async fn shutdown_finishes_accepted_work_and_stops_listening() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn metrics_can_require_the_token() {
+    let kairo = start_kairo(&[], |c| {
+        c.server.token = Some("fleet-secret".into());
+        c.server.metrics_require_token = true;
+    })
+    .await;
+    let url = format!("{}/metrics", kairo.url);
+    assert_eq!(kairo.http.get(&url).send().await.unwrap().status(), 401);
+    let answer = kairo
+        .http
+        .get(&url)
+        .bearer_auth("fleet-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("kairo_events_accepted_total")
+    );
+}
