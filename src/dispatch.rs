@@ -230,6 +230,10 @@ impl Scheduler {
             let wait = (due - self.cx.clock.now_ms()).max(0) as u64;
             Instant::now() + Duration::from_millis(wait)
         });
+        let due = match self.cx.writer.health().problem() {
+            Some(_) => due.min(Instant::now() + crate::writer::RETRY_EVERY),
+            None => due,
+        };
         grace_deadline.map_or(due, |g| due.min(g))
     }
 
@@ -267,6 +271,11 @@ impl Scheduler {
     /// Starts due actions while global slots are free, each family up to its
     /// own bound; the rest wait in their queues.
     fn start_due(&mut self) {
+        if self.cx.writer.health().problem().is_some() {
+            // An outcome could not be recorded: performing more would only
+            // make more repeats after a restart. Wait for the store.
+            return;
+        }
         let now = self.cx.clock.now_ms();
         for (family, queue) in &mut self.queues {
             let gate = self.cx.gates.get(family);
@@ -461,10 +470,12 @@ async fn give_up(
     Attempted::Finished(key)
 }
 
+/// Records an outcome, retrying while the store cannot commit: the attempt
+/// keeps its slots meanwhile, so unrecorded attempts never exceed the bounds.
 async fn commit(cx: &DispatchContext, batch: Batch) {
-    if let Err(error) = cx.writer.commit(batch).await {
+    if let Err(error) = cx.writer.commit_until_done(batch).await {
         // The outbox still holds the action, so it will be attempted again after a restart.
-        tracing::error!(%error, "could not record an action outcome");
+        tracing::error!(%error, "could not record an action outcome before shutdown");
     }
 }
 

@@ -125,7 +125,8 @@ impl RouterBuilder {
             dedupe_window_ms: (config.store.dedupe_window_seconds * 1000) as i64,
             history_ms: (config.store.history_retention_seconds * 1000) as i64,
         };
-        let (writer, writer_thread) = StoreWriter::start(store.clone(), clock.clone(), retention);
+        let (writer, writer_thread) =
+            StoreWriter::start(store.clone(), clock.clone(), retention, self.cancel.clone());
 
         let rules = load_rules(&config, &registry)?;
         let registry = Arc::new(ArcSwap::from_pointee(registry));
@@ -503,11 +504,13 @@ impl Matcher {
             state.prune(&kairo_core::handler::Retention::as_of(now));
         }
         drop(state);
-        match self.writer.commit_blocking(batch) {
+        // Retried until it lands: the evaluation (and the handler state it
+        // advanced) is never dropped while the router runs.
+        match self.writer.commit_until_done_blocking(batch) {
             Ok(_) => self.dispatcher.enqueue(actions),
             Err(error) => tracing::error!(
                 %error, events = batch_events.len(),
-                "could not record evaluations; the events stay in the inbox and are evaluated again on restart"
+                "could not record evaluations before shutdown; the events stay in the inbox and are evaluated again on the next start"
             ),
         }
     }
@@ -611,6 +614,13 @@ impl EventSink for RouterSink {
             .events_rejected
             .get_or_create(&RejectLabels { reason })
             .inc();
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        self.writer
+            .health()
+            .problem()
+            .map(|problem| format!("the store cannot commit: {problem}"))
     }
 
     fn metrics(&self) -> String {

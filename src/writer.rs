@@ -1,18 +1,30 @@
 //! Group commit: one thread owns all writes to the store and commits whatever
 //! has queued up in a single durable transaction, so fsync cost is shared by
 //! every event and outcome in the batch.
+//!
+//! When a commit fails (a full disk, say), the store is marked unusable, new
+//! events are refused at once (the webhook answers 503 and `/readyz` says
+//! why), and the writer reopens the database every second until it can
+//! commit again. Evaluations and action outcomes are never dropped: their
+//! commits are retried until they land, and no new action starts meanwhile.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kairo_core::Clock;
 use kairo_store::{Batch, Store};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Most write requests merged into one transaction.
 const MAX_MERGED: usize = 1_024;
 /// How often old dedupe ids and history are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often an unusable store is reopened.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+/// How often a commit that must land is retried while the store is unusable.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 
 /// Retention settings for pruning.
 #[derive(Debug, Clone, Copy)]
@@ -28,65 +40,173 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<bool>, String>>,
 }
 
+/// Whether the store can commit, and if not, why.
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failing: AtomicBool,
+    problem: Mutex<Option<String>>,
+}
+
+impl StoreHealth {
+    /// Why the store cannot commit now, or `None` when it can.
+    pub fn problem(&self) -> Option<String> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn fail(&self, problem: String) {
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(problem);
+        self.failing.store(true, Ordering::Release);
+    }
+
+    fn recover(&self) {
+        self.failing.store(false, Ordering::Release);
+    }
+}
+
 /// A handle for submitting batches to the writer thread.
 #[derive(Clone)]
 pub struct StoreWriter {
     tx: mpsc::UnboundedSender<WriteRequest>,
+    health: Arc<StoreHealth>,
+    give_up: CancellationToken,
 }
 
 impl StoreWriter {
-    /// Starts the writer thread; it stops when every handle is dropped.
+    /// Starts the writer thread; it stops when every handle is dropped. Once
+    /// `give_up` is cancelled (shutdown), commits that must land stop retrying.
     pub fn start(
         store: Arc<Store>,
         clock: Arc<dyn Clock>,
         retention: Retention,
+        give_up: CancellationToken,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let health = Arc::new(StoreHealth::default());
+        let writer = Writer {
+            store,
+            clock,
+            retention,
+            health: health.clone(),
+            give_up: give_up.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("kairo-store-writer".into())
-            .spawn(move || run(store, clock, retention, rx))
+            .spawn(move || writer.run(rx))
             .expect("spawn the store writer thread");
-        (Self { tx }, thread)
+        (
+            Self {
+                tx,
+                health,
+                give_up,
+            },
+            thread,
+        )
     }
 
-    /// Commits `batch` durably; returns, per accepted event, whether it was new.
-    pub async fn commit(&self, batch: Batch) -> Result<Vec<bool>, String> {
+    /// Whether the store can commit.
+    pub fn health(&self) -> &Arc<StoreHealth> {
+        &self.health
+    }
+
+    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Vec<bool>, String>>, String> {
+        if let Some(problem) = self.health.problem() {
+            return Err(format!("the store cannot commit: {problem}"));
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(WriteRequest { batch, reply })
             .map_err(|_| "the store writer has stopped".to_string())?;
-        answer
+        Ok(answer)
+    }
+
+    /// Commits `batch` durably; returns, per accepted event, whether it was new.
+    /// Fails at once while the store cannot commit.
+    pub async fn commit(&self, batch: Batch) -> Result<Vec<bool>, String> {
+        self.submit(batch)?
             .await
             .map_err(|_| "the store writer has stopped".to_string())?
     }
 
     /// [`StoreWriter::commit`] for synchronous callers (not on an async runtime thread).
     pub fn commit_blocking(&self, batch: Batch) -> Result<Vec<bool>, String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(WriteRequest { batch, reply })
-            .map_err(|_| "the store writer has stopped".to_string())?;
-        answer
+        self.submit(batch)?
             .blocking_recv()
             .map_err(|_| "the store writer has stopped".to_string())?
     }
+
+    /// Commits `batch`, retrying while the store cannot commit, until it lands
+    /// or shutdown begins.
+    pub async fn commit_until_done(&self, batch: Batch) -> Result<Vec<bool>, String> {
+        let mut warned = false;
+        loop {
+            match self.commit(batch.clone()).await {
+                Ok(result) => return Ok(result),
+                Err(error) if self.give_up.is_cancelled() => return Err(error),
+                Err(error) => warn_once(&mut warned, &error),
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// [`StoreWriter::commit_until_done`] for synchronous callers.
+    pub fn commit_until_done_blocking(&self, batch: Batch) -> Result<Vec<bool>, String> {
+        let mut warned = false;
+        loop {
+            match self.commit_blocking(batch.clone()) {
+                Ok(result) => return Ok(result),
+                Err(error) if self.give_up.is_cancelled() => return Err(error),
+                Err(error) => warn_once(&mut warned, &error),
+            }
+            std::thread::sleep(RETRY_EVERY);
+        }
+    }
 }
 
-fn run(
+fn warn_once(warned: &mut bool, error: &str) {
+    if !*warned {
+        *warned = true;
+        tracing::warn!(%error, "a commit failed; retrying until the store can commit again");
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
     retention: Retention,
-    mut rx: mpsc::UnboundedReceiver<WriteRequest>,
-) {
-    let mut last_prune = Instant::now();
-    while let Some(first) = rx.blocking_recv() {
-        let mut requests = vec![first];
-        while requests.len() < MAX_MERGED {
-            match rx.try_recv() {
-                Ok(request) => requests.push(request),
-                Err(_) => break,
+    health: Arc<StoreHealth>,
+    give_up: CancellationToken,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::UnboundedReceiver<WriteRequest>) {
+        let mut last_prune = Instant::now();
+        while let Some(first) = rx.blocking_recv() {
+            let mut requests = vec![first];
+            while requests.len() < MAX_MERGED {
+                match rx.try_recv() {
+                    Ok(request) => requests.push(request),
+                    Err(_) => break,
+                }
+            }
+            if !self.commit(requests) {
+                self.reopen();
+            }
+            if last_prune.elapsed() >= PRUNE_EVERY {
+                last_prune = Instant::now();
+                self.prune();
             }
         }
+    }
+
+    /// Commits the merged requests and answers each; false when the commit failed.
+    fn commit(&self, requests: Vec<WriteRequest>) -> bool {
         let mut merged = Batch::default();
         let mut accept_counts = Vec::with_capacity(requests.len());
         let mut replies = Vec::with_capacity(requests.len());
@@ -95,33 +215,62 @@ fn run(
             merged.append(&mut request.batch);
             replies.push(request.reply);
         }
-        let now = clock.now_ms();
-        match store.commit(&merged, now, now - retention.dedupe_window_ms) {
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .commit(&merged, now, now - self.retention.dedupe_window_ms)
+        {
             Ok(result) => {
                 let mut flags = result.accepted_new.into_iter();
                 for (reply, count) in replies.into_iter().zip(accept_counts) {
                     let _ = reply.send(Ok(flags.by_ref().take(count).collect()));
                 }
+                true
             }
             Err(error) => {
-                tracing::error!(%error, "store commit failed");
+                tracing::error!(%error, "store commit failed; refusing new events until it can commit again");
                 let message = error.to_string();
+                self.health.fail(message.clone());
                 for reply in replies {
                     let _ = reply.send(Err(message.clone()));
                 }
+                false
             }
         }
-        if last_prune.elapsed() >= PRUNE_EVERY {
-            last_prune = Instant::now();
-            let now = clock.now_ms();
-            if let Err(error) =
-                store.prune(now - retention.dedupe_window_ms, now - retention.history_ms)
-            {
-                tracing::warn!(%error, "pruning the store failed");
+    }
+
+    /// Reopens the store until it opens (or shutdown begins), then marks it usable.
+    fn reopen(&self) {
+        loop {
+            std::thread::sleep(REOPEN_EVERY);
+            match self.store.reopen() {
+                Ok(()) => {
+                    tracing::info!(store = %self.store.path().display(), "store reopened; accepting events again");
+                    self.health.recover();
+                    return;
+                }
+                Err(error) if self.give_up.is_cancelled() => {
+                    tracing::error!(%error, "store could not be reopened before shutdown");
+                    return;
+                }
+                Err(error) => tracing::warn!(%error, "store could not be reopened yet"),
             }
-            if let Err(error) = store.prune_state(&kairo_core::handler::Retention::as_of(now)) {
-                tracing::warn!(%error, "pruning event handler state failed");
-            }
+        }
+    }
+
+    fn prune(&self) {
+        let now = self.clock.now_ms();
+        if let Err(error) = self.store.prune(
+            now - self.retention.dedupe_window_ms,
+            now - self.retention.history_ms,
+        ) {
+            tracing::warn!(%error, "pruning the store failed");
+        }
+        if let Err(error) = self
+            .store
+            .prune_state(&kairo_core::handler::Retention::as_of(now))
+        {
+            tracing::warn!(%error, "pruning event handler state failed");
         }
     }
 }

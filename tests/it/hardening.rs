@@ -467,3 +467,146 @@ async fn memory_stays_bounded_under_hostile_bodies_with_default_settings() {
         200
     );
 }
+
+/// A small tmpfs of its own, unmounted on drop: a disk that can really fill up.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs failed: the disk-full test needs root (as `make test` runs in CI)"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file but for `spare` bytes; returns its path.
+    fn fill(&self, spare: u64) -> std::path::PathBuf {
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let len = file.metadata().unwrap().len();
+        file.set_len(len.saturating_sub(spare)).unwrap();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_503_and_not_ready_then_recovers_by_itself_without_repeats() {
+    let disk = SmallDisk::mount("8m");
+    let soracom = soracom(false).await;
+    let store = disk.path().join("kairo.redb");
+    let rule = OTA_RULE.replace("slack(", "// slack(");
+    let kairo = start_kairo(&[("ota.rhai", &rule)], |c| {
+        use_soracom(c, &soracom);
+        c.store.path = store.clone();
+        c.dispatch.limits.get_mut("soracom").unwrap().per_second = None;
+    })
+    .await;
+    let ready = || async {
+        let answer = reqwest::get(format!("{}/readyz", kairo.url)).await.unwrap();
+        answer.status().as_u16()
+    };
+    assert_eq!(ready().await, 200);
+    let filler = disk.fill(1_500_000);
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for round in 0..200 {
+        let events: Vec<Value> = (0..50)
+            .map(|i| {
+                json!({"id": format!("full-{round}-{i}"), "simId": format!("sim-{round}-{i}"),
+                "otaStatus": "finished", "pad": "x".repeat(2_000)})
+            })
+            .collect();
+        let answer = kairo
+            .http
+            .post(format!("{}/v1/events", kairo.url))
+            .json(&events)
+            .send()
+            .await
+            .unwrap();
+        match answer.status().as_u16() {
+            202 => accepted.extend(
+                events
+                    .iter()
+                    .map(|e| e["simId"].as_str().unwrap().to_string()),
+            ),
+            503 => {
+                refused = Some(answer.headers().get("retry-after").cloned());
+                break;
+            }
+            other => panic!("unexpected {other}: {}", answer.text().await.unwrap()),
+        }
+    }
+    eprintln!(
+        "accepted {} events before the disk was full",
+        accepted.len()
+    );
+    let retry_after = refused.expect("a full disk refuses events");
+    assert_eq!(retry_after.unwrap(), "1");
+    assert_eq!(
+        ready().await,
+        503,
+        "not ready while the store cannot commit"
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", kairo.url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    eventually_async(
+        "ready again once space is freed",
+        Duration::from_secs(20),
+        || async { ready().await == 200 },
+    )
+    .await;
+    let (status, _) = kairo
+        .post(&json!({"id": "after", "simId": "sim-after", "otaStatus": "finished"}).to_string())
+        .await;
+    assert_eq!(status, 202);
+    accepted.push("sim-after".into());
+    tokio::time::timeout(Duration::from_secs(60), kairo.router.idle())
+        .await
+        .expect("every accepted event evaluated and acted on");
+    let mut calls = std::collections::BTreeMap::<String, usize>::new();
+    for request in soracom.emulator.requests() {
+        if let Some(sim) = request
+            .path
+            .strip_prefix("/v1/sims/")
+            .and_then(|p| p.strip_suffix("/set_group"))
+        {
+            *calls.entry(sim.to_string()).or_default() += 1;
+        }
+    }
+    for sim in &accepted {
+        assert_eq!(calls.get(sim), Some(&1), "{sim}: exactly one set_group");
+    }
+    let status: Value = kairo.get_json("/v1/status").await;
+    assert_eq!(status["inbox"], 0);
+}

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use kairo_core::handler::Retention;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,6 +35,9 @@ pub enum StoreError {
     /// Another process has the database open (redb holds an exclusive lock).
     #[error("{0}: the database is in use by another process (is `kairo run` running?)")]
     InUse(PathBuf),
+    /// The database is being closed and opened again after a failed write.
+    #[error("{0}: the database is being reopened after a failed write")]
+    Reopening(PathBuf),
     /// The database could not be read or written.
     #[error("{path}: {source}")]
     Database {
@@ -78,8 +81,10 @@ pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The durable state of one Kairo instance.
 #[derive(Debug)]
 pub struct Store {
-    db: Database,
+    /// `None` only while [`Store::reopen`] swaps it.
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
+    cache_bytes: usize,
 }
 
 impl Store {
@@ -100,7 +105,11 @@ impl Store {
             })?;
         }
         let db = open_database(&path, cache_bytes)?;
-        let store = Self { db, path };
+        let store = Self {
+            db: std::sync::RwLock::new(Some(db)),
+            path,
+            cache_bytes,
+        };
         let tx = store.write()?;
         for table in [INBOX, OUTBOX, DEAD, HISTORY] {
             tx.open_table(table).map_err(|e| store.err(e))?;
@@ -125,7 +134,29 @@ impl Store {
     }
 
     fn write(&self) -> Result<WriteTransaction, StoreError> {
-        self.db.begin_write().map_err(|e| self.err(e))
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = db.as_ref().ok_or_else(|| self.closed())?;
+        db.begin_write().map_err(|e| self.err(e))
+    }
+
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let db = db.as_ref().ok_or_else(|| self.closed())?;
+        db.begin_read().map_err(|e| self.err(e))
+    }
+
+    fn closed(&self) -> StoreError {
+        StoreError::Reopening(self.path.clone())
+    }
+
+    /// Closes the database and opens it again: after a failed write (a full
+    /// disk, say) the storage library refuses every further write until then.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // The file stays locked while the old handle lives: close it first.
+        *db = None;
+        *db = Some(open_database(&self.path, self.cache_bytes)?);
+        Ok(())
     }
 
     /// Commits `batch` in one durable transaction. Events whose id was seen at or
@@ -236,7 +267,7 @@ impl Store {
 
     /// The most recent `limit` finished actions, oldest first.
     pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read()?;
         let table = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
         let mut entries = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))?.rev().take(limit) {
@@ -249,7 +280,7 @@ impl Store {
 
     /// All event handler state.
     pub fn handler_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read()?;
         let table = tx.open_table(STATE).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
@@ -261,7 +292,7 @@ impl Store {
 
     /// Numbers of (inbox events, pending actions, dead letters).
     pub fn counts(&self) -> Result<(u64, u64, u64), StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read()?;
         let count = |table| -> Result<u64, StoreError> {
             tx.open_table(table)
                 .map_err(|e| self.err(e))?
@@ -379,7 +410,7 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         name: &'static str,
     ) -> Result<Vec<T>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.read()?;
         let table = tx.open_table(table).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for item in table.iter().map_err(|e| self.err(e))? {
