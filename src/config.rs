@@ -431,6 +431,11 @@ impl KairoConfig {
                 "must not exceed dispatch.backoff_max_ms".into(),
             );
         }
+        if let Some(url) = &self.plugins.email.smtp_url
+            && let Err(problem) = kairo_plugin_email::check_smtp_url(url)
+        {
+            bad("plugins.email.smtp_url", problem);
+        }
         if !(self.soracom.endpoint.starts_with("http://")
             || self.soracom.endpoint.starts_with("https://"))
         {
@@ -487,9 +492,59 @@ impl KairoConfig {
         }
     }
 
+    /// A redactor for every secret this configuration holds: the server
+    /// token, the SORACOM AuthKey secret, passwords and tokens in the SMTP and
+    /// NATS URLs, the Slack webhook URL, and values of plugin settings whose
+    /// name says secret, password, token or key.
+    pub fn redactor(&self) -> kairo_core::Redactor {
+        use kairo_core::redact::{url_credentials, url_path};
+        let mut secrets: Vec<String> = Vec::new();
+        secrets.extend(self.server.token.clone());
+        secrets.extend(self.soracom.auth_key.clone());
+        for url in [
+            &self.plugins.email.smtp_url,
+            &self.nats.url,
+            &self.plugins.nats.url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            secrets.extend(url_credentials(url));
+        }
+        if let Some(url) = &self.plugins.slack.webhook_url {
+            secrets.push(url.clone());
+            secrets.extend(url_path(url));
+        }
+        for section in self.plugins.sections.values() {
+            collect_secret_values(section, &mut secrets);
+        }
+        kairo_core::Redactor::new(secrets)
+    }
+
     /// The listen address (validated by [`KairoConfig::validate`]).
     pub fn listen_addr(&self) -> SocketAddr {
         self.server.listen.parse().expect("validated at load")
+    }
+}
+
+/// String values under keys that name a secret, anywhere in `value`.
+fn collect_secret_values(value: &serde_json::Value, out: &mut Vec<String>) {
+    let Some(map) = value.as_object() else {
+        return;
+    };
+    for (key, value) in map {
+        let key = key.to_ascii_lowercase();
+        let secret = ["secret", "password", "token"]
+            .iter()
+            .any(|word| key.contains(word))
+            || key.ends_with("key");
+        match value {
+            serde_json::Value::String(text) if secret => out.push(text.clone()),
+            serde_json::Value::String(text) => {
+                out.extend(kairo_core::redact::url_credentials(text))
+            }
+            other => collect_secret_values(other, out),
+        }
     }
 }
 

@@ -88,6 +88,8 @@ pub struct DispatchContext {
     pub clock: Arc<dyn Clock>,
     /// Cancelled when attempts should give up early (hard stop).
     pub cancel: CancellationToken,
+    /// Masks secrets in error messages before they are logged or stored.
+    pub redactor: kairo_core::Redactor,
 }
 
 enum Message {
@@ -347,7 +349,7 @@ async fn attempt(
             ))))
         })
         .unwrap_or_else(|panic| Err(ActionError::permanent(panic_message(panic.as_ref()))))
-        .map_err(ActionError::bounded);
+        .map_err(|error| redacted(&cx.redactor, error).bounded());
     let latency = started.elapsed();
     let latency_ms = latency.as_millis() as u64;
     cx.metrics.action_latency.observe(latency.as_secs_f64());
@@ -404,6 +406,14 @@ async fn attempt(
         }
         Err(error) => give_up(&cx, action, error, latency_ms).await,
     }
+}
+
+/// `error` with any secret in its message masked.
+fn redacted(redactor: &kairo_core::Redactor, mut error: ActionError) -> ActionError {
+    if let std::borrow::Cow::Owned(message) = redactor.redact(&error.message) {
+        error.message = message;
+    }
+    error
 }
 
 /// What a caught panic said.

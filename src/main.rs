@@ -133,11 +133,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config } => {
             let config = KairoConfig::load(config.as_deref())?;
+            let redactor = config.redactor();
             kairo::telemetry::init(
                 cli.log_format.unwrap_or(config.log.format),
                 &config.log.level,
+                redactor.clone(),
             );
-            kairo::Router::builder().config(config).run().await?;
+            kairo::Router::builder()
+                .config(config)
+                .run()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, paths } => {
@@ -230,7 +236,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(command) => {
-            kairo::telemetry::init(cli.log_format.unwrap_or_default(), "info");
+            kairo::telemetry::init(
+                cli.log_format.unwrap_or_default(),
+                "info",
+                kairo_core::Redactor::default(),
+            );
             let cancel = CancellationToken::new();
             kairo::shutdown::cancel_on_signal(cancel.clone());
             let shutdown = async move { cancel.cancelled().await };

@@ -202,6 +202,7 @@ impl RouterBuilder {
                 in_flight: in_flight.clone(),
                 clock: clock.clone(),
                 cancel: cancel.child_token(),
+                redactor: config.redactor(),
             },
             drain.clone(),
         );
@@ -311,10 +312,11 @@ async fn subscribe_nats(
     url: &str,
     config: &KairoConfig,
 ) -> anyhow::Result<kairo_ingest::nats::NatsSource> {
-    let client = tokio::time::timeout(Duration::from_secs(10), async_nats::connect(url))
+    let shown = config.redactor().redact(url).into_owned();
+    let client = tokio::time::timeout(Duration::from_secs(10), kairo_plugin_nats::connect(url))
         .await
-        .map_err(|_| anyhow::anyhow!("nats.url {url}: no answer within 10 s"))?
-        .with_context(|| format!("connecting to nats.url {url}"))?;
+        .map_err(|_| anyhow::anyhow!("nats.url {shown}: no answer within 10 s"))?
+        .map_err(|e| anyhow::anyhow!("connecting to nats.url {shown}: {e}"))?;
     let ingest = kairo_ingest::nats::NatsIngestConfig {
         subject: config.nats.subject.clone(),
         queue_group: config.nats.queue_group.clone(),

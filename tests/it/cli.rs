@@ -129,3 +129,21 @@ fn test_harness_settings_stay_out_of_the_configuration_prefix() {
         );
     }
 }
+
+#[test]
+fn check_refuses_a_malformed_smtp_url_without_printing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    std::fs::write(
+        dir.path().join("k.toml"),
+        "[plugins.email]\nfrom = \"k@example.com\"\nsmtp_url = \"smtp://u:Hunter2pw@mail.example:port\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = kairo(&["check", "--config", "k.toml"], dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("k.toml:3: plugins.email.smtp_url"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Hunter2pw"), "{stderr}");
+}

@@ -349,12 +349,23 @@ impl KairoProcess {
             .stderr(log)
             .spawn()
             .expect("start kairo run");
-        let process = Self {
+        let mut process = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
         };
-        wait_for_port(port, Duration::from_secs(30));
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("kairo run exited with {status}:\n{}", process.log());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kairo run not listening on {port} after 30 s:\n{}",
+                process.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         process
     }
 
@@ -470,11 +481,17 @@ fn nats_server_binary() -> PathBuf {
 }
 
 pub fn nats_server() -> NatsServer {
+    nats_server_with(&[])
+}
+
+/// A `nats-server` with extra arguments (e.g. `--user`, `--pass`).
+pub fn nats_server_with(args: &[&str]) -> NatsServer {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(nats_server_binary())
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(dir.path())
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -610,3 +610,103 @@ async fn a_full_disk_is_503_and_not_ready_then_recovers_by_itself_without_repeat
     let status: Value = kairo.get_json("/v1/status").await;
     assert_eq!(status["inbox"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_logs_records_cli_output_or_http_answers() {
+    const SMTP_PASSWORD: &str = "smtp-Pa55word-9";
+    const NATS_PASSWORD: &str = "nats-Pa55word-7";
+    const SLACK_SECRET: &str = "T0SECRET/B0SECRET/slackSecretPath";
+    const TOKEN: &str = "server-Token-5ecret";
+    let soracom = soracom(false).await;
+    let nats = nats_server_with(&["--user", "kairo", "--pass", NATS_PASSWORD]);
+    let nats_url = nats
+        .url
+        .replace("nats://", &format!("nats://kairo:{NATS_PASSWORD}@"));
+    let closed = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let slack = format!("http://127.0.0.1:{closed}/services/{SLACK_SECRET}");
+    let extra = format!(
+        "[nats]\nurl = \"{nats_url}\"\n\
+         [plugins.email]\nsmtp_url = \"smtp://mailer:{SMTP_PASSWORD}@127.0.0.1:{closed}\"\nfrom = \"k@example.com\"\n\
+         [dispatch]\nmax_attempts = 2\nbackoff_initial_ms = 10\nbackoff_max_ms = 20\n"
+    );
+    let config = process_config(dir.path(), port, &soracom.url, &slack, &extra)
+        .replace("level = \"info\"", "level = \"trace\"")
+        .replace(
+            &format!("listen = \"127.0.0.1:{port}\""),
+            &format!("listen = \"127.0.0.1:{port}\"\ntoken = \"{TOKEN}\""),
+        );
+    std::fs::write(
+        dir.path().join("scripts/all.rhai"),
+        r#"slack("hello"); email("ops@example.com", "s", "b"); set_group(simId, "group-to-id");"#,
+    )
+    .unwrap();
+    let secrets = [
+        SMTP_PASSWORD,
+        NATS_PASSWORD,
+        SLACK_SECRET,
+        TOKEN,
+        kairo_soracom::emulator::DEFAULT_AUTH_KEY,
+    ];
+    let assert_clean = |what: &str, text: &str| {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} shows {secret}:\n{text}");
+        }
+    };
+
+    let kairo = KairoProcess::start(dir.path(), &config, port);
+    let http = reqwest::Client::new();
+    let answer = http
+        .post(format!("{}/v1/events", kairo.url))
+        .bearer_auth(TOKEN)
+        .body(json!({"id": "e1", "simId": SIM_1}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    let get = |path: &str| {
+        let request = http.get(format!("{}{path}", kairo.url)).bearer_auth(TOKEN);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    eventually_async(
+        "slack and email to be dead letters",
+        Duration::from_secs(20),
+        || async {
+            get("/v1/dead-letters")
+                .await
+                .matches("\"kind\":\"action\"")
+                .count()
+                == 2
+        },
+    )
+    .await;
+    for path in ["/v1/dead-letters", "/v1/history", "/v1/status", "/metrics"] {
+        assert_clean(path, &get(path).await);
+    }
+    let output = std::process::Command::new(kairo_bin())
+        .args(["dlq", "list", "--config"])
+        .arg(dir.path().join("kairo.toml"))
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_clean("kairo dlq list", &listed);
+    assert_clean("the trace-level log", &kairo.log());
+    assert!(kairo.log().contains("TRACE"), "the log is at trace level");
+
+    // A start that fails on the NATS password names the URL without it.
+    drop(kairo);
+    let wrong = config.replace(NATS_PASSWORD, "wrong-Pa55word-1");
+    std::fs::write(dir.path().join("bad.toml"), &wrong).unwrap();
+    let output = std::process::Command::new(kairo_bin())
+        .args(["run", "--config"])
+        .arg(dir.path().join("bad.toml"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("wrong-Pa55word-1"), "{stderr}");
+    assert!(stderr.contains("nats.url"), "{stderr}");
+}

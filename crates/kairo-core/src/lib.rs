@@ -11,8 +11,10 @@ pub mod clock;
 pub mod event;
 pub mod handler;
 pub mod index;
+pub mod redact;
 
 pub use action::ActionRequest;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError};
 pub use index::{FieldPath, Guard, RuleIndex};
+pub use redact::Redactor;

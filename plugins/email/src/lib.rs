@@ -21,6 +21,20 @@ pub struct EmailConfig {
     pub operator_address: Option<String>,
 }
 
+/// Checks an SMTP URL the way the email action reads it; the message never
+/// repeats the URL (it may hold a password).
+pub fn check_smtp_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if !matches!(scheme, Some("smtp" | "smtps")) {
+        return Err(
+            "must be smtp://[user:password@]host[:port][?tls=required] or smtps://...".into(),
+        );
+    }
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a valid SMTP URL: {e}"))
+}
+
 /// The `email` action: params `{to, subject, body}`; `to` is one address or a list.
 pub struct EmailAction {
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
@@ -42,9 +56,8 @@ impl EmailAction {
             Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url) {
                 Ok(builder) => Some(builder.build()),
                 Err(e) => {
-                    config_error = Some(format!(
-                        "plugins.email.smtp_url: invalid SMTP URL {url:?}: {e}"
-                    ));
+                    config_error =
+                        Some(format!("plugins.email.smtp_url: not a valid SMTP URL: {e}"));
                     None
                 }
             },
@@ -167,6 +180,20 @@ mod tests {
                 .unwrap()
                 .contains("plugins.email.smtp_url")
         );
+    }
+
+    #[test]
+    fn malformed_smtp_urls_are_refused_without_repeating_them() {
+        assert!(check_smtp_url("smtp://u:pw@127.0.0.1:25").is_ok());
+        assert!(check_smtp_url("smtps://mail.example.com").is_ok());
+        for bad in [
+            "http://u:Secr3t@h",
+            "mail.example.com:25",
+            "smtp://u:Secr3t@h:notaport",
+        ] {
+            let error = check_smtp_url(bad).unwrap_err();
+            assert!(!error.contains("Secr3t"), "{error}");
+        }
     }
 
     #[tokio::test]

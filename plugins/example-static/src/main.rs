@@ -9,7 +9,7 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map(PathBuf::from);
     let config = kairo::KairoConfig::load(config_file.as_deref())?;
-    kairo::telemetry::init(config.log.format, &config.log.level);
+    kairo::telemetry::init(config.log.format, &config.log.level, config.redactor());
     tokio::runtime::Runtime::new()?.block_on(
         kairo::Router::builder()
             .config(config)

@@ -43,12 +43,29 @@ impl PublishAction {
         })?;
         self.client
             .get_or_try_init(|| async {
-                async_nats::connect(url).await.map_err(|e| {
+                connect(url).await.map_err(|e| {
                     ActionError::retryable(format!("connecting to NATS at {url}: {e}"))
                 })
             })
             .await
     }
+}
+
+/// Connects to `url`, using the credentials in it: `nats://user:password@host`
+/// logs in with user and password, `nats://token@host` with a token (the
+/// client library itself ignores credentials in the URL).
+pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let options = match url.parse::<async_nats::ServerAddr>() {
+        Ok(addr) => match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+            }
+            (Some(token), None) => async_nats::ConnectOptions::with_token(token.into()),
+            _ => async_nats::ConnectOptions::new(),
+        },
+        Err(_) => async_nats::ConnectOptions::new(),
+    };
+    options.connect(url).await
 }
 
 fn message(params: &Value) -> Result<(String, Vec<u8>), String> {
