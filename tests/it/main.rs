@@ -7,6 +7,7 @@ mod actions;
 mod cli;
 mod durability;
 mod email;
+mod examples;
 mod handlers;
 mod hardening;
 mod nats;
