@@ -7,22 +7,39 @@ use kairo_soracom::{ClientConfig, SoracomClient};
 
 use crate::config::KairoConfig;
 
+/// The clients shared by every action and lookup: one HTTP connection pool
+/// and one SORACOM API session (one login, one token).
+#[derive(Clone)]
+pub struct Clients {
+    /// HTTP for actions that call URLs.
+    pub http: reqwest::Client,
+    /// The SORACOM API, for the SIM actions and the SIM directory's lookups.
+    pub soracom: Arc<SoracomClient>,
+}
+
+impl Clients {
+    /// Clients for `config` over `http`.
+    pub fn new(config: &KairoConfig, http: reqwest::Client) -> Self {
+        let soracom = Arc::new(SoracomClient::new(
+            http.clone(),
+            soracom_client_config(config),
+        ));
+        Self { http, soracom }
+    }
+}
+
 /// A registry holding every built-in action, configured from `config`.
-pub fn registry(config: &KairoConfig, http: &reqwest::Client) -> Registry {
+pub fn registry(config: &KairoConfig, clients: &Clients) -> Registry {
     let mut registry = Registry::new();
-    for action in actions(config, http) {
+    for action in actions(config, clients) {
         registry.register(action);
     }
     registry
 }
 
 /// Every built-in action, configured from `config`.
-pub fn actions(config: &KairoConfig, http: &reqwest::Client) -> Vec<Arc<dyn Action>> {
-    let soracom = Arc::new(SoracomClient::new(
-        http.clone(),
-        soracom_client_config(config),
-    ));
-    let mut actions = kairo_plugin_soracom::actions(soracom);
+pub fn actions(config: &KairoConfig, clients: &Clients) -> Vec<Arc<dyn Action>> {
+    let mut actions = kairo_plugin_soracom::actions(clients.soracom.clone());
     actions.push(Arc::new(kairo_plugin_slack::SlackAction::new(
         config.plugins.slack.clone(),
     )));

@@ -33,11 +33,12 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
             KairoConfig::default()
         }
     };
-    let registry = match crate::plugins::registry(&config, &reqwest::Client::new(), &[]) {
+    let clients = crate::builtin::Clients::new(&config, reqwest::Client::new());
+    let registry = match crate::plugins::registry(&config, &clients, &[]) {
         Ok(registry) => registry,
         Err(errors) => {
             report.errors.extend(errors);
-            crate::builtin::registry(&config, &reqwest::Client::new())
+            crate::builtin::registry(&config, &clients)
         }
     };
     let engine = engine(&config, &registry);
@@ -187,8 +188,9 @@ pub fn dry_run(
     let body = std::fs::read(events_file).map_err(|e| format!("{}: {e}", events_file.display()))?;
     let events = kairo_ingest::webhook::parse_events(&body)
         .map_err(|e| format!("{}: {e}", events_file.display()))?;
-    let registry = crate::plugins::registry(config, &reqwest::Client::new(), &[])
-        .map_err(|errors| errors.join("\n"))?;
+    let clients = crate::builtin::Clients::new(config, reqwest::Client::new());
+    let registry =
+        crate::plugins::registry(config, &clients, &[]).map_err(|errors| errors.join("\n"))?;
     let engine = Arc::new(engine(config, &registry));
     let (store, report) = RuleStore::load(rules_dir, engine);
     let mut run = DryRun {

@@ -189,7 +189,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugins { config, json } => {
             let config = KairoConfig::load(config.as_deref())?;
-            let registry = kairo::plugins::registry(&config, &reqwest::Client::new(), &[])
+            let clients = kairo::builtin::Clients::new(&config, reqwest::Client::new());
+            let registry = kairo::plugins::registry(&config, &clients, &[])
                 .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
             if !json {
                 println!(

@@ -17,10 +17,10 @@ const RESERVED: [&str; 1] = ["dir"];
 /// for no plugin, a section a plugin rejects) is one line naming the file or key.
 pub fn registry(
     config: &KairoConfig,
-    http: &reqwest::Client,
+    clients: &builtin::Clients,
     extra: &[Arc<dyn Action>],
 ) -> Result<Registry, Vec<String>> {
-    let mut registry = builtin::registry(config, http);
+    let mut registry = builtin::registry(config, clients);
     let mut errors = Vec::new();
     for action in extra {
         registry.register_with(action.clone(), Origin::Static, None);

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin;
+use crate::builtin::Clients;
 use crate::config::KairoConfig;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::handlers::HandlerStore;
@@ -85,8 +86,8 @@ impl RouterBuilder {
 
     /// The actions this router will have: built-ins, added plugins and dynamic
     /// plugins from `[plugins] dir`, each configured from its section.
-    pub fn registry(&self, http: &reqwest::Client) -> anyhow::Result<Registry> {
-        crate::plugins::registry(&self.config, http, &self.extra)
+    pub fn registry(&self, clients: &Clients) -> anyhow::Result<Registry> {
+        crate::plugins::registry(&self.config, clients, &self.extra)
             .map_err(|errors| anyhow::anyhow!("plugins:\n  {}", errors.join("\n  ")))
     }
 
@@ -104,7 +105,8 @@ impl RouterBuilder {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
-        let registry = self.registry(&http)?;
+        let clients = Clients::new(&config, http.clone());
+        let registry = self.registry(&clients)?;
         let missing = crate::builtin::soracom_client_config(&config).missing_credentials();
         if !missing.is_empty() {
             tracing::warn!(
@@ -134,7 +136,7 @@ impl RouterBuilder {
             Some(dir) if config.rules.watch && dir.is_dir() => {
                 let reload = PluginReload {
                     config: config.clone(),
-                    http: http.clone(),
+                    clients: clients.clone(),
                     extra: self.extra.clone(),
                     registry: registry.clone(),
                     rules: rules.clone(),
@@ -191,11 +193,14 @@ impl RouterBuilder {
         let in_flight = Arc::new(InFlight::default());
         let cancel = self.cancel;
         let drain = CancellationToken::new();
+        let gates = Gates::new(&config.dispatch.limits, config.dispatch.family_concurrency);
+        // SIM lookups go through the SORACOM actions' gate: one budget for the API.
+        let soracom_gate = gates.get(kairo_plugin_soracom::FAMILY);
         let (dispatcher, scheduler) = Dispatcher::start(
             DispatchContext {
                 registry,
                 http,
-                gates: Gates::new(&config.dispatch.limits, config.dispatch.family_concurrency),
+                gates,
                 config: config.dispatch.clone(),
                 metrics: metrics.clone(),
                 writer: writer.clone(),
@@ -217,10 +222,8 @@ impl RouterBuilder {
             rules: rules.clone(),
             handlers: handlers.clone(),
             directory: crate::directory::Directory::new(
-                Some(Arc::new(kairo_soracom::SoracomClient::new(
-                    reqwest::Client::new(),
-                    crate::builtin::soracom_client_config(&config),
-                ))),
+                Some(clients.soracom.clone()),
+                soracom_gate,
                 tokio::runtime::Handle::current(),
             ),
             state,
@@ -335,7 +338,7 @@ async fn subscribe_nats(
 /// plugin's function. On any error the running set stays as it was.
 struct PluginReload {
     config: KairoConfig,
-    http: reqwest::Client,
+    clients: Clients,
     extra: Vec<Arc<dyn Action>>,
     registry: Arc<ArcSwap<Registry>>,
     rules: Arc<RuleStore>,
@@ -347,7 +350,7 @@ impl PluginReload {
         // Plugins (the email transport's pool, say) need the async runtime
         // when built and dropped; the watcher calls this from its own thread.
         let _runtime = self.runtime.enter();
-        match crate::plugins::registry(&self.config, &self.http, &self.extra) {
+        match crate::plugins::registry(&self.config, &self.clients, &self.extra) {
             Ok(registry) => {
                 let engine = Arc::new(crate::check::engine(&self.config, &registry));
                 tracing::info!(target: "kairo::plugins", plugins = ?registry.names(), "plugins reloaded");
@@ -474,10 +477,7 @@ impl Matcher {
             .iter()
             .any(|h| h.active && matches!(h.target, kairo_core::handler::Target::Group(_)));
         let enriched: Vec<std::borrow::Cow<'_, Event>> = if stateful {
-            batch_events
-                .iter()
-                .map(|e| self.directory.enrich(e, need_group))
-                .collect()
+            self.directory.enrich_batch(batch_events, need_group)
         } else {
             batch_events
                 .iter()

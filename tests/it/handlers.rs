@@ -284,6 +284,11 @@ async fn group_membership_is_looked_up_and_imsis_are_mapped_to_sims() {
         .emulator
         .requests_to("POST", &format!("/v1/sims/{SIM_1}/suspend"));
     assert_eq!(suspends.len(), 2, "the group handler fired for both events");
+    assert_eq!(
+        soracom.emulator.requests_to("POST", "/v1/auth").len(),
+        1,
+        "the lookups and the actions share one SORACOM session"
+    );
 
     // An event naming IMSI and SIM teaches the mapping; a later IMSI-only event reaches the SIM rule.
     kairo

@@ -6,4 +6,4 @@
 
 pub mod sim_action;
 
-pub use sim_action::{SimAction, actions};
+pub use sim_action::{FAMILY, SimAction, actions};
