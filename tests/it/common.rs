@@ -323,6 +323,26 @@ pub fn kairo_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kairo"))
 }
 
+/// Runs `kairo ARGS --config CONFIG`; returns exit code, stdout and stderr.
+pub fn kairo_with_config(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let output = Command::new(kairo_bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The status code `GET url` answers.
+pub async fn status_of(url: &str) -> u16 {
+    reqwest::get(url).await.unwrap().status().as_u16()
+}
+
 /// A `kairo run` child process with its own config, rules and store.
 pub struct KairoProcess {
     child: Child,

@@ -363,20 +363,7 @@ async fn dlq_command_works_on_the_store_when_no_router_runs() {
     } = kairo;
     router.shutdown().await.unwrap();
 
-    let run = |args: &[&str]| {
-        let output = std::process::Command::new(kairo_bin())
-            .arg("dlq")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| kairo_with_config(&[&["dlq"], args].concat(), &config);
     let (code, stdout, stderr) = run(&["list"]);
     assert_eq!(code, Some(0), "{stderr}");
     let letter: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();

@@ -47,22 +47,10 @@ async fn events_committed_before_the_client_hangs_up_are_evaluated_at_once() {
         client.join().unwrap();
     }
     // Whatever was committed must leave the inbox while the router runs.
-    let http = kairo.http.clone();
-    let url = kairo.url.clone();
-    eventually_async("the inbox to drain", Duration::from_secs(20), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let status: Value = http
-                .get(format!("{url}/v1/status"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            status["inbox"] == 0
-        }
+    eventually_async("the inbox to drain", Duration::from_secs(20), || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let status: Value = kairo.get_json("/v1/status").await;
+        status["inbox"] == 0
     })
     .await;
     let accepted = kairo.router.metrics().render();
@@ -247,16 +235,8 @@ async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        let output = std::process::Command::new(kairo_bin())
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let (code, _, stderr) = kairo_with_config(args, &config);
+        (code, stderr)
     };
     let len = std::fs::metadata(&store).unwrap().len();
     for damage in ["truncated", "empty"] {
@@ -459,13 +439,7 @@ async fn memory_stays_bounded_under_hostile_bodies_with_default_settings() {
         "peak RSS {} MiB",
         peak / (1024 * 1024)
     );
-    assert_eq!(
-        reqwest::get(format!("{}/healthz", kairo.url))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&format!("{}/healthz", kairo.url)).await, 200);
 }
 
 /// A small tmpfs of its own, unmounted on drop: a disk that can really fill up.
@@ -525,10 +499,8 @@ async fn a_full_disk_is_503_and_not_ready_then_recovers_by_itself_without_repeat
         c.dispatch.limits.get_mut("soracom").unwrap().per_second = None;
     })
     .await;
-    let ready = || async {
-        let answer = reqwest::get(format!("{}/readyz", kairo.url)).await.unwrap();
-        answer.status().as_u16()
-    };
+    let readyz = format!("{}/readyz", kairo.url);
+    let ready = || status_of(&readyz);
     assert_eq!(ready().await, 200);
     let filler = disk.fill(1_500_000);
     let mut accepted = Vec::new();
@@ -571,13 +543,7 @@ async fn a_full_disk_is_503_and_not_ready_then_recovers_by_itself_without_repeat
         503,
         "not ready while the store cannot commit"
     );
-    assert_eq!(
-        reqwest::get(format!("{}/healthz", kairo.url))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&format!("{}/healthz", kairo.url)).await, 200);
 
     std::fs::remove_file(filler).unwrap();
     eventually_async(
@@ -684,12 +650,7 @@ async fn secrets_never_reach_logs_records_cli_output_or_http_answers() {
     for path in ["/v1/dead-letters", "/v1/history", "/v1/status", "/metrics"] {
         assert_clean(path, &get(path).await);
     }
-    let output = std::process::Command::new(kairo_bin())
-        .args(["dlq", "list", "--config"])
-        .arg(dir.path().join("kairo.toml"))
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&output.stdout);
+    let (_, listed, _) = kairo_with_config(&["dlq", "list"], &dir.path().join("kairo.toml"));
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert_clean("kairo dlq list", &listed);
     assert_clean("the trace-level log", &kairo.log());
