@@ -2,13 +2,11 @@
 //! `kairo test` (a dry run of the rules against events from a file).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use kairo_core::ActionRequest;
 use kairo_plugin::Registry;
-use kairo_script::{Limits, RuleError, RuleSet, RuleStore};
+use kairo_script::RuleSet;
 
-use crate::config::KairoConfig;
+use kairo_router::KairoConfig;
 
 /// What `kairo check` found.
 #[derive(Debug, Default)]
@@ -33,15 +31,15 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
             KairoConfig::default()
         }
     };
-    let clients = crate::builtin::Clients::new(&config, reqwest::Client::new());
-    let registry = match crate::plugins::registry(&config, &clients, &[]) {
+    let clients = kairo_router::builtin::Clients::new(&config, reqwest::Client::new());
+    let registry = match kairo_router::plugins::registry(&config, &clients, &[]) {
         Ok(registry) => registry,
         Err(errors) => {
             report.errors.extend(errors);
-            crate::builtin::registry(&config, &clients)
+            kairo_router::builtin::registry(&config, &clients)
         }
     };
-    let engine = engine(&config, &registry);
+    let engine = kairo_router::rules::engine(&config, &registry);
     let plugin_names = registry.names();
     let operator_address = config.plugins.email.operator_address.clone();
     let (paths, handler_paths): (Vec<PathBuf>, Vec<PathBuf>) = if paths.is_empty() {
@@ -58,7 +56,7 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
     };
     for path in handler_paths {
         let (count, errors) = if path.is_dir() || !path.exists() {
-            crate::handlers::check_dir(&path, operator_address.clone())
+            kairo_router::handlers::check_dir(&path, operator_address.clone())
         } else {
             check_handler_file(&path, operator_address.clone())
         };
@@ -140,11 +138,6 @@ fn check_literal_calls(
     }
 }
 
-/// The sandboxed engine for `config`, with a function for every action in `registry`.
-pub fn engine(config: &KairoConfig, registry: &Registry) -> rhai::Engine {
-    kairo_script::engine_with_actions(limits(config), registry.names())
-}
-
 fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -160,63 +153,16 @@ fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-fn limits(config: &KairoConfig) -> Limits {
-    Limits {
-        max_operations: config.rules.max_operations,
-        ..Limits::default()
-    }
-}
-
-/// The outcome of a dry run.
-#[derive(Debug, Default)]
-pub struct DryRun {
-    /// What the rules would ask for, in event order, then rule order.
-    pub requests: Vec<ActionRequest>,
-    /// Rules that failed on an event.
-    pub rule_errors: Vec<RuleError>,
-    /// Scripts that did not compile (left out of the run).
-    pub script_errors: Vec<String>,
-}
-
-/// Runs the rules in `rules_dir` against the events in `events_file` (one
-/// event object or an array) without performing anything.
+/// Dry-runs the rules in `rules_dir` against the events in `events_file` (one
+/// event object or an array), through the router's own pipeline.
 pub fn dry_run(
     config: &KairoConfig,
     rules_dir: &Path,
     events_file: &Path,
-) -> Result<DryRun, String> {
+) -> Result<kairo_router::dry_run::DryRun, String> {
     let body = std::fs::read(events_file).map_err(|e| format!("{}: {e}", events_file.display()))?;
     let events = kairo_ingest::webhook::parse_events(&body)
         .map_err(|e| format!("{}: {e}", events_file.display()))?;
-    let clients = crate::builtin::Clients::new(config, reqwest::Client::new());
-    let registry =
-        crate::plugins::registry(config, &clients, &[]).map_err(|errors| errors.join("\n"))?;
-    let engine = Arc::new(engine(config, &registry));
-    let (store, report) = RuleStore::load(rules_dir, engine);
-    let mut run = DryRun {
-        script_errors: report.errors.iter().map(ToString::to_string).collect(),
-        ..DryRun::default()
-    };
-    let rules = store.snapshot();
-    let (handlers, handler_errors) = crate::handlers::HandlerStore::load(
-        &config.handlers.dir,
-        config.plugins.email.operator_address.clone(),
-    );
-    run.script_errors.extend(handler_errors);
-    let handlers = handlers.snapshot();
-    let mut state = kairo_core::handler::MemoryState::default();
-    let now = system_now_ms();
-    for event in &events {
-        let evaluation = rules.evaluate(event);
-        run.requests.extend(evaluation.requests);
-        run.requests
-            .extend(handlers.evaluate(event, &mut state, now));
-        run.rule_errors.extend(evaluation.errors);
-    }
-    Ok(run)
-}
-
-fn system_now_ms() -> i64 {
-    use kairo_core::Clock;
-    kairo_core::SystemClock.now_ms()
+    kairo_router::dry_run::dry_run(config, rules_dir, &events, &kairo_core::SystemClock)
+        .map_err(|e| e.to_string())
 }

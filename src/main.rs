@@ -143,7 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .config(config)
                 .run()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", redactor.redact(&format!("{e:#}"))))?;
+                .map_err(|e| {
+                    let chain = format!("{:#}", anyhow::Error::from(e));
+                    anyhow::anyhow!("{}", redactor.redact(&chain))
+                })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, paths } => {

@@ -15,5 +15,6 @@ fn main() -> anyhow::Result<()> {
             .config(config)
             .plugin(kairo_example_static::JsonlFile)
             .run(),
-    )
+    )?;
+    Ok(())
 }

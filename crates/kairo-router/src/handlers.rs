@@ -108,6 +108,23 @@ impl HandlerStore {
     }
 }
 
+impl HandlerStore {
+    /// Rereads the directory and logs what changed and every error.
+    pub fn reload_and_log(&self) {
+        let report = self.reload();
+        for error in &report.errors {
+            tracing::error!(target: "kairo::handlers", "{error} (previous version, if any, kept)");
+        }
+        if !report.changed.is_empty() {
+            tracing::info!(
+                target: "kairo::handlers",
+                files = ?report.changed, handlers = self.snapshot().handlers().len(),
+                "handlers reloaded"
+            );
+        }
+    }
+}
+
 /// What a handler reload did.
 #[derive(Debug, Default)]
 pub struct HandlerReload {

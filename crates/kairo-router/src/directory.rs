@@ -35,31 +35,47 @@ enum Known {
     Failed(Instant),
 }
 
+/// How a directory reaches the SORACOM API.
+struct Lookups {
+    client: Arc<SoracomClient>,
+    gate: Arc<Gate>,
+    runtime: tokio::runtime::Handle,
+}
+
 /// IMSI → SIM and SIM → group, learned and looked up.
+#[derive(Default)]
 pub struct Directory {
     imsi_to_sim: HashMap<String, String>,
     sim_to_group: HashMap<String, Known>,
-    client: Option<Arc<SoracomClient>>,
-    gate: Arc<Gate>,
-    runtime: tokio::runtime::Handle,
+    lookups: Option<Lookups>,
 }
 
 impl Directory {
     /// A directory that looks groups up through `client` (when it has
     /// credentials), each lookup admitted by `gate`.
     pub fn new(
-        client: Option<Arc<SoracomClient>>,
+        client: Arc<SoracomClient>,
         gate: Arc<Gate>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
-        let client = client.filter(|c| c.config().missing_credentials().is_empty());
+        let lookups = client
+            .config()
+            .missing_credentials()
+            .is_empty()
+            .then_some(Lookups {
+                client,
+                gate,
+                runtime,
+            });
         Self {
-            imsi_to_sim: HashMap::new(),
-            sim_to_group: HashMap::new(),
-            client,
-            gate,
-            runtime,
+            lookups,
+            ..Self::default()
         }
+    }
+
+    /// A directory that only learns from events (dry runs: no network).
+    pub fn offline() -> Self {
+        Self::default()
     }
 
     /// Remembers what `event` says about its SIM.
@@ -152,11 +168,11 @@ impl Directory {
 
     /// Looks `sims` up together, within [`BATCH_DEADLINE`], and remembers the answers.
     fn look_up(&mut self, sims: &BTreeSet<String>) {
-        let Some(client) = self.client.clone().filter(|_| !sims.is_empty()) else {
+        let Some(lookups) = self.lookups.as_ref().filter(|_| !sims.is_empty()) else {
             return;
         };
-        let gate = self.gate.clone();
-        let answers: Vec<(String, Option<serde_json::Value>)> = self.runtime.block_on(async {
+        let (client, gate) = (lookups.client.clone(), lookups.gate.clone());
+        let answers: Vec<(String, Option<serde_json::Value>)> = lookups.runtime.block_on(async {
             let lookups = sims.iter().map(|sim| {
                 let (client, gate) = (client.clone(), gate.clone());
                 async move {

@@ -12,8 +12,45 @@ use kairo_core::Event;
 use kairo_core::handler::{HandlerSet, HandlerState, MemoryState};
 use kairo_script::{Evaluation, Rule, RuleSet, ScriptContext};
 
+use crate::directory::Directory;
+
 /// Handler state shared by the evaluation and the scripts' `traffic_mib(...)`.
 pub type SharedState = Arc<RwLock<MemoryState>>;
+
+/// The evaluation stage of a router (or of a dry run): what it knows of SIMs
+/// and groups, and the handler state. `kairo run` and `kairo test` both
+/// evaluate through [`Pipeline::run`].
+#[derive(Default)]
+pub struct Pipeline {
+    /// SIMs and groups, learned from events (and, live, looked up).
+    pub directory: Directory,
+    /// Traffic counters and suppression times.
+    pub state: SharedState,
+}
+
+impl Pipeline {
+    /// Fills in the events' SIM and group where handlers or stateful rules
+    /// need them, then [`evaluate`]s them in order at `now_ms`.
+    pub fn run(
+        &mut self,
+        rules: &RuleSet,
+        handlers: &HandlerSet,
+        events: &[Event],
+        now_ms: i64,
+    ) -> Vec<Evaluation> {
+        let stateful = !handlers.handlers().is_empty() || rules.uses_state();
+        let need_group = handlers
+            .handlers()
+            .iter()
+            .any(|h| h.active && matches!(h.target, kairo_core::handler::Target::Group(_)));
+        let enriched: Vec<Cow<'_, Event>> = if stateful {
+            self.directory.enrich_batch(events, need_group)
+        } else {
+            events.iter().map(Cow::Borrowed).collect()
+        };
+        evaluate(rules, handlers, &self.state, events, &enriched, now_ms)
+    }
+}
 
 /// Evaluates `events` in order. `enriched[i]` is `events[i]` with its SIM and
 /// group filled in; handlers and traffic counters see that one, rule scripts

@@ -1,0 +1,60 @@
+//! `kairo test`: the router's evaluation without a store, a network or any
+//! action performed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kairo_core::{ActionRequest, Clock, Event};
+use kairo_script::{RuleError, RuleStore};
+
+use crate::builtin::Clients;
+use crate::config::KairoConfig;
+use crate::error::RouterError;
+use crate::handlers::HandlerStore;
+use crate::pipeline::Pipeline;
+
+/// The outcome of a dry run.
+#[derive(Debug, Default)]
+pub struct DryRun {
+    /// What the rules and handlers would ask for, in event order, then rule order.
+    pub requests: Vec<ActionRequest>,
+    /// Rules that failed on an event.
+    pub rule_errors: Vec<RuleError>,
+    /// Scripts and handlers that did not load (left out of the run).
+    pub script_errors: Vec<String>,
+}
+
+/// Evaluates `events` in order from empty state, each as if posted on its own
+/// to a freshly started router at `clock`'s time, against the rules in
+/// `rules_dir` and the configured handlers. SIMs and groups are learned from
+/// the events only; no store is opened and nothing is performed.
+pub fn dry_run(
+    config: &KairoConfig,
+    rules_dir: &Path,
+    events: &[Event],
+    clock: &dyn Clock,
+) -> Result<DryRun, RouterError> {
+    let clients = Clients::new(config, reqwest::Client::new());
+    let registry = crate::plugins::registry(config, &clients, &[]).map_err(RouterError::Plugins)?;
+    let engine = Arc::new(crate::rules::engine(config, &registry));
+    let (rules, report) = RuleStore::load(rules_dir, engine);
+    let (handlers, handler_errors) = HandlerStore::load(
+        &config.handlers.dir,
+        config.plugins.email.operator_address.clone(),
+    );
+    let mut run = DryRun {
+        script_errors: report.errors.iter().map(ToString::to_string).collect(),
+        ..DryRun::default()
+    };
+    run.script_errors.extend(handler_errors);
+    let (rules, handlers) = (rules.snapshot(), handlers.snapshot());
+    let mut pipeline = Pipeline::default();
+    for event in events {
+        let now = clock.now_ms();
+        for evaluation in pipeline.run(&rules, &handlers, std::slice::from_ref(event), now) {
+            run.requests.extend(evaluation.requests);
+            run.rule_errors.extend(evaluation.errors);
+        }
+    }
+    Ok(run)
+}

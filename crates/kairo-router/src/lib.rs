@@ -1,0 +1,40 @@
+//! Kairo's engine: events arrive on the webhook or NATS, are committed to the
+//! store, run through the rule scripts and SORACOM event handlers (one
+//! [`pipeline`]), and the actions they ask for are performed durably by the
+//! [`dispatch`]er through action plugins.
+//!
+//! - [`config`]: typed configuration and its loading
+//! - [`router`]: [`Router::builder`] and the running router
+//! - [`pipeline`]: the one evaluation of events against rules and handlers
+//! - [`dry_run`]: the same evaluation without a store or a network (`kairo test`)
+//! - [`dispatch`]: performing actions durably, with retries and [`limits`]
+//! - [`writer`]: group commit to the store
+//! - [`directory`]: SIMs and groups learned from events and the SORACOM API
+//! - [`handlers`], [`rules`]: loading SORACOM handlers and rule scripts
+//! - [`admin`]: operator endpoints (dead letters, history, status)
+//! - [`builtin`], [`plugins`]: the action registry
+//! - [`metrics`], [`telemetry`], [`shutdown`]: operations
+
+pub mod admin;
+pub mod builtin;
+pub mod config;
+pub mod directory;
+pub mod dispatch;
+pub mod dry_run;
+pub mod error;
+pub mod handlers;
+pub mod limits;
+mod matcher;
+pub mod metrics;
+pub mod pipeline;
+pub mod plugins;
+pub mod router;
+pub mod rules;
+pub mod shutdown;
+mod sink;
+pub mod telemetry;
+pub mod writer;
+
+pub use config::KairoConfig;
+pub use error::RouterError;
+pub use router::{Router, RouterBuilder, RunningRouter};

@@ -1,0 +1,101 @@
+//! The matcher: evaluates accepted events on a dedicated thread and commits
+//! what they asked for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kairo_core::{Clock, Event};
+use kairo_script::RuleStore;
+use kairo_store::{Batch, PendingAction};
+use tokio::sync::mpsc;
+
+use crate::dispatch::{Dispatcher, InFlight};
+use crate::handlers::HandlerStore;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::writer::StoreWriter;
+
+/// How often the matcher drops stale handler state from memory.
+const STATE_PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Events evaluated together and committed in one transaction, at most.
+const EVALUATION_BATCH: usize = 256;
+
+/// Evaluates events on a dedicated thread (rule evaluation is CPU work;
+/// batches spread over all cores), runs the event handlers, and commits each
+/// batch's action requests and handler state to the store, removing the
+/// events from the inbox in the same transaction; then hands the actions to
+/// the dispatcher.
+pub(crate) struct Matcher {
+    pub(crate) rules: Arc<RuleStore>,
+    pub(crate) handlers: Arc<HandlerStore>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) last_prune: std::time::Instant,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) writer: StoreWriter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Matcher {
+    pub(crate) fn spawn(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::task::spawn_blocking(move || {
+            while let Some(first) = events.blocking_recv() {
+                let mut batch_events = vec![first];
+                while batch_events.len() < EVALUATION_BATCH {
+                    match events.try_recv() {
+                        Ok(event) => batch_events.push(event),
+                        Err(_) => break,
+                    }
+                }
+                self.evaluate(&batch_events);
+                self.in_flight.done(batch_events.len());
+            }
+        })
+    }
+
+    fn evaluate(&mut self, batch_events: &[Event]) {
+        let rules = self.rules.snapshot();
+        let handlers = self.handlers.snapshot();
+        let now = self.clock.now_ms();
+        let mut batch = Batch::default();
+        let mut actions = Vec::new();
+        let evaluations = self.pipeline.run(&rules, &handlers, batch_events, now);
+        for (event, evaluation) in batch_events.iter().zip(evaluations) {
+            for error in &evaluation.errors {
+                self.metrics.rule_errors.inc();
+                tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
+            }
+            let requests = evaluation.requests;
+            let pending: Vec<PendingAction> = requests
+                .into_iter()
+                .map(|request| PendingAction::new(request, now))
+                .collect();
+            actions.extend(pending.iter().cloned());
+            batch.evaluated.push((event.id.clone(), pending));
+        }
+        let mut state = self
+            .pipeline
+            .state
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        batch.state = state.take_changes();
+        if self.last_prune.elapsed() >= STATE_PRUNE_EVERY {
+            self.last_prune = std::time::Instant::now();
+            state.prune(&kairo_core::handler::Retention::as_of(now));
+        }
+        drop(state);
+        // Retried until it lands: the evaluation (and the handler state it
+        // advanced) is never dropped while the router runs.
+        match self.writer.commit_until_done_blocking(batch) {
+            Ok(_) => self.dispatcher.enqueue(actions),
+            Err(error) => tracing::error!(
+                %error, events = batch_events.len(),
+                "could not record evaluations before shutdown; the events stay in the inbox and are evaluated again on the next start"
+            ),
+        }
+    }
+}
