@@ -42,6 +42,12 @@ impl FieldPath {
     }
 }
 
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
 /// A rule does nothing unless the string at `path` is one of `values`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Guard {
@@ -49,6 +55,35 @@ pub struct Guard {
     pub path: FieldPath,
     /// Accepted values.
     pub values: Vec<String>,
+}
+
+impl Guard {
+    /// Why `event` does not pass this guard, in words (`payload.otaStatus is
+    /// "started", rule needs "finished"`); `None` when it passes.
+    pub fn explain_miss(&self, event: &Event) -> Option<String> {
+        let found = self.path.string_in(event);
+        if found.is_some_and(|value| self.values.iter().any(|v| v == value)) {
+            return None;
+        }
+        let needed = match self.values.as_slice() {
+            [one] => format!("{one:?}"),
+            many => format!(
+                "one of {}",
+                many.iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let is = match found {
+            Some(value) => format!("is {value:?}"),
+            None => match event.lookup_parts(self.path.0.iter().map(String::as_str)) {
+                Some(other) => format!("is {other}, not a string"),
+                None => "is absent".to_string(),
+            },
+        };
+        Some(format!("{} {is}, rule needs {needed}", self.path))
+    }
 }
 
 /// Rule positions by guard, plus the rules that must always be evaluated.
@@ -152,6 +187,33 @@ mod tests {
         let event = Event::from_value(json!({"simId": "s2", "payload": {"otaStatus": 1}})).unwrap();
         assert_eq!(index.candidates(&event), vec![1, 4]);
         assert_eq!(index.unguarded(), 1);
+    }
+
+    #[test]
+    fn a_missed_guard_is_explained_in_words() {
+        let guard = guard("payload.otaStatus", &["finished"]).unwrap();
+        let started = Event::from_value(json!({"otaStatus": "started"})).unwrap();
+        assert_eq!(
+            guard.explain_miss(&started).as_deref(),
+            Some(r#"payload.otaStatus is "started", rule needs "finished""#)
+        );
+        let absent = Event::from_value(json!({"simId": "s"})).unwrap();
+        assert_eq!(
+            guard.explain_miss(&absent).as_deref(),
+            Some(r#"payload.otaStatus is absent, rule needs "finished""#)
+        );
+        let finished = Event::from_value(json!({"otaStatus": "finished"})).unwrap();
+        assert_eq!(guard.explain_miss(&finished), None);
+        let either = super::Guard {
+            values: vec!["A".into(), "B".into()],
+            ..guard
+        };
+        assert!(
+            either
+                .explain_miss(&started)
+                .unwrap()
+                .ends_with(r#"one of "A", "B""#)
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub use capture::{ScriptContext, with_context};
 pub use engine::{Limits, engine, engine_with_actions};
 pub use literal::{LiteralCall, literal_action_calls};
 pub use rules::{
-    Evaluation, Reevaluation, ReloadReport, Rule, RuleError, RuleSet, RuleStore, ScriptError,
+    Evaluation, Reevaluation, ReloadReport, Rule, RuleError, RuleRun, RuleSet, RuleStore,
+    ScriptError,
 };
 pub use watch::{DirWatcher, RuleWatcher};

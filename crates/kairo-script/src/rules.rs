@@ -91,9 +91,26 @@ impl Rule {
     }
 }
 
+/// What happened to a rule the index let through, for the trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleRun {
+    /// It ran and asked for this many actions (none: it did not match).
+    Ran {
+        /// Action requests it made.
+        requests: usize,
+    },
+    /// It ran and failed (its error is in [`Evaluation::errors`]).
+    Failed,
+    /// It was held back (waiting for its re-evaluation time).
+    HeldBack,
+}
+
 /// The result of running every rule against one event.
 #[derive(Debug, Default)]
 pub struct Evaluation {
+    /// Each rule the index let through (by position in the set), and what
+    /// happened to it; rules not listed were ruled out by the index.
+    pub runs: Vec<(usize, RuleRun)>,
     /// Actions the rules asked for, in rule order then call order.
     pub requests: Vec<ActionRequest>,
     /// Rules that failed; the other rules still ran.
@@ -224,14 +241,33 @@ impl RuleSet {
         event: &Event,
         skip: &(dyn Fn(&Rule) -> bool + Sync),
     ) -> Evaluation {
-        let candidates = self.index.candidates(event);
-        self.evaluate_rules(
-            event,
-            candidates
-                .iter()
-                .map(|&i| &self.rules[i])
-                .filter(|r| !skip(r)),
-        )
+        let mut held_back = Vec::new();
+        let running: Vec<usize> = self
+            .index
+            .candidates(event)
+            .into_iter()
+            .filter(|&i| {
+                let skipped = skip(&self.rules[i]);
+                if skipped {
+                    held_back.push((i, RuleRun::HeldBack));
+                }
+                !skipped
+            })
+            .collect();
+        let mut evaluation =
+            self.evaluate_rules(event, running.iter().map(|&i| (i, &self.rules[i])));
+        evaluation.runs.extend(held_back);
+        evaluation
+    }
+
+    /// Why the index ruled rule `position` out for `event`, in words; `None`
+    /// when its guard lets the event through (or it has none).
+    pub fn explain_skip(&self, position: usize, event: &Event) -> Option<String> {
+        self.rules
+            .get(position)?
+            .guard
+            .as_ref()?
+            .explain_miss(event)
     }
 
     /// True when some rule calls `traffic_mib(...)` or `reevaluate(...)`, so
@@ -242,7 +278,7 @@ impl RuleSet {
 
     /// Runs every rule against `event`, without the index.
     pub fn evaluate_naive(&self, event: &Event) -> Evaluation {
-        self.evaluate_rules(event, self.rules.iter())
+        self.evaluate_rules(event, self.rules.iter().enumerate())
     }
 
     /// Evaluates many events, spread over all cores.
@@ -262,11 +298,11 @@ impl RuleSet {
     fn evaluate_rules<'a>(
         &self,
         event: &Event,
-        rules: impl Iterator<Item = &'a Arc<Rule>> + Clone,
+        rules: impl Iterator<Item = (usize, &'a Arc<Rule>)> + Clone,
     ) -> Evaluation {
         let mut evaluation = Evaluation::default();
         let (mut event_access, mut payload_access, mut any) = (Access::None, Access::None, false);
-        for rule in rules.clone() {
+        for (_, rule) in rules.clone() {
             any = true;
             event_access.merge(&rule.event_access);
             payload_access.merge(&rule.payload_access);
@@ -276,12 +312,13 @@ impl RuleSet {
         }
         let mut scope = event_scope(event, &event_access, &payload_access);
         let base = scope.len();
-        for rule in rules {
+        for (position, rule) in rules {
             let (result, calls) =
                 capturing(|| self.engine.run_ast_with_scope(&mut scope, &rule.ast));
             scope.rewind(base);
             match result {
                 Ok(()) => {
+                    let before = evaluation.requests.len();
                     let mut index = 0;
                     for (action, params) in calls {
                         if action == crate::capture::REEVALUATE {
@@ -300,8 +337,11 @@ impl RuleSet {
                         });
                         index += 1;
                     }
+                    let requests = evaluation.requests.len() - before;
+                    evaluation.runs.push((position, RuleRun::Ran { requests }));
                 }
                 Err(mut error) => {
+                    evaluation.runs.push((position, RuleRun::Failed));
                     let position = error.position();
                     error.clear_position();
                     let location = match (position.line(), position.position()) {

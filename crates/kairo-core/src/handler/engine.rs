@@ -108,39 +108,51 @@ impl HandlerSet {
         state: &mut dyn HandlerState,
         now_ms: i64,
     ) -> Vec<ActionRequest> {
-        let at = event.timestamp_ms.unwrap_or(now_ms);
-        let traffic = traffic_bytes(event);
+        self.fire_traced(event, state, now_ms).0
+    }
+
+    /// [`HandlerSet::fire`], also saying what each handler decided and why.
+    pub fn fire_traced(
+        &self,
+        event: &Event,
+        state: &mut dyn HandlerState,
+        now_ms: i64,
+    ) -> (Vec<ActionRequest>, Vec<HandlerTrace>) {
         let mut requests = Vec::new();
-        for handler in self.handlers.iter().filter(|h| h.active) {
-            if !targets(&handler.target, event) {
-                continue;
-            }
-            let Some(subject) = subject(handler, event) else {
-                continue;
+        let mut traces = Vec::with_capacity(self.handlers.len());
+        for handler in &self.handlers {
+            let (outcome, reason) = match decide(handler, event, state, now_ms) {
+                Decision::Skip(outcome, reason) => (outcome, reason),
+                Decision::Fire { key, reading } => {
+                    let until = handler
+                        .rule
+                        .reevaluate
+                        .after(now_ms, handler.rule.offset_minutes)
+                        .unwrap_or(i64::MAX);
+                    state.set(key, until);
+                    (HandlerOutcome::Fired, reading)
+                }
             };
-            if !condition(handler, event, state, at, traffic) {
-                continue;
-            }
-            let scope = if handler.rule.run_once_among_target
-                && handler.rule.kind != RuleType::MonthlyCharge
-            {
-                target_key(&handler.target)
+            let fired = if outcome == HandlerOutcome::Fired {
+                self.actions(handler, event, now_ms)
             } else {
-                subject
+                Vec::new()
             };
-            let key = format!("s/{}/{scope}", handler.id);
-            if state.get(&key).is_some_and(|until| until > now_ms) {
-                continue;
-            }
-            let until = handler
-                .rule
-                .reevaluate
-                .after(now_ms, handler.rule.offset_minutes)
-                .unwrap_or(i64::MAX);
-            state.set(key, until);
-            requests.extend(self.actions(handler, event, now_ms));
+            traces.push(HandlerTrace {
+                handler: handler.id.clone(),
+                outcome,
+                reason,
+                actions: fired
+                    .iter()
+                    .map(|r| ScheduledAction {
+                        action: r.action.clone(),
+                        due_at_ms: r.not_before_ms.unwrap_or(now_ms),
+                    })
+                    .collect(),
+            });
+            requests.extend(fired);
         }
-        requests
+        (requests, traces)
     }
 
     fn actions(&self, handler: &Handler, event: &Event, now_ms: i64) -> Vec<ActionRequest> {
@@ -367,43 +379,24 @@ fn condition(
     let payload = event.payload();
     let text = |key: &str| payload.get(key).and_then(Value::as_str);
     let is = |kind: &str| event.event_type.as_deref() == Some(kind);
-    let (day, month) = utc_day_and_month(at);
     let over = |key: String| {
         state.get(&key).unwrap_or(0) > rule.limit.unwrap_or(i64::MAX).saturating_mul(MIB)
-    };
-    let counter = |kind: &str, id: &Option<String>, period: &str| {
-        id.as_ref()
-            .is_some_and(|id| over(format!("c/{kind}/{id}/{period}")))
-    };
-    let aggregate = |period: &str| match &handler.target {
-        Target::Group(group) => over(format!("c/group/{group}/{period}")),
-        Target::Operator(_) => over(format!(
-            "c/op/{}/{period}",
-            event.operator_id.as_deref().unwrap_or("-")
-        )),
-        _ => false,
     };
     let filter = |wanted: &Option<String>, actual: Option<&str>| {
         wanted.as_deref().is_none_or(|w| actual == Some(w))
     };
     match rule.kind {
         SubscriberFirstTraffic => traffic.is_some_and(|b| b > 0) && event.imsi.is_some(),
-        SubscriberDailyTraffic => {
-            traffic.is_some() && counter("imsi", &event.imsi, &format!("d{day}"))
+        SubscriberDailyTraffic
+        | SubscriberMonthlyTraffic
+        | SubscriberCumulativeTraffic
+        | SimDailyTotalTraffic
+        | SimMonthlyTotalTraffic
+        | SimCumulativeTotalTraffic
+        | DailyTotalTraffic
+        | MonthlyTotalTraffic => {
+            traffic.is_some() && traffic_counter(handler, event, at).is_some_and(over)
         }
-        SubscriberMonthlyTraffic => {
-            traffic.is_some() && counter("imsi", &event.imsi, &format!("m{month}"))
-        }
-        SubscriberCumulativeTraffic => traffic.is_some() && counter("imsi", &event.imsi, "all"),
-        SimDailyTotalTraffic => {
-            traffic.is_some() && counter("sim", &event.sim_id, &format!("d{day}"))
-        }
-        SimMonthlyTotalTraffic => {
-            traffic.is_some() && counter("sim", &event.sim_id, &format!("m{month}"))
-        }
-        SimCumulativeTotalTraffic => traffic.is_some() && counter("sim", &event.sim_id, "all"),
-        DailyTotalTraffic => traffic.is_some() && aggregate(&format!("d{day}")),
-        MonthlyTotalTraffic => traffic.is_some() && aggregate(&format!("m{month}")),
         SubscriberStatusAttribute | SimStatusAttribute => {
             is(event_types::STATUS)
                 && filter(&rule.source_status, text("oldStatus"))
@@ -433,6 +426,152 @@ fn condition(
                     .and_then(Value::as_f64)
                     .is_some_and(|amount| amount > rule.limit.unwrap_or(i64::MAX) as f64)
         }
+    }
+}
+
+/// What one handler did with one event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HandlerTrace {
+    /// The handler's id.
+    pub handler: String,
+    /// What it decided.
+    pub outcome: HandlerOutcome,
+    /// Why, in words (the counter against the limit, the suppression time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The actions it scheduled, when it fired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ScheduledAction>,
+}
+
+/// A handler's decision on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HandlerOutcome {
+    /// The rule matched and its actions were scheduled.
+    Fired,
+    /// The event concerns the handler's target, but the rule did not match.
+    NotMatched,
+    /// The rule matched but re-evaluation (or runOnceAmongTarget) holds it back.
+    Suppressed,
+    /// The event is not about the handler's target (or the handler is inactive).
+    NotTargeted,
+}
+
+/// An action a handler scheduled, and when it is due.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledAction {
+    /// The Kairo action.
+    pub action: String,
+    /// When it is due, epoch milliseconds.
+    pub due_at_ms: i64,
+}
+
+enum Decision {
+    Skip(HandlerOutcome, Option<String>),
+    Fire {
+        key: String,
+        reading: Option<String>,
+    },
+}
+
+/// Whether `handler` fires on `event`, and why (not).
+fn decide(handler: &Handler, event: &Event, state: &dyn HandlerState, now_ms: i64) -> Decision {
+    let skip = |outcome, reason: String| Decision::Skip(outcome, Some(reason));
+    if !handler.active {
+        return skip(
+            HandlerOutcome::NotTargeted,
+            "the handler is inactive".into(),
+        );
+    }
+    if !targets(&handler.target, event) {
+        return skip(
+            HandlerOutcome::NotTargeted,
+            format!("the event is not about {}", target_key(&handler.target)),
+        );
+    }
+    let Some(subject) = subject(handler, event) else {
+        return skip(
+            HandlerOutcome::NotMatched,
+            "the event names no subscriber or SIM".into(),
+        );
+    };
+    let at = event.timestamp_ms.unwrap_or(now_ms);
+    let reading = traffic_counter(handler, event, at).map(|key| {
+        let mib = |bytes: i64| bytes as f64 / MIB as f64;
+        let limit = handler.rule.limit.unwrap_or(i64::MAX);
+        format!(
+            "{key} is {:.1} MiB, limit {limit} MiB",
+            mib(state.get(&key).unwrap_or(0))
+        )
+    });
+    if !condition(handler, event, state, at, traffic_bytes(event)) {
+        let reason =
+            reading.unwrap_or_else(|| format!("{:?} does not match this event", handler.rule.kind));
+        return skip(HandlerOutcome::NotMatched, reason);
+    }
+    let scope =
+        if handler.rule.run_once_among_target && handler.rule.kind != RuleType::MonthlyCharge {
+            target_key(&handler.target)
+        } else {
+            subject
+        };
+    let key = format!("s/{}/{scope}", handler.id);
+    if let Some(until) = state.get(&key).filter(|until| *until > now_ms) {
+        let by = if handler.rule.run_once_among_target {
+            format!("runOnceAmongTarget for {scope}")
+        } else {
+            format!("re-evaluation for {scope}")
+        };
+        return skip(
+            HandlerOutcome::Suppressed,
+            format!("held back until {} by {by}", describe_time(until)),
+        );
+    }
+    Decision::Fire { key, reading }
+}
+
+/// An epoch-milliseconds time as RFC 3339 UTC, or `never`.
+pub fn describe_time(ms: i64) -> String {
+    if ms == i64::MAX {
+        return "never (NEVER)".into();
+    }
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// The counter a traffic rule compares with its limit for `event` at `at`
+/// (the UTC day or month of `at`); `None` for other rules, or when the event
+/// lacks the id the counter is kept by.
+fn traffic_counter(handler: &Handler, event: &Event, at: i64) -> Option<String> {
+    use RuleType::*;
+    let (day, month) = utc_day_and_month(at);
+    let day = format!("d{day}");
+    let month = format!("m{month}");
+    let keyed = |kind: &str, id: &Option<String>, period: &str| {
+        id.as_ref().map(|id| format!("c/{kind}/{id}/{period}"))
+    };
+    let aggregate = |period: &str| match &handler.target {
+        Target::Group(group) => Some(format!("c/group/{group}/{period}")),
+        Target::Operator(_) => Some(format!(
+            "c/op/{}/{period}",
+            event.operator_id.as_deref().unwrap_or("-")
+        )),
+        _ => None,
+    };
+    match handler.rule.kind {
+        SubscriberDailyTraffic => keyed("imsi", &event.imsi, &day),
+        SubscriberMonthlyTraffic => keyed("imsi", &event.imsi, &month),
+        SubscriberCumulativeTraffic => keyed("imsi", &event.imsi, "all"),
+        SimDailyTotalTraffic => keyed("sim", &event.sim_id, &day),
+        SimMonthlyTotalTraffic => keyed("sim", &event.sim_id, &month),
+        SimCumulativeTotalTraffic => keyed("sim", &event.sim_id, "all"),
+        DailyTotalTraffic => aggregate(&day),
+        MonthlyTotalTraffic => aggregate(&month),
+        _ => None,
     }
 }
 

@@ -11,7 +11,10 @@ pub mod engine;
 pub mod model;
 pub mod timing;
 
-pub use engine::{HandlerSet, HandlerState, MemoryState, Retention, count, event_types, render};
+pub use engine::{
+    HandlerOutcome, HandlerSet, HandlerState, HandlerTrace, MemoryState, Retention,
+    ScheduledAction, count, describe_time, event_types, render,
+};
 pub use model::{ActionKind, CompileOptions, Handler, HandlerError, RuleType, Target, compile};
 pub use timing::DateConst;
 

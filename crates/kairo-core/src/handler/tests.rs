@@ -884,3 +884,45 @@ fn every_action_type_maps_to_its_kairo_action() {
         "GET sends no body"
     );
 }
+
+#[test]
+fn handler_traces_say_what_each_handler_decided_and_why() {
+    let set = handlers(&[model(
+        "SimMonthlyTotalTrafficRule",
+        json!({"inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH", "limitTotalTrafficMegaByte": "10"}),
+        ("targetSimId", "sim-a"),
+        suspend(),
+    )]);
+    let mut state = MemoryState::default();
+    let now = at("2025-03-10T12:00:00Z");
+    let traffic = |sim: &str, mib: i64| {
+        event(json!({"eventType": "TrafficUsage", "simId": sim, "payload": {"bytes": mib * MIB}}))
+    };
+    let mut step = |e: &Event| {
+        count(e, &mut state, now);
+        set.fire_traced(e, &mut state, now).1.remove(0)
+    };
+    let other = step(&traffic("sim-b", 50));
+    assert_eq!(other.outcome, HandlerOutcome::NotTargeted);
+    assert_eq!(
+        other.reason.as_deref(),
+        Some("the event is not about sim:sim-a")
+    );
+    let below = step(&traffic("sim-a", 6));
+    assert_eq!(below.outcome, HandlerOutcome::NotMatched);
+    assert_eq!(
+        below.reason.as_deref(),
+        Some("c/sim/sim-a/m202503 is 6.0 MiB, limit 10 MiB")
+    );
+    let over = step(&traffic("sim-a", 6));
+    assert_eq!(over.outcome, HandlerOutcome::Fired);
+    assert_eq!(over.actions.len(), 1);
+    assert_eq!(over.actions[0].action, "suspend");
+    assert_eq!(over.actions[0].due_at_ms, now);
+    let again = step(&traffic("sim-a", 1));
+    assert_eq!(again.outcome, HandlerOutcome::Suppressed);
+    assert_eq!(
+        again.reason.as_deref(),
+        Some("held back until 2025-04-01T00:00:00Z by re-evaluation for sim:sim-a")
+    );
+}
