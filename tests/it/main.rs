@@ -8,6 +8,7 @@ mod cli;
 mod durability;
 mod email;
 mod examples;
+mod explain;
 mod handlers;
 mod hardening;
 mod nats;

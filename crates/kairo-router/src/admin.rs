@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
+use crate::trace::EventTrace;
+use kairo_core::handler::describe_time;
 
 /// What the admin endpoints use.
 #[derive(Clone)]
@@ -27,10 +29,12 @@ pub struct AdminState {
     pub clock: Arc<dyn Clock>,
     /// Bearer token, when required.
     pub token: Option<String>,
+    /// The rules, to explain the ones the index ruled out.
+    pub rules: Arc<kairo_script::RuleStore>,
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
-/// `GET /v1/history?limit=N`, `GET /v1/status`.
+/// `GET /v1/history?limit=N`, `GET /v1/status`, `GET /v1/events/{id}`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/dead-letters", get(list_dead))
@@ -38,6 +42,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/dead-letters/{*id}", delete(drop_dead))
         .route("/v1/history", get(history))
         .route("/v1/status", get(status))
+        .route("/v1/events/{*id}", get(explain_event))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -147,4 +152,69 @@ async fn status(State(state): State<AdminState>) -> Answer {
     Ok(Json(
         json!({"inbox": inbox, "outbox": outbox, "deadLetters": dead}),
     ))
+}
+
+/// `GET /v1/events/{id}`: the event, when and where it came from, why each
+/// rule and handler did or did not act, and its actions' outcomes now.
+async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let (record, actions) =
+        blocking(move || Ok((store.event_record(&lookup)?, store.actions_of(&lookup)?))).await?;
+    let Some(record) = record else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no evaluated event with id {id} is kept (evaluated events are kept for store.trace_retention_seconds)"
+            ),
+        ));
+    };
+    let recorded: EventTrace = serde_json::from_value(record.trace.clone())
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let event = kairo_core::Event::from_value(record.accepted.event.clone())
+        .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let trace = crate::trace::expand(&state.rules.snapshot(), &event, &recorded);
+    Ok(Json(json!({
+        "id": id,
+        "event": record.accepted.event,
+        "source": record.accepted.source,
+        "receivedAt": describe_time(record.accepted.received_at_ms),
+        "evaluatedAt": describe_time(record.evaluated_at_ms),
+        "trace": trace,
+        "actions": action_outcomes(actions),
+    })))
+}
+
+/// One line per action of an event, with its status now: `pending` (waiting,
+/// retrying or delayed), `succeeded` or `dead`.
+fn action_outcomes(actions: kairo_store::EventActions) -> Vec<Value> {
+    let mut by_key = std::collections::BTreeMap::new();
+    for entry in actions.finished {
+        let status = if entry.succeeded { "succeeded" } else { "dead" };
+        by_key.insert(
+            entry.request.key(),
+            json!({"key": entry.request.key(), "action": entry.request.action, "rule": entry.request.rule,
+                   "status": status, "attempts": entry.attempts, "lastError": entry.error,
+                   "finishedAt": describe_time(entry.finished_at_ms)}),
+        );
+    }
+    for letter in actions.dead {
+        if let Some(action) = letter.action {
+            by_key.insert(
+                action.key(),
+                json!({"key": action.key(), "action": action.request.action, "rule": action.request.rule,
+                       "status": "dead", "attempts": action.attempts, "lastError": letter.error,
+                       "finishedAt": describe_time(letter.failed_at_ms)}),
+            );
+        }
+    }
+    for action in actions.pending {
+        by_key.insert(
+            action.key(),
+            json!({"key": action.key(), "action": action.request.action, "rule": action.request.rule,
+                   "status": "pending", "attempts": action.attempts, "lastError": action.last_error,
+                   "dueAt": describe_time(action.due_ms())}),
+        );
+    }
+    by_key.into_values().collect()
 }

@@ -166,6 +166,10 @@ pub struct StoreConfig {
     pub history_retention_seconds: u64,
     /// Memory for the database's page cache, MiB.
     pub cache_mib: usize,
+    /// Evaluated events and their traces are kept this many seconds.
+    pub trace_retention_seconds: u64,
+    /// At most this many evaluated events and traces are kept (the oldest go first).
+    pub trace_retention_count: u64,
 }
 
 impl Default for StoreConfig {
@@ -175,6 +179,8 @@ impl Default for StoreConfig {
             dedupe_window_seconds: 24 * 3600,
             history_retention_seconds: 7 * 24 * 3600,
             cache_mib: 32,
+            trace_retention_seconds: 7 * 24 * 3600,
+            trace_retention_count: 100_000,
         }
     }
 }

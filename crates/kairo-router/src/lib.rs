@@ -33,6 +33,7 @@ pub mod rules;
 pub mod shutdown;
 mod sink;
 pub mod telemetry;
+pub mod trace;
 pub mod writer;
 
 pub use config::KairoConfig;

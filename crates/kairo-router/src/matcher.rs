@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kairo_core::{Clock, Event};
 use kairo_script::RuleStore;
-use kairo_store::{Batch, PendingAction};
+use kairo_store::{Batch, EventRecord, PendingAction, StoredEvent};
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Dispatcher, InFlight};
@@ -19,6 +19,24 @@ use crate::writer::StoreWriter;
 const STATE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Events evaluated together and committed in one transaction, at most.
 const EVALUATION_BATCH: usize = 256;
+
+/// An accepted event on its way to evaluation, with when and where it came from.
+pub(crate) struct Accepted {
+    pub(crate) event: Event,
+    pub(crate) received_at_ms: i64,
+    pub(crate) source: String,
+}
+
+impl Accepted {
+    /// The event as it was stored in the inbox.
+    pub(crate) fn from_stored(stored: StoredEvent) -> Result<Self, kairo_core::EventError> {
+        Ok(Self {
+            event: Event::from_value(stored.event)?,
+            received_at_ms: stored.received_at_ms,
+            source: stored.source,
+        })
+    }
+}
 
 /// Evaluates events on a dedicated thread (rule evaluation is CPU work;
 /// batches spread over all cores), runs the event handlers, and commits each
@@ -40,7 +58,7 @@ pub(crate) struct Matcher {
 impl Matcher {
     pub(crate) fn spawn(
         mut self,
-        mut events: mpsc::Receiver<Event>,
+        mut events: mpsc::Receiver<Accepted>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::task::spawn_blocking(move || {
             while let Some(first) = events.blocking_recv() {
@@ -57,14 +75,25 @@ impl Matcher {
         })
     }
 
-    fn evaluate(&mut self, batch_events: &[Event]) {
+    fn evaluate(&mut self, accepted: &[Accepted]) {
         let rules = self.rules.snapshot();
         let handlers = self.handlers.snapshot();
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
         let mut actions = Vec::new();
-        let evaluations = self.pipeline.run(&rules, &handlers, batch_events, now);
-        for (event, evaluation) in batch_events.iter().zip(evaluations) {
+        let batch_events: Vec<Event> = accepted.iter().map(|a| a.event.clone()).collect();
+        let evaluations = self.pipeline.run(&rules, &handlers, &batch_events, now);
+        for (accepted, evaluation) in accepted.iter().zip(evaluations) {
+            let event = &accepted.event;
+            batch.traces.push(EventRecord {
+                accepted: StoredEvent {
+                    event: event.to_value(),
+                    received_at_ms: accepted.received_at_ms,
+                    source: accepted.source.clone(),
+                },
+                evaluated_at_ms: now,
+                trace: serde_json::to_value(&evaluation.trace).unwrap_or_default(),
+            });
             for error in &evaluation.errors {
                 self.metrics.rule_errors.inc();
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);

@@ -8,11 +8,12 @@
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
-use kairo_core::Event;
 use kairo_core::handler::{HandlerSet, HandlerState, MemoryState};
-use kairo_script::{Evaluation, Rule, RuleSet, ScriptContext};
+use kairo_core::{ActionRequest, Event};
+use kairo_script::{Evaluation, Rule, RuleError, RuleSet, ScriptContext};
 
 use crate::directory::Directory;
+use crate::trace::EventTrace;
 
 /// Handler state shared by the evaluation and the scripts' `traffic_mib(...)`.
 pub type SharedState = Arc<RwLock<MemoryState>>;
@@ -37,7 +38,7 @@ impl Pipeline {
         handlers: &HandlerSet,
         events: &[Event],
         now_ms: i64,
-    ) -> Vec<Evaluation> {
+    ) -> Vec<Evaluated> {
         let stateful = !handlers.handlers().is_empty() || rules.uses_state();
         let need_group = handlers
             .handlers()
@@ -52,10 +53,21 @@ impl Pipeline {
     }
 }
 
+/// One event's evaluation: what the rules and handlers ask for, the rules
+/// that failed, and the trace of every decision.
+#[derive(Debug, Default)]
+pub struct Evaluated {
+    /// Action requests, the rules' first, then the handlers'.
+    pub requests: Vec<ActionRequest>,
+    /// Rules that failed on the event.
+    pub errors: Vec<RuleError>,
+    /// Why each rule and handler did or did not act.
+    pub trace: EventTrace,
+}
+
 /// Evaluates `events` in order. `enriched[i]` is `events[i]` with its SIM and
 /// group filled in; handlers and traffic counters see that one, rule scripts
-/// see the event as received. Returns one [`Evaluation`] per event, with the
-/// handlers' requests after the rules'.
+/// see the event as received. Returns one [`Evaluated`] per event.
 pub fn evaluate(
     rules: &RuleSet,
     handlers: &HandlerSet,
@@ -63,10 +75,14 @@ pub fn evaluate(
     events: &[Event],
     enriched: &[Cow<'_, Event>],
     now_ms: i64,
-) -> Vec<Evaluation> {
+) -> Vec<Evaluated> {
     let stateful = !handlers.handlers().is_empty() || rules.uses_state();
     if !stateful {
-        return rules.evaluate_batch(events);
+        return events
+            .iter()
+            .zip(rules.evaluate_batch(events))
+            .map(|(event, evaluation)| finish(rules, event, evaluation, Vec::new(), state))
+            .collect();
     }
     // Rules that read no state may run ahead in parallel; they do not depend
     // on the counters.
@@ -76,16 +92,32 @@ pub fn evaluate(
         .zip(enriched)
         .map(|(event, counted)| {
             kairo_core::handler::count(counted, &mut *write(state), now_ms);
-            let mut evaluation = match ahead.as_mut() {
+            let evaluation = match ahead.as_mut() {
                 Some(ahead) => ahead.next().unwrap_or_default(),
                 None => evaluate_with_state(rules, state, event, now_ms),
             };
-            evaluation
-                .requests
-                .extend(handlers.fire(counted, &mut *write(state), now_ms));
-            evaluation
+            let (requests, traces) = handlers.fire_traced(counted, &mut *write(state), now_ms);
+            let mut evaluated = finish(rules, event, evaluation, traces, state);
+            evaluated.requests.extend(requests);
+            evaluated
         })
         .collect()
+}
+
+fn finish(
+    rules: &RuleSet,
+    event: &Event,
+    evaluation: Evaluation,
+    handlers: Vec<kairo_core::handler::HandlerTrace>,
+    state: &SharedState,
+) -> Evaluated {
+    let held_until = |rule: &str| read(state).get(&rule_suppression_key(rule, event));
+    let trace = crate::trace::record(rules, &evaluation, handlers, held_until);
+    Evaluated {
+        requests: evaluation.requests,
+        errors: evaluation.errors,
+        trace,
+    }
 }
 
 fn write(state: &SharedState) -> std::sync::RwLockWriteGuard<'_, MemoryState> {
@@ -208,7 +240,7 @@ mod tests {
                 let enriched: Vec<Cow<'_, Event>> = batch.iter().map(Cow::Borrowed).collect();
                 evaluate(rules, handlers, &state, batch, &enriched, NOW)
             })
-            .map(|evaluation| evaluation.requests)
+            .map(|evaluated| evaluated.requests)
             .collect()
     }
 

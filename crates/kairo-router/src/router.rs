@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use kairo_core::handler::MemoryState;
-use kairo_core::{Clock, Event, SystemClock};
+use kairo_core::{Clock, SystemClock};
 use kairo_ingest::{EventSink, webhook_router};
 use kairo_plugin::{Action, Registry};
 use kairo_script::{DirWatcher, RuleStore, RuleWatcher};
@@ -24,7 +24,7 @@ use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::error::RouterError;
 use crate::handlers::HandlerStore;
 use crate::limits::Gates;
-use crate::matcher::Matcher;
+use crate::matcher::{Accepted, Matcher};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::sink::RouterSink;
@@ -126,6 +126,8 @@ impl RouterBuilder {
         let retention = Retention {
             dedupe_window_ms: (config.store.dedupe_window_seconds * 1000) as i64,
             history_ms: (config.store.history_retention_seconds * 1000) as i64,
+            trace_ms: (config.store.trace_retention_seconds * 1000) as i64,
+            trace_count: config.store.trace_retention_count,
         };
         let (writer, writer_thread) =
             StoreWriter::start(store.clone(), clock.clone(), retention, self.cancel.clone());
@@ -199,7 +201,7 @@ impl RouterBuilder {
             drain.clone(),
         );
 
-        let (events_tx, events_rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
+        let (events_tx, events_rx) = mpsc::channel::<Accepted>(QUEUE_CAPACITY);
         recover(&store, &dispatcher, &events_tx, &in_flight).await?;
         let state = MemoryState {
             values: store
@@ -260,6 +262,7 @@ impl RouterBuilder {
                 dispatcher: dispatcher.clone(),
                 clock: clock.clone(),
                 token: config.server.token.clone(),
+                rules: rules.clone(),
             }));
         drop(dispatcher);
         drop(writer);
@@ -389,7 +392,7 @@ fn watch_error(what: &'static str, path: &std::path::Path, source: notify::Error
 async fn recover(
     store: &Arc<Store>,
     dispatcher: &Dispatcher,
-    events: &mpsc::Sender<Event>,
+    events: &mpsc::Sender<Accepted>,
     in_flight: &Arc<InFlight>,
 ) -> Result<(), RouterError> {
     let reader = store.clone();
@@ -412,10 +415,11 @@ async fn recover(
     dispatcher.enqueue(outbox);
     let mut recovered = Vec::with_capacity(inbox.len());
     for stored in inbox {
-        match Event::from_value(stored.event.clone()) {
-            Ok(event) => recovered.push(event),
+        let id = stored.id().to_string();
+        match Accepted::from_stored(stored) {
+            Ok(accepted) => recovered.push(accepted),
             Err(error) => {
-                tracing::error!(id = stored.id(), %error, "stored event no longer parses; left in the inbox")
+                tracing::error!(id, %error, "stored event no longer parses; left in the inbox")
             }
         }
     }

@@ -9,12 +9,13 @@ use kairo_store::{Batch, DeadLetter, DeadLetterKind, StoredEvent};
 use tokio::sync::mpsc;
 
 use crate::dispatch::InFlight;
+use crate::matcher::Accepted;
 use crate::metrics::{Metrics, RejectLabels};
 use crate::writer::StoreWriter;
 
 #[derive(Clone)]
 pub(crate) struct RouterSink {
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) events: mpsc::Sender<Accepted>,
     pub(crate) writer: StoreWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) in_flight: Arc<InFlight>,
@@ -51,7 +52,12 @@ impl RouterSink {
                 continue;
             }
             self.in_flight.add(1);
-            if self.events.send(event).await.is_err() {
+            let accepted = Accepted {
+                event,
+                received_at_ms: now,
+                source: self.source.clone(),
+            };
+            if self.events.send(accepted).await.is_err() {
                 // Durable already: evaluated on the next start.
                 self.in_flight.done(1);
             }

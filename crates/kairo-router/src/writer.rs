@@ -33,6 +33,10 @@ pub struct Retention {
     pub dedupe_window_ms: i64,
     /// Finished actions are kept this long, milliseconds.
     pub history_ms: i64,
+    /// Evaluated events and their traces are kept this long, milliseconds.
+    pub trace_ms: i64,
+    /// At most this many evaluated events and traces are kept.
+    pub trace_count: u64,
 }
 
 struct WriteRequest {
@@ -265,6 +269,12 @@ impl Writer {
             now - self.retention.history_ms,
         ) {
             tracing::warn!(%error, "pruning the store failed");
+        }
+        if let Err(error) = self
+            .store
+            .prune_traces(now - self.retention.trace_ms, self.retention.trace_count)
+        {
+            tracing::warn!(%error, "pruning event traces failed");
         }
         if let Err(error) = self
             .store

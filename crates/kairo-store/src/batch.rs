@@ -1,6 +1,6 @@
 //! A batch of changes committed in one write transaction.
 
-use crate::{DeadLetter, HistoryEntry, PendingAction, StoredEvent};
+use crate::{DeadLetter, EventRecord, HistoryEntry, PendingAction, StoredEvent};
 
 /// Changes to commit together. Applied in field order: events are accepted
 /// before evaluations of the same batch are recorded, and so on.
@@ -18,6 +18,8 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// Event handler state to set (counters, suppression times).
     pub state: Vec<(String, i64)>,
+    /// Evaluated events with their traces.
+    pub traces: Vec<EventRecord>,
 }
 
 impl Batch {
@@ -29,6 +31,7 @@ impl Batch {
             && self.finished.is_empty()
             && self.dead.is_empty()
             && self.state.is_empty()
+            && self.traces.is_empty()
     }
 
     /// Moves everything from `other` into this batch.
@@ -39,6 +42,7 @@ impl Batch {
         self.finished.append(&mut other.finished);
         self.dead.append(&mut other.dead);
         self.state.append(&mut other.state);
+        self.traces.append(&mut other.traces);
     }
 }
 

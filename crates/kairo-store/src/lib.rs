@@ -10,9 +10,12 @@
 //! - [`store`]: [`Store`], opening, committing and reading
 
 pub mod batch;
+mod explain;
 pub mod model;
 pub mod store;
 
 pub use batch::{Batch, BatchResult};
-pub use model::{DeadLetter, DeadLetterKind, HistoryEntry, PendingAction, StoredEvent};
+pub use model::{
+    DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, PendingAction, StoredEvent,
+};
 pub use store::{Store, StoreError};

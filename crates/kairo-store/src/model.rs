@@ -117,3 +117,26 @@ pub struct HistoryEntry {
     /// When it finished, epoch milliseconds.
     pub finished_at_ms: i64,
 }
+
+/// An evaluated event and what the pipeline decided for it, kept to explain it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    /// The event as accepted, with when and where it came from.
+    pub accepted: StoredEvent,
+    /// When it was evaluated, epoch milliseconds.
+    pub evaluated_at_ms: i64,
+    /// The trace, as the router records it.
+    pub trace: serde_json::Value,
+}
+
+/// An event's actions as the store knows them now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventActions {
+    /// Pending, retrying or delayed.
+    pub pending: Vec<PendingAction>,
+    /// Finished (succeeded or given up).
+    pub finished: Vec<HistoryEntry>,
+    /// Given up and kept as dead letters.
+    pub dead: Vec<DeadLetter>,
+}

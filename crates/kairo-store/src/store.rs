@@ -15,19 +15,26 @@ use crate::{
 };
 
 /// Accepted events not yet evaluated: event id → [`StoredEvent`].
-const INBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("inbox");
+pub(crate) const INBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("inbox");
 /// Event ids seen: id → accepted time (ms).
-const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
+pub(crate) const SEEN: TableDefinition<&str, i64> = TableDefinition::new("seen");
 /// The same ids ordered by time, for pruning: `{time:020}/{id}` → 0.
-const SEEN_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("seen_by_time");
+pub(crate) const SEEN_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("seen_by_time");
 /// Pending actions: action key → [`PendingAction`].
-const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 /// Dead letters: id → [`DeadLetter`].
-const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
+pub(crate) const DEAD: TableDefinition<&str, &[u8]> = TableDefinition::new("dead_letters");
 /// Event handler state: key → integer (counters in bytes, suppression times in ms).
-const STATE: TableDefinition<&str, i64> = TableDefinition::new("handler_state");
+pub(crate) const STATE: TableDefinition<&str, i64> = TableDefinition::new("handler_state");
 /// Finished actions: `{finished:020}/{key}` → [`HistoryEntry`].
-const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+pub(crate) const HISTORY: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+/// The history key of each finished action: action key → `{finished:020}/{key}`.
+pub(crate) const HISTORY_BY_ACTION: TableDefinition<&str, &str> =
+    TableDefinition::new("history_by_action");
+/// Evaluated events with their traces: event id → [`EventRecord`].
+pub(crate) const TRACES: TableDefinition<&str, &[u8]> = TableDefinition::new("traces");
+/// The same ids by evaluation time, for pruning: `{time:020}/{id}` → 0.
+pub(crate) const TRACES_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("traces_by_time");
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +123,9 @@ impl Store {
         }
         tx.open_table(SEEN).map_err(|e| store.err(e))?;
         tx.open_table(SEEN_BY_TIME).map_err(|e| store.err(e))?;
+        tx.open_table(TRACES).map_err(|e| store.err(e))?;
+        tx.open_table(TRACES_BY_TIME).map_err(|e| store.err(e))?;
+        tx.open_table(HISTORY_BY_ACTION).map_err(|e| store.err(e))?;
         tx.open_table(STATE).map_err(|e| store.err(e))?;
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
@@ -126,20 +136,20 @@ impl Store {
         &self.path
     }
 
-    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+    pub(crate) fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),
             source: e.into(),
         }
     }
 
-    fn write(&self) -> Result<WriteTransaction, StoreError> {
+    pub(crate) fn write(&self) -> Result<WriteTransaction, StoreError> {
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let db = db.as_ref().ok_or_else(|| self.closed())?;
         db.begin_write().map_err(|e| self.err(e))
     }
 
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
+    pub(crate) fn read(&self) -> Result<ReadTransaction, StoreError> {
         let db = self.db.read().unwrap_or_else(|e| e.into_inner());
         let db = db.as_ref().ok_or_else(|| self.closed())?;
         db.begin_read().map_err(|e| self.err(e))
@@ -222,14 +232,16 @@ impl Store {
                     .insert(action.key().as_str(), encode(action).as_slice())
                     .map_err(|e| self.err(e))?;
             }
+            let mut by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
             for entry in &batch.finished {
                 let key = entry.request.key();
                 outbox.remove(key.as_str()).map_err(|e| self.err(e))?;
+                let history_key = time_key(entry.finished_at_ms, &key);
                 history
-                    .insert(
-                        time_key(entry.finished_at_ms, &key).as_str(),
-                        encode(entry).as_slice(),
-                    )
+                    .insert(history_key.as_str(), encode(entry).as_slice())
+                    .map_err(|e| self.err(e))?;
+                by_action
+                    .insert(key.as_str(), history_key.as_str())
                     .map_err(|e| self.err(e))?;
             }
             for letter in &batch.dead {
@@ -239,6 +251,7 @@ impl Store {
                 dead.insert(letter.id.as_str(), encode(letter).as_slice())
                     .map_err(|e| self.err(e))?;
             }
+            self.record_traces(&tx, &batch.traces)?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(result)
@@ -396,10 +409,20 @@ impl Store {
                 }
             }
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+            let mut by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
             let cutoff = time_key(history_before_ms, "");
-            history
-                .retain_in(..cutoff.as_str(), |_, _| false)
+            let old: Vec<String> = history
+                .range(..cutoff.as_str())
+                .map_err(|e| self.err(e))?
+                .map(|item| item.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()
                 .map_err(|e| self.err(e))?;
+            for key in old {
+                history.remove(key.as_str()).map_err(|e| self.err(e))?;
+                if let Some((_, action)) = key.split_once('/') {
+                    by_action.remove(action).map_err(|e| self.err(e))?;
+                }
+            }
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(())
@@ -420,7 +443,7 @@ impl Store {
         Ok(out)
     }
 
-    fn decode<T: DeserializeOwned>(
+    pub(crate) fn decode<T: DeserializeOwned>(
         &self,
         table: &'static str,
         key: &str,
@@ -495,12 +518,12 @@ fn quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     })
 }
 
-fn encode(value: &impl Serialize) -> Vec<u8> {
+pub(crate) fn encode(value: &impl Serialize) -> Vec<u8> {
     serde_json::to_vec(value).expect("store records always serialize")
 }
 
 /// A key that sorts by time: zero-padded milliseconds, `/`, then `suffix`.
-fn time_key(ms: i64, suffix: &str) -> String {
+pub(crate) fn time_key(ms: i64, suffix: &str) -> String {
     format!("{:020}/{suffix}", ms.max(0))
 }
 

@@ -1,0 +1,173 @@
+//! What the store keeps to explain an event: its record with the trace, kept
+//! for a retention of age and count, and its actions wherever they are now.
+
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+
+use crate::store::{
+    DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, encode, time_key,
+};
+use crate::{
+    DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Store, StoreError,
+};
+
+impl Store {
+    /// Writes `records` in `tx`, replacing an earlier record of the same event.
+    pub(crate) fn record_traces(
+        &self,
+        tx: &WriteTransaction,
+        records: &[EventRecord],
+    ) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
+        let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
+        for record in records {
+            let id = record.accepted.id();
+            let previous = traces.get(id).map_err(|e| self.err(e))?.map(|old| {
+                self.decode::<EventRecord>("traces", id, old.value())
+                    .map(|old| old.evaluated_at_ms)
+            });
+            if let Some(at) = previous.transpose()? {
+                by_time
+                    .remove(time_key(at, id).as_str())
+                    .map_err(|e| self.err(e))?;
+            }
+            traces
+                .insert(id, encode(record).as_slice())
+                .map_err(|e| self.err(e))?;
+            by_time
+                .insert(time_key(record.evaluated_at_ms, id).as_str(), 0)
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// The record of event `id`, if it is still kept.
+    pub fn event_record(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let tx = self.read()?;
+        let table = tx.open_table(TRACES).map_err(|e| self.err(e))?;
+        let value = table.get(id).map_err(|e| self.err(e))?;
+        value
+            .map(|v| self.decode("traces", id, v.value()))
+            .transpose()
+    }
+
+    /// Event `id`'s actions: pending, finished and dead.
+    pub fn actions_of(&self, id: &str) -> Result<EventActions, StoreError> {
+        let tx = self.read()?;
+        let prefix = format!("{id}/");
+        let end = format!("{id}0");
+        let range = prefix.as_str()..end.as_str();
+        let mut actions = EventActions::default();
+        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        for item in outbox.range(range.clone()).map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let action: PendingAction = self.decode("outbox", key.value(), value.value())?;
+            actions.pending.push(action);
+        }
+        let dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
+        for item in dead.range(range.clone()).map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            let letter: DeadLetter = self.decode("dead_letters", key.value(), value.value())?;
+            actions.dead.push(letter);
+        }
+        let by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
+        let history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
+        for item in by_action.range(range).map_err(|e| self.err(e))? {
+            let (_, history_key) = item.map_err(|e| self.err(e))?;
+            if let Some(value) = history.get(history_key.value()).map_err(|e| self.err(e))? {
+                let entry: HistoryEntry =
+                    self.decode("history", history_key.value(), value.value())?;
+                actions.finished.push(entry);
+            }
+        }
+        actions.pending.retain(|a| a.request.event_id == id);
+        actions.finished.retain(|h| h.request.event_id == id);
+        actions
+            .dead
+            .retain(|d| d.action.as_ref().is_some_and(|a| a.request.event_id == id));
+        Ok(actions)
+    }
+
+    /// Forgets records evaluated before `before_ms`, then the oldest beyond
+    /// `max_count`; returns how many were forgotten.
+    pub fn prune_traces(&self, before_ms: i64, max_count: u64) -> Result<u64, StoreError> {
+        let tx = self.write()?;
+        let removed = {
+            let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
+            let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
+            let total = by_time.len().map_err(|e| self.err(e))?;
+            let cutoff = time_key(before_ms, "");
+            let old_by_age = by_time
+                .range(..cutoff.as_str())
+                .map_err(|e| self.err(e))?
+                .count() as u64;
+            let remove = old_by_age.max(total.saturating_sub(max_count));
+            let keys: Vec<String> = by_time
+                .iter()
+                .map_err(|e| self.err(e))?
+                .take(remove as usize)
+                .map(|item| item.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.err(e))?;
+            for key in &keys {
+                by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
+                if let Some((_, id)) = key.split_once('/') {
+                    traces.remove(id).map_err(|e| self.err(e))?;
+                }
+            }
+            keys.len() as u64
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, StoredEvent};
+    use serde_json::json;
+
+    fn record(id: &str, at: i64) -> EventRecord {
+        EventRecord {
+            accepted: StoredEvent {
+                event: json!({"id": id}),
+                received_at_ms: at,
+                source: "webhook".into(),
+            },
+            evaluated_at_ms: at,
+            trace: json!({"rules": []}),
+        }
+    }
+
+    #[test]
+    fn records_are_kept_by_age_and_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("k.redb")).unwrap();
+        let traces = (1..=5).map(|i| record(&format!("e{i}"), i * 10)).collect();
+        let batch = Batch {
+            traces,
+            ..Batch::default()
+        };
+        store.commit(&batch, 0, 0).unwrap();
+        assert_eq!(
+            store.event_record("e3").unwrap().unwrap().evaluated_at_ms,
+            30
+        );
+        assert_eq!(
+            store.prune_traces(25, 100).unwrap(),
+            2,
+            "e1 and e2 are too old"
+        );
+        assert!(store.event_record("e2").unwrap().is_none());
+        assert_eq!(
+            store.prune_traces(0, 1).unwrap(),
+            2,
+            "only the newest one stays"
+        );
+        assert!(store.event_record("e4").unwrap().is_none());
+        assert!(store.event_record("e5").unwrap().is_some());
+    }
+}
