@@ -153,16 +153,19 @@ fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(files)
 }
 
-/// Dry-runs the rules in `rules_dir` against the events in `events_file` (one
-/// event object or an array), through the router's own pipeline.
+/// Dry-runs the rules in `rules_dir` and the handlers in `handlers_dir`
+/// against the events in `events_file` (one event object or an array),
+/// through the router's own pipeline.
 pub fn dry_run(
     config: &KairoConfig,
     rules_dir: &Path,
+    handlers_dir: &Path,
     events_file: &Path,
 ) -> Result<kairo_router::dry_run::DryRun, String> {
     let body = std::fs::read(events_file).map_err(|e| format!("{}: {e}", events_file.display()))?;
     let events = kairo_ingest::webhook::parse_events(&body)
         .map_err(|e| format!("{}: {e}", events_file.display()))?;
-    kairo_router::dry_run::dry_run(config, rules_dir, &events, &kairo_core::SystemClock)
+    let clock = kairo_core::SystemClock;
+    kairo_router::dry_run::dry_run(config, rules_dir, handlers_dir, &events, &clock)
         .map_err(|e| e.to_string())
 }

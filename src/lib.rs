@@ -5,11 +5,13 @@
 //!
 //! - [`check`]: `kairo check`
 //! - [`dlq`]: `kairo dlq`
+//! - [`explain`]: `kairo explain`
 //! - [`catcher`]: `kairo emulator catcher`, a request catcher for local demos
 
 pub mod catcher;
 pub mod check;
 pub mod dlq;
+pub mod explain;
 
 pub use kairo_router::*;
 pub use kairo_router::{KairoConfig, Router, RouterBuilder, RunningRouter};

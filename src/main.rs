@@ -37,16 +37,22 @@ enum Command {
         /// Rule script files or directories (default: the configured rules directory).
         paths: Vec<PathBuf>,
     },
-    /// Dry run: print the action requests each rule would make for the events in a file, as JSON lines.
+    /// Dry run: print the action requests the rules and handlers would make for the events in a file, as JSON lines.
     Test {
-        /// A JSON file holding one event or an array of events.
+        /// A JSON file holding one event or an array of events (evaluated in order from empty state).
         event_file: PathBuf,
-        /// Rules directory (default: the configured one).
+        #[command(flatten)]
+        dirs: Dirs,
+    },
+    /// Dry run that says why each rule and handler did or did not act on each event.
+    Explain {
+        /// A JSON file holding one event or an array of events (evaluated in order from empty state).
+        event_file: PathBuf,
+        #[command(flatten)]
+        dirs: Dirs,
+        /// Print one JSON object per event instead of text.
         #[arg(long)]
-        rules: Option<PathBuf>,
-        /// Configuration file (default: config/kairo.toml when present).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        json: bool,
     },
     /// List the actions this configuration provides: built-in, static and dynamic plugins.
     Plugins {
@@ -68,6 +74,39 @@ enum Command {
     /// Run an emulator for local use.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+/// Where a dry run reads rules and handlers from.
+#[derive(clap::Args)]
+struct Dirs {
+    /// Rules directory (default: the configured one).
+    #[arg(long)]
+    rules: Option<PathBuf>,
+    /// Handlers directory (default: the configured one).
+    #[arg(long)]
+    handlers: Option<PathBuf>,
+    /// Configuration file (default: config/kairo.toml when present).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// Dry-runs `event_file` with these directories.
+    fn dry_run(
+        &self,
+        event_file: &std::path::Path,
+    ) -> anyhow::Result<kairo_router::dry_run::DryRun> {
+        let config = KairoConfig::load(self.config.as_deref())?;
+        let rules = self
+            .rules
+            .clone()
+            .unwrap_or_else(|| config.rules.dir.clone());
+        let handlers = self
+            .handlers
+            .clone()
+            .unwrap_or_else(|| config.handlers.dir.clone());
+        kairo::check::dry_run(&config, &rules, &handlers, event_file).map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Subcommand)]
@@ -165,15 +204,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Test {
+        Command::Explain {
             event_file,
-            rules,
-            config,
+            dirs,
+            json,
         } => {
-            let config = KairoConfig::load(config.as_deref())?;
-            let rules = rules.unwrap_or_else(|| config.rules.dir.clone());
-            let run =
-                kairo::check::dry_run(&config, &rules, &event_file).map_err(anyhow::Error::msg)?;
+            let run = dirs.dry_run(&event_file)?;
+            for error in &run.script_errors {
+                eprintln!("{error}");
+            }
+            for (event, trace) in &run.traces {
+                println!("{}", kairo::explain::render(event, trace, json));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { event_file, dirs } => {
+            let run = dirs.dry_run(&event_file)?;
             for request in &run.requests {
                 println!("{}", serde_json::to_string(request)?);
             }

@@ -147,3 +147,45 @@ fn check_refuses_a_malformed_smtp_url_without_printing_its_password() {
     );
     assert!(!stderr.contains("Hunter2pw"), "{stderr}");
 }
+
+#[test]
+fn explain_says_why_each_rule_did_or_did_not_act_in_words_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::create_dir(dir.path().join("handlers")).unwrap();
+    std::fs::write(scripts.join("ota.rhai"), OTA_RULE).unwrap();
+    std::fs::write(scripts.join("broken.rhai"), "let x = 1 / 0;\n").unwrap();
+    std::fs::write(
+        dir.path().join("events.json"),
+        r#"[{"id": "a", "simId": "s1", "otaStatus": "started"}, {"id": "b", "simId": "s1", "otaStatus": "finished"}]"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = kairo(&["explain", "events.json"], dir.path());
+    assert_eq!(
+        code, 0,
+        "a rule error is an outcome, not a failure: {stderr}"
+    );
+    assert!(
+        stdout.contains(r#"rule ota                        skipped: payload.otaStatus is "started", rule needs "finished""#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("fired: set_group, slack"), "{stdout}");
+    assert!(
+        stdout.contains("error: ") && stdout.contains("broken.rhai:1:"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = kairo(&["explain", "events.json", "--json"], dir.path());
+    assert_eq!(code, 0);
+    let traces: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(traces.len(), 2);
+    let rules = traces[1]["trace"]["rules"].as_array().unwrap();
+    let outcomes: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|r| (r["rule"].as_str().unwrap(), r["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(outcomes, vec![("broken", "error"), ("ota", "fired")]);
+}

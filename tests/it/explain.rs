@@ -173,3 +173,115 @@ async fn an_event_explains_why_each_rule_and_handler_did_or_did_not_act() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 }
+
+mod agreement {
+    //! `kairo test` (a dry run) and `kairo run` make the same requests.
+
+    use std::sync::Arc;
+
+    use kairo::core::{ActionRequest, Event, ManualClock};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use crate::common::*;
+
+    const TRAFFIC_RULE: &str = r#"
+if eventType == "TrafficUsage" && traffic_mib("sim", simId, "day") > 4.0 {
+    slack(`over: ${simId}`);
+    reevaluate("BEGINNING_OF_NEXT_DAY");
+}
+"#;
+
+    fn handlers() -> Value {
+        json!([{
+            "name": "cap", "handlerId": "cap", "status": "active", "targetSimId": "sim-a",
+            "ruleConfig": {"type": "SimMonthlyTotalTrafficRule", "properties": {
+                "inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH", "limitTotalTrafficMegaByte": "6"}},
+            "actionConfigList": [{"type": "ChangeSpeedClassAction", "properties": {
+                "speedClass": "s1.minimum", "executionDateTimeConst": "IMMEDIATELY"}}]
+        }, {
+            "name": "ota", "handlerId": "ota", "status": "active", "targetSimId": "sim-b",
+            "ruleConfig": {"type": "SimSubscriptionStatusRule",
+                "properties": {"inactiveTimeoutDateConst": "NEVER", "targetOtaStatus": "finished"}},
+            "actionConfigList": [{"type": "SuspendAction", "properties": {"executionDateTimeConst": "IMMEDIATELY"}}]
+        }])
+    }
+
+    fn event(i: usize, kind: u8, sim: &str, mib: i64) -> Value {
+        match kind {
+            0 => json!({"id": format!("e{i}"), "eventType": "TrafficUsage", "simId": sim,
+                        "payload": {"bytes": mib << 20}}),
+            1 => json!({"id": format!("e{i}"), "eventType": "SubscriptionStatus", "simId": sim,
+                        "payload": {"otaStatus": "finished"}}),
+            _ => json!({"id": format!("e{i}"), "simId": sim, "otaStatus": "finished"}),
+        }
+    }
+
+    fn sorted(mut requests: Vec<ActionRequest>) -> Vec<String> {
+        requests.sort_by_key(|r| (r.event_id.clone(), r.rule.clone(), r.index));
+        requests
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect()
+    }
+
+    fn live(
+        events: &[Value],
+        rules: &std::path::Path,
+        handlers: &std::path::Path,
+        now: i64,
+    ) -> Vec<ActionRequest> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let data = tempfile::tempdir().unwrap();
+            let mut config = test_config(rules, data.path());
+            config.handlers.dir = handlers.to_path_buf();
+            config.dispatch.max_attempts = 1;
+            let router = kairo::Router::builder()
+                .config(config)
+                .clock(Arc::new(ManualClock::new(now)))
+                .start()
+                .await
+                .unwrap();
+            let url = format!("http://{}/v1/events", router.local_addr());
+            // One batch: the router evaluates it in order, like one by one.
+            let answer = reqwest::Client::new()
+                .post(url)
+                .json(&events)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 202);
+            router.idle().await;
+            let requests = router.history().into_iter().map(|h| h.request).collect();
+            router.shutdown().await.unwrap();
+            requests
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        #[test]
+        fn a_dry_run_makes_the_requests_the_live_router_makes(
+            steps in proptest::collection::vec((0u8..3, 0usize..2, 0i64..4), 1..14),
+        ) {
+            let rules = tempfile::tempdir().unwrap();
+            std::fs::write(rules.path().join("traffic.rhai"), TRAFFIC_RULE).unwrap();
+            std::fs::write(rules.path().join("ota.rhai"), OTA_RULE).unwrap();
+            let handler_dir = tempfile::tempdir().unwrap();
+            std::fs::write(handler_dir.path().join("h.json"), handlers().to_string()).unwrap();
+            let events: Vec<Value> = steps
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, sim, mib))| event(i, *kind, ["sim-a", "sim-b"][*sim], *mib))
+                .collect();
+            let now = 1_741_608_000_000; // 2025-03-10T12:00:00Z
+            let live = live(&events, rules.path(), handler_dir.path(), now);
+            let parsed: Vec<Event> = events.iter().map(|e| Event::from_value(e.clone()).unwrap()).collect();
+            let config = kairo::KairoConfig::default();
+            let dry = kairo::dry_run::dry_run(&config, rules.path(), handler_dir.path(), &parsed, &ManualClock::new(now))
+                .unwrap();
+            prop_assert_eq!(sorted(dry.requests), sorted(live));
+        }
+    }
+}

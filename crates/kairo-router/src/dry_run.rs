@@ -12,6 +12,7 @@ use crate::config::KairoConfig;
 use crate::error::RouterError;
 use crate::handlers::HandlerStore;
 use crate::pipeline::Pipeline;
+use crate::trace::EventTrace;
 
 /// The outcome of a dry run.
 #[derive(Debug, Default)]
@@ -22,15 +23,18 @@ pub struct DryRun {
     pub rule_errors: Vec<RuleError>,
     /// Scripts and handlers that did not load (left out of the run).
     pub script_errors: Vec<String>,
+    /// Each event with why each rule and handler did or did not act.
+    pub traces: Vec<(Event, EventTrace)>,
 }
 
 /// Evaluates `events` in order from empty state, each as if posted on its own
 /// to a freshly started router at `clock`'s time, against the rules in
-/// `rules_dir` and the configured handlers. SIMs and groups are learned from
-/// the events only; no store is opened and nothing is performed.
+/// `rules_dir` and the handlers in `handlers_dir`. SIMs and groups are
+/// learned from the events only; no store is opened and nothing is performed.
 pub fn dry_run(
     config: &KairoConfig,
     rules_dir: &Path,
+    handlers_dir: &Path,
     events: &[Event],
     clock: &dyn Clock,
 ) -> Result<DryRun, RouterError> {
@@ -38,10 +42,8 @@ pub fn dry_run(
     let registry = crate::plugins::registry(config, &clients, &[]).map_err(RouterError::Plugins)?;
     let engine = Arc::new(crate::rules::engine(config, &registry));
     let (rules, report) = RuleStore::load(rules_dir, engine);
-    let (handlers, handler_errors) = HandlerStore::load(
-        &config.handlers.dir,
-        config.plugins.email.operator_address.clone(),
-    );
+    let (handlers, handler_errors) =
+        HandlerStore::load(handlers_dir, config.plugins.email.operator_address.clone());
     let mut run = DryRun {
         script_errors: report.errors.iter().map(ToString::to_string).collect(),
         ..DryRun::default()
@@ -51,9 +53,11 @@ pub fn dry_run(
     let mut pipeline = Pipeline::default();
     for event in events {
         let now = clock.now_ms();
-        for evaluation in pipeline.run(&rules, &handlers, std::slice::from_ref(event), now) {
-            run.requests.extend(evaluation.requests);
-            run.rule_errors.extend(evaluation.errors);
+        for evaluated in pipeline.run(&rules, &handlers, std::slice::from_ref(event), now) {
+            run.requests.extend(evaluated.requests);
+            run.rule_errors.extend(evaluated.errors);
+            let trace = crate::trace::expand(&rules, event, &evaluated.trace);
+            run.traces.push((event.clone(), trace));
         }
     }
     Ok(run)
