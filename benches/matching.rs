@@ -79,53 +79,118 @@ fn pipeline(c: &mut Criterion) {
         .throughput(Throughput::Elements(BATCH as u64))
         .sample_size(20)
         .measurement_time(Duration::from_secs(5));
-    let mut n = 0usize;
-    group.bench_function("webhook_batch", |b| {
-        b.iter(|| {
-            // Unique ids each round, so deduplication does not skip the work.
-            let body = batches[n % batches.len()].replace("\"ev-", &format!("\"r{n}-"));
-            n += 1;
-            let events = kairo_ingest::webhook::parse_events(body.as_bytes()).unwrap();
-            let accept = events
-                .iter()
-                .map(|e| StoredEvent {
-                    event: e.to_value(),
-                    received_at_ms: 0,
-                    source: "bench".into(),
+    // Evaluation alone (no store), with and without building each event's
+    // record and trace: the CPU cost of tracing at 10,000 rules.
+    let events: Vec<Event> = batches
+        .iter()
+        .take(10)
+        .flat_map(|b| kairo_ingest::webhook::parse_events(b.as_bytes()).unwrap())
+        .collect();
+    for traced in [false, true] {
+        let mut n = 0usize;
+        let name = if traced {
+            "evaluate_traced"
+        } else {
+            "evaluate"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let chunk = &events[(n % 10) * BATCH..(n % 10 + 1) * BATCH];
+                n += 1;
+                black_box(if traced {
+                    traced_batch(&rules, chunk)
+                } else {
+                    untraced_batch(&rules, chunk)
                 })
-                .collect();
-            // Acknowledge only after the accept commit, as the webhook does.
-            store
-                .commit(
-                    &Batch {
-                        accept,
-                        ..Batch::default()
-                    },
-                    0,
-                    0,
-                )
-                .unwrap();
-            let evaluations = rules.evaluate_batch(&events);
-            let evaluated = events
-                .iter()
-                .zip(evaluations)
-                .map(|(event, evaluation)| {
-                    let actions = evaluation
-                        .requests
-                        .into_iter()
-                        .map(|r| PendingAction::new(r, 0))
-                        .collect();
-                    (event.id.clone(), actions)
-                })
-                .collect();
-            let batch = Batch {
-                evaluated,
-                ..Batch::default()
-            };
-            black_box(store.commit(&batch, 0, 0).unwrap())
-        })
-    });
+            })
+        });
+    }
+    // The same work with and without recording each event's trace (what the
+    // router keeps for `GET /v1/events/{id}`): their ratio is the cost of tracing.
+    for traced in [false, true] {
+        let mut n = 0usize;
+        let name = if traced {
+            "webhook_batch_traced"
+        } else {
+            "webhook_batch"
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // Unique ids each round, so deduplication does not skip the work.
+                let body = batches[n % batches.len()].replace("\"ev-", &format!("\"{name}{n}-"));
+                n += 1;
+                let events = kairo_ingest::webhook::parse_events(body.as_bytes()).unwrap();
+                let accept = events.iter().map(stored).collect();
+                // Acknowledge only after the accept commit, as the webhook does.
+                store
+                    .commit(
+                        &Batch {
+                            accept,
+                            ..Batch::default()
+                        },
+                        0,
+                        0,
+                    )
+                    .unwrap();
+                let batch = if traced {
+                    traced_batch(&rules, &events)
+                } else {
+                    untraced_batch(&rules, &events)
+                };
+                black_box(store.commit(&batch, 0, 0).unwrap())
+            })
+        });
+    }
     group.finish();
+}
+
+fn stored(event: &Event) -> StoredEvent {
+    StoredEvent {
+        event: event.to_value(),
+        received_at_ms: 0,
+        source: "bench".into(),
+    }
+}
+
+fn pending(requests: Vec<kairo_core::ActionRequest>) -> Vec<PendingAction> {
+    requests
+        .into_iter()
+        .map(|r| PendingAction::new(r, 0))
+        .collect()
+}
+
+/// Evaluation as before traces: the rules only.
+fn untraced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
+    let evaluated = events
+        .iter()
+        .zip(rules.evaluate_batch(events))
+        .map(|(event, evaluation)| (event.id.clone(), pending(evaluation.requests)))
+        .collect();
+    Batch {
+        evaluated,
+        ..Batch::default()
+    }
+}
+
+/// Evaluation through the router's pipeline, recording each event with its trace.
+fn traced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
+    let handlers = kairo_core::handler::HandlerSet::default();
+    let state = kairo_router::pipeline::SharedState::default();
+    let enriched: Vec<_> = events.iter().map(std::borrow::Cow::Borrowed).collect();
+    let mut batch = Batch::default();
+    let evaluations =
+        kairo_router::pipeline::evaluate(rules, &handlers, &state, events, &enriched, 0);
+    for (event, evaluated) in events.iter().zip(evaluations) {
+        batch.traces.push(kairo_store::EventRecord {
+            accepted: stored(event),
+            evaluated_at_ms: 0,
+            trace: serde_json::to_value(&evaluated.trace).unwrap(),
+        });
+        batch
+            .evaluated
+            .push((event.id.clone(), pending(evaluated.requests)));
+    }
+    batch
 }
 
 criterion_group!(benches, decode, matching, pipeline);

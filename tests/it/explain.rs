@@ -172,6 +172,64 @@ async fn an_event_explains_why_each_rule_and_handler_did_or_did_not_act() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+
+    // Per-rule numbers.
+    let listed: Vec<Value> = kairo.get_json("/v1/rules").await;
+    let entry = |name: &str| {
+        listed
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let ota = entry("ota");
+    assert_eq!(
+        (
+            ota["kind"].as_str(),
+            ota["fires"].as_u64(),
+            ota["evaluations"].as_u64()
+        ),
+        (Some("script"), Some(3), Some(3)),
+        "{ota}"
+    );
+    assert!(ota["file"].as_str().unwrap().ends_with("ota.rhai"));
+    assert!(ota["lastFiredAt"].is_string());
+    assert!(entry("held")["suppressions"].as_u64().unwrap() >= 1);
+    let broken = entry("broken");
+    assert!(broken["errors"].as_u64().unwrap() >= 1);
+    assert!(
+        broken["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("broken.rhai:2:"),
+        "{broken}"
+    );
+    let handler = entry("ota-once");
+    assert_eq!(
+        (
+            handler["kind"].as_str(),
+            handler["fires"].as_u64(),
+            handler["suppressions"].as_u64()
+        ),
+        (Some("handler"), Some(1), Some(1)),
+        "{handler}"
+    );
+    let metrics = kairo
+        .http
+        .get(format!("{}/metrics", kairo.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"kairo_rule_errors_total{rule="broken"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"kairo_rule_fires_total{rule="ota"} 3"#),
+        "{metrics}"
+    );
 }
 
 mod agreement {

@@ -31,6 +31,10 @@ pub struct AdminState {
     pub token: Option<String>,
     /// The rules, to explain the ones the index ruled out.
     pub rules: Arc<kairo_script::RuleStore>,
+    /// The SORACOM event handlers.
+    pub handlers: Arc<crate::handlers::HandlerStore>,
+    /// Per-rule numbers.
+    pub stats: Arc<crate::stats::Stats>,
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
@@ -43,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/history", get(history))
         .route("/v1/status", get(status))
         .route("/v1/events/{*id}", get(explain_event))
+        .route("/v1/rules", get(list_rules))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -217,4 +222,38 @@ fn action_outcomes(actions: kairo_store::EventActions) -> Vec<Value> {
         );
     }
     by_key.into_values().collect()
+}
+
+/// `GET /v1/rules`: every loaded rule script and handler with its numbers
+/// since the router started.
+async fn list_rules(State(state): State<AdminState>) -> Answer {
+    let entry = |name: &str, kind: &str, file: &std::path::Path, stats: crate::stats::RuleStats| {
+        json!({
+            "name": name, "kind": kind, "file": file.display().to_string(),
+            "evaluations": stats.evaluations, "fires": stats.fires,
+            "suppressions": stats.suppressions, "errors": stats.errors,
+            "lastFiredAt": stats.last_fired_at_ms.map(describe_time),
+            "lastError": stats.last_error,
+        })
+    };
+    let mut listed: Vec<Value> = state
+        .rules
+        .snapshot()
+        .rules()
+        .iter()
+        .map(|rule| {
+            entry(
+                &rule.name,
+                "script",
+                &rule.path,
+                state.stats.rule(&rule.name),
+            )
+        })
+        .collect();
+    for (id, name, file) in state.handlers.listing() {
+        let mut handler = entry(&id, "handler", &file, state.stats.handler(&id));
+        handler["title"] = Value::String(name);
+        listed.push(handler);
+    }
+    Ok(Json(Value::Array(listed)))
 }

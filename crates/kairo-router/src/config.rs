@@ -53,6 +53,9 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// `GET /metrics` needs the token too (when `token` is set).
     pub metrics_require_token: bool,
+    /// Count fires per rule and handler in `/metrics` (`kairo_rule_fires_total{rule}`):
+    /// one series per rule that fired, so at most the number loaded.
+    pub metrics_per_rule: bool,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Events in one request, at most (413 beyond).
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             token: None,
             metrics_require_token: webhook.metrics_require_token,
+            metrics_per_rule: true,
             max_body_bytes: webhook.max_body_bytes,
             max_events_per_request: webhook.max_events_per_request,
             max_events_in_flight: webhook.max_events_in_flight,

@@ -109,6 +109,19 @@ impl HandlerStore {
 }
 
 impl HandlerStore {
+    /// Every loaded handler: id, name and the file it comes from.
+    pub fn listing(&self) -> Vec<(String, String, PathBuf)> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .iter()
+            .flat_map(|(path, (_, handlers))| {
+                handlers
+                    .iter()
+                    .map(|h| (h.id.clone(), h.name.clone(), path.clone()))
+            })
+            .collect()
+    }
+
     /// Rereads the directory and logs what changed and every error.
     pub fn reload_and_log(&self) {
         let report = self.reload();

@@ -32,6 +32,7 @@ pub mod router;
 pub mod rules;
 pub mod shutdown;
 mod sink;
+pub mod stats;
 pub mod telemetry;
 pub mod trace;
 pub mod writer;

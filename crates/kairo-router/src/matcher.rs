@@ -11,8 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::dispatch::{Dispatcher, InFlight};
 use crate::handlers::HandlerStore;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RuleLabels};
 use crate::pipeline::Pipeline;
+use crate::stats::Stats;
 use crate::writer::StoreWriter;
 
 /// How often the matcher drops stale handler state from memory.
@@ -53,9 +54,35 @@ pub(crate) struct Matcher {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) stats: Arc<Stats>,
+    /// Whether fires are counted per rule in the metrics.
+    pub(crate) per_rule_metrics: bool,
 }
 
 impl Matcher {
+    /// Counts, per rule and handler, the ones that fired (when enabled).
+    fn count_fires(&self, trace: &crate::trace::EventTrace) {
+        if !self.per_rule_metrics {
+            return;
+        }
+        let fired_rules = trace
+            .rules
+            .iter()
+            .filter(|r| r.outcome == crate::trace::RuleOutcome::Fired)
+            .map(|r| &r.rule);
+        let fired_handlers = trace
+            .handlers
+            .iter()
+            .filter(|h| h.outcome == kairo_core::handler::HandlerOutcome::Fired)
+            .map(|h| &h.handler);
+        for rule in fired_rules.chain(fired_handlers) {
+            self.metrics
+                .rule_fires
+                .get_or_create(&RuleLabels { rule: rule.clone() })
+                .inc();
+        }
+    }
+
     pub(crate) fn spawn(
         mut self,
         mut events: mpsc::Receiver<Accepted>,
@@ -94,8 +121,15 @@ impl Matcher {
                 evaluated_at_ms: now,
                 trace: serde_json::to_value(&evaluation.trace).unwrap_or_default(),
             });
+            self.stats.observe(&evaluation.trace, now);
+            self.count_fires(&evaluation.trace);
             for error in &evaluation.errors {
-                self.metrics.rule_errors.inc();
+                self.metrics
+                    .rule_errors
+                    .get_or_create(&RuleLabels {
+                        rule: error.rule.clone(),
+                    })
+                    .inc();
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
             let requests = evaluation.requests;

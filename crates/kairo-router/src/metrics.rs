@@ -22,6 +22,13 @@ pub struct RejectLabels {
     pub reason: &'static str,
 }
 
+/// Labels for per-rule metrics: a rule script's or a handler's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The rule (file stem) or handler id.
+    pub rule: String,
+}
+
 /// Every metric the router keeps.
 pub struct Metrics {
     registry: Registry,
@@ -31,8 +38,10 @@ pub struct Metrics {
     pub events_duplicate: Counter,
     /// Inputs rejected by a source, by reason.
     pub events_rejected: Family<RejectLabels, Counter>,
-    /// Rule evaluations that failed.
-    pub rule_errors: Counter,
+    /// Rule evaluations that failed, by rule.
+    pub rule_errors: Family<RuleLabels, Counter>,
+    /// Times a rule or handler asked for actions, by rule (when `server.metrics_per_rule`).
+    pub rule_fires: Family<RuleLabels, Counter>,
     /// Action attempts by action and outcome.
     pub action_attempts: Family<ActionLabels, Counter>,
     /// Latency of action attempts, seconds.
@@ -45,7 +54,8 @@ impl Default for Metrics {
         let events_accepted = Counter::default();
         let events_duplicate = Counter::default();
         let events_rejected = Family::<RejectLabels, Counter>::default();
-        let rule_errors = Counter::default();
+        let rule_errors = Family::<RuleLabels, Counter>::default();
+        let rule_fires = Family::<RuleLabels, Counter>::default();
         let action_attempts = Family::<ActionLabels, Counter>::default();
         let action_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
@@ -69,6 +79,11 @@ impl Default for Metrics {
             rule_errors.clone(),
         );
         registry.register(
+            "rule_fires",
+            "Times a rule script or handler asked for actions",
+            rule_fires.clone(),
+        );
+        registry.register(
             "action_attempts",
             "Action attempts by action and outcome",
             action_attempts.clone(),
@@ -84,6 +99,7 @@ impl Default for Metrics {
             events_duplicate,
             events_rejected,
             rule_errors,
+            rule_fires,
             action_attempts,
             action_latency,
         }

@@ -179,6 +179,7 @@ impl RouterBuilder {
         };
 
         let metrics = Arc::new(Metrics::default());
+        let stats = Arc::new(crate::stats::Stats::default());
         let in_flight = Arc::new(InFlight::default());
         let cancel = self.cancel;
         let drain = CancellationToken::new();
@@ -231,6 +232,8 @@ impl RouterBuilder {
             metrics: metrics.clone(),
             in_flight: in_flight.clone(),
             clock: clock.clone(),
+            stats: stats.clone(),
+            per_rule_metrics: config.server.metrics_per_rule,
         }
         .spawn(events_rx);
 
@@ -263,6 +266,8 @@ impl RouterBuilder {
                 clock: clock.clone(),
                 token: config.server.token.clone(),
                 rules: rules.clone(),
+                handlers: handlers.clone(),
+                stats,
             }));
         drop(dispatcher);
         drop(writer);
