@@ -189,3 +189,38 @@ fn explain_says_why_each_rule_did_or_did_not_act_in_words_and_json() {
         .collect();
     assert_eq!(outcomes, vec![("broken", "error"), ("ota", "fired")]);
 }
+
+#[test]
+fn check_suggests_the_function_or_variable_meant_and_runs_name_absent_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("fn.rhai"), "\nsuspned(simId);\n").unwrap();
+    std::fs::write(scripts.join("var.rhai"), "suspend(simid);\n").unwrap();
+    let (code, _, stderr) = kairo(&["check"], dir.path());
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "scripts/fn.rhai:2:1: `suspned` is not a function Kairo knows; did you mean `suspend`?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("scripts/var.rhai:1:9: Undefined variable: simid; did you mean `simId`?"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(scripts.join("fn.rhai")).unwrap();
+    std::fs::write(
+        scripts.join("var.rhai"),
+        "if payload.location.lat > 1 { suspend(simId); }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("e.json"), r#"{"id": "e", "simId": "s"}"#).unwrap();
+    let (_, _, stderr) = kairo(&["test", "e.json"], dir.path());
+    assert!(
+        stderr
+            .contains("scripts/var.rhai:1:21: payload.location is absent (reading `lat` from it)"),
+        "{stderr}"
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod capture;
+pub mod diagnose;
 pub mod engine;
 pub mod guard;
 pub mod literal;

@@ -176,8 +176,19 @@ impl RuleSet {
                 file: path.to_path_buf(),
                 line: e.position().line(),
                 column: e.position().position(),
-                message: e.err_type().to_string(),
+                message: compile_message(e.err_type()),
             })?;
+        if let Some((line, column, message)) = crate::diagnose::unknown_functions(engine, &ast)
+            .into_iter()
+            .next()
+        {
+            return Err(ScriptError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message,
+            });
+        }
         let guard = crate::guard::extract(&ast);
         let (event_access, payload_access) = crate::access::accesses(&ast);
         let uses_state = calls_any(&ast, &["traffic_mib", "reevaluate"]);
@@ -344,6 +355,16 @@ impl RuleSet {
                     evaluation.runs.push((position, RuleRun::Failed));
                     let position = error.position();
                     error.clear_position();
+                    let absent = match (&*error, position.line(), position.position()) {
+                        (
+                            rhai::EvalAltResult::ErrorDotExpr(message, _),
+                            Some(line),
+                            Some(column),
+                        ) if message.ends_with("type '()'") => {
+                            crate::diagnose::absent_field(&rule.source, line, column)
+                        }
+                        _ => None,
+                    };
                     let location = match (position.line(), position.position()) {
                         (Some(line), Some(column)) => format!(":{line}:{column}"),
                         (Some(line), None) => format!(":{line}"),
@@ -352,12 +373,31 @@ impl RuleSet {
                     evaluation.errors.push(RuleError {
                         rule: rule.name.clone(),
                         event_id: event.id.clone(),
-                        message: format!("{}{location}: {error}", rule.path.display()),
+                        message: match absent {
+                            Some(absent) => format!("{}{location}: {absent}", rule.path.display()),
+                            None => format!("{}{location}: {error}", rule.path.display()),
+                        },
                     });
                 }
             }
         }
         evaluation
+    }
+}
+
+/// A compile error in words, with a did-you-mean for a misspelt variable.
+fn compile_message(error: &rhai::ParseErrorType) -> String {
+    match error {
+        rhai::ParseErrorType::VariableUndefined(name) => {
+            match crate::diagnose::did_you_mean(name, VARIABLES) {
+                Some(close) => format!("Undefined variable: {name}; did you mean `{close}`?"),
+                None => format!(
+                    "Undefined variable: {name} (rules see {})",
+                    VARIABLES.join(", ")
+                ),
+            }
+        }
+        other => other.to_string(),
     }
 }
 
