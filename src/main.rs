@@ -91,12 +91,19 @@ struct Dirs {
 }
 
 impl Dirs {
-    /// Dry-runs `event_file` with these directories.
+    /// Dry-runs `event_file` with these directories, logging as `[log]` and
+    /// `log_format` (or `RUST_LOG`) say.
     fn dry_run(
         &self,
         event_file: &std::path::Path,
+        log_format: Option<LogFormat>,
     ) -> anyhow::Result<kairo_router::dry_run::DryRun> {
         let config = KairoConfig::load(self.config.as_deref())?;
+        kairo::telemetry::init(
+            log_format.unwrap_or(config.log.format),
+            &config.log.level,
+            config.redactor(),
+        );
         let rules = self
             .rules
             .clone()
@@ -209,7 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dirs,
             json,
         } => {
-            let run = dirs.dry_run(&event_file)?;
+            let run = dirs.dry_run(&event_file, cli.log_format)?;
             for error in &run.script_errors {
                 eprintln!("{error}");
             }
@@ -219,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Test { event_file, dirs } => {
-            let run = dirs.dry_run(&event_file)?;
+            let run = dirs.dry_run(&event_file, cli.log_format)?;
             for request in &run.requests {
                 println!("{}", serde_json::to_string(request)?);
             }

@@ -224,3 +224,21 @@ fn check_suggests_the_function_or_variable_meant_and_runs_name_absent_fields() {
         "{stderr}"
     );
 }
+
+#[test]
+fn script_output_names_its_rule_and_event_and_dry_runs_honour_the_log_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("say.rhai"), "print(`hello ${simId}`);\n").unwrap();
+    std::fs::write(dir.path().join("e.json"), r#"{"id": "ev-7", "simId": "s"}"#).unwrap();
+    let (code, _, stderr) = kairo(&["--log-format", "json", "test", "e.json"], dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    let line: serde_json::Value = stderr
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON log line: {stderr}"));
+    assert_eq!(line["message"], "hello s");
+    assert_eq!(line["rule"], "say");
+    assert_eq!(line["event_id"], "ev-7");
+}

@@ -136,3 +136,35 @@ async fn metrics_can_require_the_token() {
             .contains("kairo_events_accepted_total")
     );
 }
+
+#[tokio::test]
+async fn at_debug_level_an_event_that_fired_nothing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = process_config(
+        dir.path(),
+        port,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "",
+    )
+    .replace(
+        "level = \"info\"",
+        "level = \"kairo=debug,kairo_router=debug,info\"",
+    );
+    let kairo = KairoProcess::start(dir.path(), &config, port);
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/events", kairo.url))
+        .body(r#"{"id": "quiet-1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    eventually("the debug line", std::time::Duration::from_secs(10), || {
+        kairo
+            .log()
+            .lines()
+            .any(|l| l.contains("the event fired nothing") && l.contains("quiet-1"))
+    })
+    .await;
+}

@@ -121,6 +121,9 @@ impl Matcher {
                 evaluated_at_ms: now,
                 trace: serde_json::to_value(&evaluation.trace).unwrap_or_default(),
             });
+            if evaluation.requests.is_empty() {
+                tracing::debug!(target: "kairo::rules", event_id = %event.id, "the event fired nothing");
+            }
             self.stats.observe(&evaluation.trace, now);
             self.count_fires(&evaluation.trace);
             for error in &evaluation.errors {

@@ -185,6 +185,28 @@ thread_local! {
     static CONTEXT: RefCell<Option<Arc<ScriptContext>>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// The rule running on this thread and the event it runs against, for `print`/`debug`.
+    static RUNNING: RefCell<Option<(Arc<crate::Rule>, Arc<str>)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` as rule `rule` on event `event_id`, so what the script prints names them.
+pub(crate) fn as_rule<T>(rule: &Arc<crate::Rule>, event_id: &Arc<str>, f: impl FnOnce() -> T) -> T {
+    RUNNING.with(|r| *r.borrow_mut() = Some((rule.clone(), event_id.clone())));
+    let out = f();
+    RUNNING.with(|r| *r.borrow_mut() = None);
+    out
+}
+
+/// The rule running on this thread and its event's id, if a rule is running.
+pub(crate) fn running() -> Option<(String, String)> {
+    RUNNING.with(|r| {
+        r.borrow()
+            .as_ref()
+            .map(|(rule, event)| (rule.name.clone(), event.to_string()))
+    })
+}
+
 /// Runs `f` with `context` visible to `traffic_mib(...)` on this thread.
 pub fn with_context<T>(context: Option<Arc<ScriptContext>>, f: impl FnOnce() -> T) -> T {
     let previous = CONTEXT.with(|c| c.replace(context));

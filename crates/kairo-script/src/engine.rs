@@ -61,9 +61,13 @@ pub fn engine(limits: Limits) -> Engine {
         .set_strict_variables(true)
         .set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     engine.disable_symbol("eval");
-    engine.on_print(|text| tracing::info!(target: "kairo::script", "{text}"));
+    engine.on_print(|text| {
+        let (rule, event_id) = crate::capture::running().unwrap_or_default();
+        tracing::info!(target: "kairo::script", rule, event_id, "{text}")
+    });
     engine.on_debug(|text, source, pos| {
-        tracing::debug!(target: "kairo::script", source = source.unwrap_or(""), %pos, "{text}")
+        let (rule, event_id) = crate::capture::running().unwrap_or_default();
+        tracing::debug!(target: "kairo::script", rule, event_id, source = source.unwrap_or(""), %pos, "{text}")
     });
     crate::capture::register(&mut engine);
     engine

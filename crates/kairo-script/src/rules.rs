@@ -323,9 +323,11 @@ impl RuleSet {
         }
         let mut scope = event_scope(event, &event_access, &payload_access);
         let base = scope.len();
+        let event_id: Arc<str> = Arc::from(event.id.as_str());
         for (position, rule) in rules {
-            let (result, calls) =
-                capturing(|| self.engine.run_ast_with_scope(&mut scope, &rule.ast));
+            let (result, calls) = crate::capture::as_rule(rule, &event_id, || {
+                capturing(|| self.engine.run_ast_with_scope(&mut scope, &rule.ast))
+            });
             scope.rewind(base);
             match result {
                 Ok(()) => {
