@@ -168,3 +168,30 @@ async fn at_debug_level_an_event_that_fired_nothing_says_so() {
     })
     .await;
 }
+
+#[test]
+fn json_logs_keep_lists_as_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = process_config(
+        dir.path(),
+        port,
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "",
+    )
+    .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
+    std::fs::write(dir.path().join("scripts/a.rhai"), "slack(\"x\");").unwrap();
+    let kairo = KairoProcess::start(dir.path(), &config, port);
+    let lines: Vec<serde_json::Value> = kairo
+        .log()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let reloaded = lines
+        .iter()
+        .find(|l| l["message"] == "rules reloaded")
+        .expect("a rules reloaded line");
+    assert_eq!(reloaded["added"], serde_json::json!(["a"]));
+    assert_eq!(reloaded["removed"], serde_json::json!([]));
+}

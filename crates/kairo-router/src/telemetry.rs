@@ -6,8 +6,11 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use kairo_core::Redactor;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::LogFormat;
 
@@ -24,8 +27,80 @@ pub fn init(format: LogFormat, level: &str, redactor: Redactor) {
     // A second init (tests, embedding) keeps the first subscriber.
     let _ = match format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => builder.event_format(JsonLines).try_init(),
     };
+}
+
+/// One JSON object per event, fields flattened; a field logged with `?` whose
+/// value reads as a JSON list or object (`?vec_of_names`) stays one, instead
+/// of becoming a string.
+struct JsonLines;
+
+impl<S, N> FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut fields = JsonFields(serde_json::Map::new());
+        fields.0.insert("timestamp".into(), chrono_now().into());
+        fields
+            .0
+            .insert("level".into(), event.metadata().level().as_str().into());
+        event.record(&mut fields);
+        fields
+            .0
+            .insert("target".into(), event.metadata().target().into());
+        writeln!(writer, "{}", serde_json::Value::Object(fields.0))
+    }
+}
+
+/// The current time as RFC 3339 UTC with microseconds.
+fn chrono_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    kairo_core::handler::describe_time_micros(now.as_micros() as i64)
+}
+
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl Visit for JsonFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        let structured = (text.starts_with('[') || text.starts_with('{'))
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten();
+        self.0.insert(
+            field.name().to_string(),
+            structured.unwrap_or(serde_json::Value::String(text)),
+        );
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
 }
 
 /// Standard error, with secrets masked. The formatter writes each event in

@@ -543,6 +543,14 @@ pub fn describe_time(ms: i64) -> String {
     )
 }
 
+/// An epoch-microseconds time as RFC 3339 UTC with microseconds.
+pub fn describe_time_micros(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us).map_or_else(
+        || us.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+    )
+}
+
 /// The counter a traffic rule compares with its limit for `event` at `at`
 /// (the UTC day or month of `at`); `None` for other rules, or when the event
 /// lacks the id the counter is kept by.

@@ -13,7 +13,7 @@ pub mod timing;
 
 pub use engine::{
     HandlerOutcome, HandlerSet, HandlerState, HandlerTrace, MemoryState, Retention,
-    ScheduledAction, count, describe_time, event_types, render,
+    ScheduledAction, count, describe_time, describe_time_micros, event_types, render,
 };
 pub use model::{ActionKind, CompileOptions, Handler, HandlerError, RuleType, Target, compile};
 pub use timing::DateConst;
