@@ -242,3 +242,28 @@ fn script_output_names_its_rule_and_event_and_dry_runs_honour_the_log_format() {
     assert_eq!(line["rule"], "say");
     assert_eq!(line["event_id"], "ev-7");
 }
+
+#[test]
+fn check_validates_literal_arguments_of_positional_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(
+        scripts.join("lit.rhai"),
+        "set_speed_class(simId, \"s1.turbo\");\nemail(\"ops-at-example\", \"s\", \"b\");\nset_speed_class(simId, \"s1.minimum\");\nemail(payload.to, \"s\", \"b\");\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = kairo(&["check"], dir.path());
+    assert_eq!(code, 1);
+    assert!(stderr.contains("scripts/lit.rhai:1:1: set_speed_class(...): parameter `speedClass`: \"s1.turbo\" is not a SORACOM speed class"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "scripts/lit.rhai:2:1: email(...): parameter `to`: invalid address \"ops-at-example\""
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 error(s)"),
+        "the valid and run-time calls pass: {stderr}"
+    );
+}

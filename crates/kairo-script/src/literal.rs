@@ -46,6 +46,22 @@ fn literal_call(call: &FnCallExpr, position: Position, plugins: &[&str]) -> Opti
         rhai::serde::from_dynamic(&value).ok()
     };
     let (action, params) = match (name, call.args.as_slice()) {
+        (name, args) if positional(name, args.len()).is_some() && !is_map_call(args) => {
+            let names = positional(name, args.len())?;
+            let values: Vec<Option<Value>> = args.iter().map(literal).collect();
+            if values.iter().all(Option::is_none) {
+                return None;
+            }
+            let params = names
+                .iter()
+                .zip(values)
+                .map(|(param, value)| {
+                    let value = value.unwrap_or_else(|| placeholder(param));
+                    (param.to_string(), value)
+                })
+                .collect::<serde_json::Map<_, _>>();
+            (name.to_string(), Value::Object(params))
+        }
         ("action", [plugin, params]) => {
             let plugin = literal(plugin)?;
             (plugin.as_str()?.to_string(), literal(params)?)
@@ -64,6 +80,43 @@ fn literal_call(call: &FnCallExpr, position: Position, plugins: &[&str]) -> Opti
         line: position.line(),
         column: position.position(),
     })
+}
+
+/// The parameters the built-in positional functions fill, in argument order
+/// (as `capture` records them).
+fn positional(name: &str, arity: usize) -> Option<&'static [&'static str]> {
+    Some(match (name, arity) {
+        ("set_group", 2) => &["simId", "groupId"],
+        ("set_speed_class", 2) => &["simId", "speedClass"],
+        ("set_imei_lock", 2) => &["simId", "imei"],
+        ("email", 3) => &["to", "subject", "body"],
+        ("webhook", 2) => &["url", "body"],
+        ("publish", 2) => &["subject", "payload"],
+        ("slack", 1) => &["text"],
+        (
+            "unset_group" | "activate" | "deactivate" | "suspend" | "set_to_standby"
+            | "unset_imei_lock" | "set_imei_lock",
+            1,
+        ) => &["simId"],
+        _ => return None,
+    })
+}
+
+fn is_map_call(args: &[Expr]) -> bool {
+    matches!(args, [Expr::Map(..)])
+}
+
+/// A valid stand-in for an argument only known at run time, so the literal
+/// arguments beside it can be checked.
+fn placeholder(param: &str) -> Value {
+    Value::String(
+        match param {
+            "to" => "someone@example.invalid",
+            "url" => "http://example.invalid/",
+            _ => "x",
+        }
+        .into(),
+    )
 }
 
 #[cfg(test)]

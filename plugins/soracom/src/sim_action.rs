@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use kairo_core::handler::model::SPEED_CLASSES;
 use kairo_plugin::params::{invalid, only_keys, optional_str, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use kairo_soracom::{SimOperation, SoracomClient, SoracomError};
@@ -103,8 +104,18 @@ impl Action for SimAction {
         FAMILY
     }
 
+    /// Also checks a speed class against the ones SORACOM documents (at run
+    /// time the API has the last word, so a class added since is not refused).
     fn validate(&self, params: &Value) -> Result<(), String> {
-        self.operation(params).map(|_| ())
+        if let (_, SimOperation::UpdateSpeedClass { speed_class }) = self.operation(params)?
+            && !SPEED_CLASSES.contains(&speed_class.as_str())
+        {
+            return Err(format!(
+                "parameter `speedClass`: {speed_class:?} is not a SORACOM speed class (one of {})",
+                SPEED_CLASSES.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     async fn execute(
