@@ -136,7 +136,7 @@ pub fn rule_suppression_key(rule: &str, event: &Event) -> String {
         .map(|s| format!("sim:{s}"))
         .or_else(|| event.imsi.as_deref().map(|i| format!("imsi:{i}")))
         .unwrap_or_else(|| "-".into());
-    format!("s/rule:{rule}/{subject}")
+    kairo_core::handler::keys::rule_suppression(rule, &subject)
 }
 
 /// Runs the rules not held back by an earlier `reevaluate(...)`, with

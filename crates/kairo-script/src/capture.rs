@@ -261,14 +261,14 @@ fn register_state_functions(engine: &mut Engine) {
             let Some(context) = context else {
                 return Ok(0.0);
             };
-            let (day, month) = kairo_core::handler::timing::utc_day_and_month(context.now_ms);
-            let period = match window {
-                "day" => format!("d{day}"),
-                "month" => format!("m{month}"),
-                "all" if matches!(kind, "imsi" | "sim") => "all".to_string(),
+            use kairo_core::handler::keys::{Window, counter};
+            let window = match window {
+                "day" => Window::Day,
+                "month" => Window::Month,
+                "all" if matches!(kind, "imsi" | "sim") => Window::All,
                 other => return Err(format!("traffic_mib: window must be day, month or (for imsi and sim) all, got {other:?}").into()),
             };
-            let bytes = (context.state)(&format!("c/{kind}/{id}/{period}")).unwrap_or(0);
+            let bytes = (context.state)(&counter(kind, &id, window, context.now_ms)).unwrap_or(0);
             Ok(bytes as rhai::FLOAT / (1024.0 * 1024.0))
         },
     );

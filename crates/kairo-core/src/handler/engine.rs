@@ -255,7 +255,7 @@ impl Retention {
 
     /// True when the state entry `key` = `value` can no longer affect anything.
     pub fn is_stale(&self, key: &str, value: i64) -> bool {
-        if key.starts_with("s/") {
+        if key.starts_with(super::keys::SUPPRESSION_PREFIX) {
             return value <= self.now_ms;
         }
         match key.rsplit('/').next() {
@@ -299,25 +299,26 @@ fn traffic_bytes(event: &Event) -> Option<i64> {
 
 /// Adds `bytes` to the subscriber, SIM, group and operator counters for the UTC day, month and all time.
 fn count_traffic(event: &Event, state: &mut dyn HandlerState, at: i64, bytes: i64) {
-    let (day, month) = utc_day_and_month(at);
-    let mut add = |key: String| {
+    use super::keys::{Window, counter};
+    let mut add = |scope: &str, id: &str, window: Window| {
+        let key = counter(scope, id, window, at);
         let value = state.get(&key).unwrap_or(0) + bytes;
         state.set(key, value);
     };
-    for (kind, id) in [("imsi", &event.imsi), ("sim", &event.sim_id)] {
+    for (scope, id) in [("imsi", &event.imsi), ("sim", &event.sim_id)] {
         if let Some(id) = id {
-            add(format!("c/{kind}/{id}/d{day}"));
-            add(format!("c/{kind}/{id}/m{month}"));
-            add(format!("c/{kind}/{id}/all"));
+            for window in [Window::Day, Window::Month, Window::All] {
+                add(scope, id, window);
+            }
         }
     }
     if let Some(group) = &event.group_id {
-        add(format!("c/group/{group}/d{day}"));
-        add(format!("c/group/{group}/m{month}"));
+        add("group", group, Window::Day);
+        add("group", group, Window::Month);
     }
     let operator = event.operator_id.as_deref().unwrap_or("-");
-    add(format!("c/op/{operator}/d{day}"));
-    add(format!("c/op/{operator}/m{month}"));
+    add("op", operator, Window::Day);
+    add("op", operator, Window::Month);
 }
 
 fn targets(target: &Target, event: &Event) -> bool {
@@ -517,7 +518,7 @@ fn decide(handler: &Handler, event: &Event, state: &dyn HandlerState, now_ms: i6
         } else {
             subject
         };
-    let key = format!("s/{}/{scope}", handler.id);
+    let key = super::keys::handler_suppression(&handler.id, &scope);
     if let Some(until) = state.get(&key).filter(|until| *until > now_ms) {
         let by = if handler.rule.run_once_among_target {
             format!("runOnceAmongTarget for {scope}")
@@ -555,30 +556,28 @@ pub fn describe_time_micros(us: i64) -> String {
 /// (the UTC day or month of `at`); `None` for other rules, or when the event
 /// lacks the id the counter is kept by.
 fn traffic_counter(handler: &Handler, event: &Event, at: i64) -> Option<String> {
+    use super::keys::{Window, counter};
     use RuleType::*;
-    let (day, month) = utc_day_and_month(at);
-    let day = format!("d{day}");
-    let month = format!("m{month}");
-    let keyed = |kind: &str, id: &Option<String>, period: &str| {
-        id.as_ref().map(|id| format!("c/{kind}/{id}/{period}"))
+    let keyed = |scope: &str, id: &Option<String>, window| {
+        id.as_ref().map(|id| counter(scope, id, window, at))
     };
-    let aggregate = |period: &str| match &handler.target {
-        Target::Group(group) => Some(format!("c/group/{group}/{period}")),
-        Target::Operator(_) => Some(format!(
-            "c/op/{}/{period}",
-            event.operator_id.as_deref().unwrap_or("-")
-        )),
+    let aggregate = |window| match &handler.target {
+        Target::Group(group) => Some(counter("group", group, window, at)),
+        Target::Operator(_) => {
+            let operator = event.operator_id.as_deref().unwrap_or("-");
+            Some(counter("op", operator, window, at))
+        }
         _ => None,
     };
     match handler.rule.kind {
-        SubscriberDailyTraffic => keyed("imsi", &event.imsi, &day),
-        SubscriberMonthlyTraffic => keyed("imsi", &event.imsi, &month),
-        SubscriberCumulativeTraffic => keyed("imsi", &event.imsi, "all"),
-        SimDailyTotalTraffic => keyed("sim", &event.sim_id, &day),
-        SimMonthlyTotalTraffic => keyed("sim", &event.sim_id, &month),
-        SimCumulativeTotalTraffic => keyed("sim", &event.sim_id, "all"),
-        DailyTotalTraffic => aggregate(&day),
-        MonthlyTotalTraffic => aggregate(&month),
+        SubscriberDailyTraffic => keyed("imsi", &event.imsi, Window::Day),
+        SubscriberMonthlyTraffic => keyed("imsi", &event.imsi, Window::Month),
+        SubscriberCumulativeTraffic => keyed("imsi", &event.imsi, Window::All),
+        SimDailyTotalTraffic => keyed("sim", &event.sim_id, Window::Day),
+        SimMonthlyTotalTraffic => keyed("sim", &event.sim_id, Window::Month),
+        SimCumulativeTotalTraffic => keyed("sim", &event.sim_id, Window::All),
+        DailyTotalTraffic => aggregate(Window::Day),
+        MonthlyTotalTraffic => aggregate(Window::Month),
         _ => None,
     }
 }

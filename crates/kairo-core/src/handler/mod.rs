@@ -8,6 +8,7 @@
 //! - [`engine`]: evaluating handlers against events ([`HandlerSet::evaluate`])
 
 pub mod engine;
+pub mod keys;
 pub mod model;
 pub mod timing;
 
