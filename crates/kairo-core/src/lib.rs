@@ -18,3 +18,15 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError};
 pub use index::{FieldPath, Guard, RuleIndex};
 pub use redact::Redactor;
+
+/// An error and its causes, `: `-separated, for logs and messages.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

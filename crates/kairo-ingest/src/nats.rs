@@ -171,7 +171,7 @@ async fn run_core(
                     sink.rejected("malformed");
                     if let Err(error) = sink.reject_input(&source, &message.payload, &reason).await
                     {
-                        tracing::error!(%error, %source, "could not keep a rejected message");
+                        tracing::error!(error = %kairo_core::error_chain(&error), %source, "could not keep a rejected message");
                     }
                 }
             }
@@ -180,7 +180,7 @@ async fn run_core(
             && let Err(error) = sink.accept(events).await
         {
             // Core NATS has no redelivery: the messages are lost. Use JetStream for at-least-once.
-            tracing::error!(%error, messages = chunk.len(), "could not accept NATS messages");
+            tracing::error!(error = %kairo_core::error_chain(&error), messages = chunk.len(), "could not accept NATS messages");
         }
     }
 }
@@ -217,7 +217,7 @@ async fn run_jetstream(
                     match sink.reject_input(&source, &message.payload, &reason).await {
                         Ok(()) => ack(&message, AckKind::Term).await,
                         Err(error) => {
-                            tracing::error!(%error, "could not keep a rejected message; it will be redelivered");
+                            tracing::error!(error = %kairo_core::error_chain(&error), "could not keep a rejected message; it will be redelivered");
                             ack(&message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
                         }
                     }
@@ -230,7 +230,7 @@ async fn run_jetstream(
         let kind = match sink.accept(events).await {
             Ok(_) => AckKind::Ack,
             Err(error) => {
-                tracing::error!(%error, messages = good.len(), "could not accept JetStream messages; they will be redelivered");
+                tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not accept JetStream messages; they will be redelivered");
                 AckKind::Nak(Some(Duration::from_secs(1)))
             }
         };

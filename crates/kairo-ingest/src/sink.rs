@@ -4,9 +4,16 @@ use async_trait::async_trait;
 use kairo_core::Event;
 
 /// The sink could not take the events; the sender should try again later.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct SinkError(pub String);
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SinkError(pub Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SinkError {
+    /// A sink error caused by `source`.
+    pub fn new(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Box::new(source))
+    }
+}
 
 /// Takes normalized events from a source.
 #[async_trait]

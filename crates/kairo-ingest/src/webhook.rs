@@ -166,7 +166,10 @@ async fn post_events(
             Json(json!({"accepted": ids.len(), "duplicates": duplicates, "ids": ids})),
         )
             .into_response(),
-        Err(e) => unavailable(format!("events not accepted: {e}"), 1),
+        Err(e) => unavailable(
+            format!("events not accepted: {}", kairo_core::error_chain(&e)),
+            1,
+        ),
     }
 }
 

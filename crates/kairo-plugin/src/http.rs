@@ -58,7 +58,7 @@ pub fn classify(
 pub fn transport_error(error: reqwest::Error) -> ActionError {
     let builder = error.is_builder();
     let error = error.without_url();
-    let message = format!("request failed: {}", error_chain(&error));
+    let message = format!("request failed: {}", kairo_core::error_chain(&error));
     if builder {
         ActionError::permanent(message)
     } else {
@@ -83,17 +83,6 @@ fn excerpt(body: &str) -> &str {
         Some((i, _)) => &body[..i],
         None => body,
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -485,6 +485,7 @@ async fn give_up(
 async fn commit(cx: &DispatchContext, batch: Batch) {
     if let Err(error) = cx.writer.commit_until_done(batch).await {
         // The outbox still holds the action, so it will be attempted again after a restart.
+        let error = kairo_core::error_chain(&error);
         tracing::error!(%error, "could not record an action outcome before shutdown");
     }
 }

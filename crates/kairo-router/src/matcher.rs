@@ -159,7 +159,7 @@ impl Matcher {
         match self.writer.commit_until_done_blocking(batch) {
             Ok(_) => self.dispatcher.enqueue(actions),
             Err(error) => tracing::error!(
-                %error, events = batch_events.len(),
+                error = %kairo_core::error_chain(&error), events = batch_events.len(),
                 "could not record evaluations before shutdown; the events stay in the inbox and are evaluated again on the next start"
             ),
         }

@@ -43,7 +43,7 @@ impl RouterSink {
                 ..Batch::default()
             })
             .await
-            .map_err(SinkError)?;
+            .map_err(SinkError::new)?;
         let total = events.len();
         let mut duplicates = 0;
         for (event, is_new) in events.into_iter().zip(fresh) {
@@ -79,7 +79,7 @@ impl EventSink for RouterSink {
         let sink = self.clone();
         tokio::spawn(async move { sink.commit_and_hand_off(events).await })
             .await
-            .map_err(|e| SinkError(format!("accepting events failed: {e}")))?
+            .map_err(SinkError::new)?
     }
 
     async fn reject_input(
@@ -108,7 +108,7 @@ impl EventSink for RouterSink {
             })
             .await
             .map(|_| ())
-            .map_err(SinkError)
+            .map_err(SinkError::new)
     }
 
     fn rejected(&self, reason: &'static str) {

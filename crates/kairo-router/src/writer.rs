@@ -39,9 +39,25 @@ pub struct Retention {
     pub trace_count: u64,
 }
 
+/// A commit that did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The writer thread has stopped (the router is shutting down).
+    #[error("the store writer has stopped")]
+    Stopped,
+    /// A previous commit failed and the store has not been reopened yet.
+    #[error("the store cannot commit: {0}")]
+    Unusable(String),
+    /// This commit failed.
+    #[error("store commit failed")]
+    Failed(#[source] Arc<kairo_store::StoreError>),
+}
+
+type Reply = Result<Vec<bool>, CommitError>;
+
 struct WriteRequest {
     batch: Batch,
-    reply: oneshot::Sender<Result<Vec<bool>, String>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 /// Whether the store can commit, and if not, why.
@@ -118,35 +134,35 @@ impl StoreWriter {
         &self.health
     }
 
-    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Result<Vec<bool>, String>>, String> {
+    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Reply>, CommitError> {
         if let Some(problem) = self.health.problem() {
-            return Err(format!("the store cannot commit: {problem}"));
+            return Err(CommitError::Unusable(problem));
         }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(WriteRequest { batch, reply })
-            .map_err(|_| "the store writer has stopped".to_string())?;
+            .map_err(|_| CommitError::Stopped)?;
         Ok(answer)
     }
 
     /// Commits `batch` durably; returns, per accepted event, whether it was new.
     /// Fails at once while the store cannot commit.
-    pub async fn commit(&self, batch: Batch) -> Result<Vec<bool>, String> {
+    pub async fn commit(&self, batch: Batch) -> Reply {
         self.submit(batch)?
             .await
-            .map_err(|_| "the store writer has stopped".to_string())?
+            .map_err(|_| CommitError::Stopped)?
     }
 
     /// [`StoreWriter::commit`] for synchronous callers (not on an async runtime thread).
-    pub fn commit_blocking(&self, batch: Batch) -> Result<Vec<bool>, String> {
+    pub fn commit_blocking(&self, batch: Batch) -> Reply {
         self.submit(batch)?
             .blocking_recv()
-            .map_err(|_| "the store writer has stopped".to_string())?
+            .map_err(|_| CommitError::Stopped)?
     }
 
     /// Commits `batch`, retrying while the store cannot commit, until it lands
     /// or shutdown begins.
-    pub async fn commit_until_done(&self, batch: Batch) -> Result<Vec<bool>, String> {
+    pub async fn commit_until_done(&self, batch: Batch) -> Reply {
         let mut warned = false;
         loop {
             match self.commit(batch.clone()).await {
@@ -159,7 +175,7 @@ impl StoreWriter {
     }
 
     /// [`StoreWriter::commit_until_done`] for synchronous callers.
-    pub fn commit_until_done_blocking(&self, batch: Batch) -> Result<Vec<bool>, String> {
+    pub fn commit_until_done_blocking(&self, batch: Batch) -> Reply {
         let mut warned = false;
         loop {
             match self.commit_blocking(batch.clone()) {
@@ -172,9 +188,10 @@ impl StoreWriter {
     }
 }
 
-fn warn_once(warned: &mut bool, error: &str) {
+fn warn_once(warned: &mut bool, error: &CommitError) {
     if !*warned {
         *warned = true;
+        let error = kairo_core::error_chain(error);
         tracing::warn!(%error, "a commit failed; retrying until the store can commit again");
     }
 }
@@ -233,10 +250,10 @@ impl Writer {
             }
             Err(error) => {
                 tracing::error!(%error, "store commit failed; refusing new events until it can commit again");
-                let message = error.to_string();
-                self.health.fail(message.clone());
+                self.health.fail(error.to_string());
+                let error = Arc::new(error);
                 for reply in replies {
-                    let _ = reply.send(Err(message.clone()));
+                    let _ = reply.send(Err(CommitError::Failed(error.clone())));
                 }
                 false
             }

@@ -365,13 +365,10 @@ fn transport(error: reqwest::Error) -> SoracomError {
         SoracomErrorKind::Transport
     };
     let error = error.without_url();
-    let mut message = format!("SORACOM API request failed: {error}");
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let message = format!(
+        "SORACOM API request failed: {}",
+        kairo_core::error_chain(&error)
+    );
     SoracomError::new(kind, message)
 }
 
