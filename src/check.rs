@@ -142,15 +142,8 @@ fn script_files(path: &Path) -> Result<Vec<PathBuf>, String> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path)
-        .map_err(|e| format!("{}: cannot read rules directory: {e}", path.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("rhai"))
-        .collect();
-    files.sort();
-    Ok(files)
+    kairo_script::files_with_extension(path, "rhai")
+        .map_err(|e| format!("{}: cannot read rules directory: {e}", path.display()))
 }
 
 /// Dry-runs the rules in `rules_dir` and the handlers in `handlers_dir`

@@ -68,7 +68,12 @@ fn offline(store: &Store, command: DlqCommand) -> anyhow::Result<Vec<String>> {
 }
 
 async fn online(config: &KairoConfig, command: DlqCommand) -> anyhow::Result<Vec<String>> {
-    let base = format!("http://{}", config.listen_addr());
+    let base = format!(
+        "http://{}",
+        config
+            .listen_addr()
+            .context("server.listen is not a socket address")?
+    );
     let http = reqwest::Client::new();
     let with_token = |request: reqwest::RequestBuilder| match &config.server.token {
         Some(token) => request.bearer_auth(token),

@@ -195,3 +195,19 @@ fn json_logs_keep_lists_as_arrays() {
     assert_eq!(reloaded["added"], serde_json::json!(["a"]));
     assert_eq!(reloaded["removed"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn a_configuration_built_in_code_is_checked_before_anything_starts() {
+    let mut config = kairo::KairoConfig::default();
+    config.server.listen = "nowhere".into();
+    config.server.token = Some(String::new());
+    let error = match kairo::Router::builder().config(config).start().await {
+        Ok(_) => panic!("a broken configuration started"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("server.listen: not a socket address"),
+        "{error}"
+    );
+    assert!(error.contains("server.token: is empty"), "{error}");
+}

@@ -531,9 +531,10 @@ impl KairoConfig {
         kairo_core::Redactor::new(secrets)
     }
 
-    /// The listen address (validated by [`KairoConfig::validate`]).
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.server.listen.parse().expect("validated at load")
+    /// The listen address; `None` when `server.listen` is not a socket address
+    /// (which [`KairoConfig::validate`] reports).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.server.listen.parse().ok()
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// A router that could not start, or that failed while running.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
+    /// The configuration does not pass its checks; one line per problem.
+    #[error("configuration:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
     /// The shared HTTP client could not be built.
     #[error("building the HTTP client")]
     HttpClient(#[source] reqwest::Error),

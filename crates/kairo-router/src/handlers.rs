@@ -53,7 +53,7 @@ impl HandlerStore {
         let mut errors = Vec::new();
         let mut changed = Vec::new();
         let mut seen = Vec::new();
-        for path in json_files(&self.dir) {
+        for path in kairo_script::files_with_extension(&self.dir, "json").unwrap_or_default() {
             seen.push(path.clone());
             let text = match std::fs::read_to_string(&path) {
                 Ok(text) => text,
@@ -145,20 +145,6 @@ pub struct HandlerReload {
     pub changed: Vec<String>,
     /// Every problem found, each naming file, handler and JSON path.
     pub errors: Vec<String>,
-}
-
-/// `.json` files directly in `dir`, sorted; none when `dir` does not exist.
-fn json_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json") && p.is_file())
-        .collect();
-    files.sort();
-    files
 }
 
 /// Checks every handler file in `dir` (for `kairo check`); returns the handler count and errors.

@@ -96,6 +96,10 @@ impl RouterBuilder {
     /// Opens the store, recovers unfinished work, loads rules and starts every task.
     pub async fn start(self) -> Result<RunningRouter, RouterError> {
         let config = self.config.clone();
+        // A configuration built in code has not been through `KairoConfig::load`.
+        config
+            .validate(None)
+            .map_err(|e| RouterError::Config(e.errors))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("kairo/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
@@ -271,7 +275,9 @@ impl RouterBuilder {
             }));
         drop(dispatcher);
         drop(writer);
-        let listen = config.listen_addr();
+        let listen = config.listen_addr().ok_or_else(|| {
+            RouterError::Config(vec!["server.listen: not a socket address".into()])
+        })?;
         let bind_error = |source| RouterError::Bind {
             addr: listen,
             source,

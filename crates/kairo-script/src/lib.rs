@@ -25,4 +25,4 @@ pub use rules::{
     Evaluation, Reevaluation, ReloadReport, Rule, RuleError, RuleRun, RuleSet, RuleStore,
     ScriptError,
 };
-pub use watch::{DirWatcher, RuleWatcher};
+pub use watch::{DirWatcher, RuleWatcher, files_with_extension};

@@ -653,20 +653,15 @@ impl RuleStore {
 
 /// `(rule name, path)` of every `.rhai` file directly in `dir`, sorted.
 fn script_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| format!("cannot read rules directory: {e}"))?;
-    let mut files = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some("rhai") || !path.is_file() {
-            continue;
-        }
-        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-            files.push((stem.to_string(), path));
-        }
-    }
-    files.sort();
-    Ok(files)
+    let files = crate::files_with_extension(dir, "rhai")
+        .map_err(|e| format!("cannot read rules directory: {e}"))?;
+    Ok(files
+        .into_iter()
+        .filter_map(|path| {
+            let stem = path.file_stem()?.to_str()?.to_string();
+            Some((stem, path))
+        })
+        .collect())
 }
 
 #[cfg(test)]
