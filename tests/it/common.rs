@@ -253,6 +253,19 @@ impl Kairo {
             .unwrap()
     }
 
+    /// GETs `/metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("{}/metrics", self.url);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn post_with(&self, body: &str, token: Option<&str>) -> (StatusCode, Value) {
         let mut request = self
             .http
@@ -467,6 +480,11 @@ level = "info"
         rules = rules.display(),
         data = dir.join("data/kairo.redb").display(),
     )
+}
+
+/// A config file for a [`KairoProcess`] whose SORACOM and Slack targets go nowhere.
+pub fn idle_process_config(dir: &Path, port: u16) -> String {
+    process_config(dir, port, "http://127.0.0.1:9", "http://127.0.0.1:9", "")
 }
 
 /// A real `nats-server` with JetStream, on a free loopback port.

@@ -213,15 +213,7 @@ async fn an_event_explains_why_each_rule_and_handler_did_or_did_not_act() {
         (Some("handler"), Some(1), Some(1)),
         "{handler}"
     );
-    let metrics = kairo
-        .http
-        .get(format!("{}/metrics", kairo.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kairo.metrics_text().await;
     assert!(
         metrics.contains(r#"kairo_rule_errors_total{rule="broken"} 3"#),
         "{metrics}"

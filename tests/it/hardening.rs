@@ -370,13 +370,7 @@ async fn slow_and_idle_clients_are_cut_off_and_connections_are_bounded() {
 async fn memory_stays_bounded_under_hostile_bodies_with_default_settings() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = process_config(
-        dir.path(),
-        port,
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-        "",
-    );
+    let config = idle_process_config(dir.path(), port);
     let kairo = KairoProcess::start(dir.path(), &config, port);
     let url = format!("{}/v1/events", kairo.url);
     let http = reqwest::Client::new();

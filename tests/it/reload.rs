@@ -76,13 +76,7 @@ async fn the_watcher_reloads_only_on_real_changes_and_logs_each_error_once() {
     let port = free_port();
     let handlers = dir.path().join("handlers");
     std::fs::create_dir_all(&handlers).unwrap();
-    let base = process_config(
-        dir.path(),
-        port,
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-        "",
-    );
+    let base = idle_process_config(dir.path(), port);
     let config = format!(
         "{}[handlers]\ndir = \"{}\"\n",
         base.replace("watch = false", "watch = true"),

@@ -58,15 +58,7 @@ async fn health_and_metrics_are_served() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let metrics = kairo
-        .http
-        .get(format!("{}/metrics", kairo.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = kairo.metrics_text().await;
     assert!(
         metrics.contains("kairo_events_accepted_total 2"),
         "{metrics}"
@@ -141,14 +133,7 @@ async fn metrics_can_require_the_token() {
 async fn at_debug_level_an_event_that_fired_nothing_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = process_config(
-        dir.path(),
-        port,
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-        "",
-    )
-    .replace(
+    let config = idle_process_config(dir.path(), port).replace(
         "level = \"info\"",
         "level = \"kairo=debug,kairo_router=debug,info\"",
     );
@@ -173,14 +158,8 @@ async fn at_debug_level_an_event_that_fired_nothing_says_so() {
 fn json_logs_keep_lists_as_arrays() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = process_config(
-        dir.path(),
-        port,
-        "http://127.0.0.1:9",
-        "http://127.0.0.1:9",
-        "",
-    )
-    .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
+    let config = idle_process_config(dir.path(), port)
+        .replace("level = \"info\"", "level = \"info\"\nformat = \"json\"");
     std::fs::write(dir.path().join("scripts/a.rhai"), "slack(\"x\");").unwrap();
     let kairo = KairoProcess::start(dir.path(), &config, port);
     let lines: Vec<serde_json::Value> = kairo
