@@ -7,10 +7,12 @@
 //! - [`server`]: serving HTTP with connection, header and idle bounds
 //! - [`nats`]: NATS core subjects (optionally in a queue group) and JetStream durable consumers
 
+pub mod config;
 pub mod nats;
 pub mod server;
 pub mod sink;
 pub mod webhook;
 
+pub use config::ServerConfig;
 pub use sink::{EventSink, SinkError};
-pub use webhook::{WebhookConfig, webhook_router};
+pub use webhook::webhook_router;

@@ -21,38 +21,17 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-/// Connection bounds for [`serve`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServerLimits {
-    /// Time allowed for a request's headers, counted from when the server
-    /// starts waiting for them (a new connection, or the previous answer sent).
-    pub header_timeout: Duration,
-    /// A connection with no bytes read or written for this long is closed.
-    pub idle_timeout: Duration,
-    /// Connections open at once, at most; beyond it new ones wait in the
-    /// listen backlog until one closes.
-    pub max_connections: usize,
-}
+use crate::config::ServerConfig;
 
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 1_024,
-        }
-    }
-}
-
-/// Serves `app` on `listener` within `limits` until `shutdown` is cancelled,
+/// Serves `app` on `listener` within `config`'s connection bounds until `shutdown` is cancelled,
 /// then waits for the open connections to finish their requests.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    limits: ServerLimits,
+    config: &ServerConfig,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let slot = tokio::select! {
@@ -72,11 +51,11 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(Idle::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(Idle::new(stream, config.idle_timeout()));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
+            .header_read_timeout(config.header_timeout())
             .keep_alive(true);
         let connection =
             graceful.watch(builder.serve_connection(io, TowerToHyperService::new(app.clone())));

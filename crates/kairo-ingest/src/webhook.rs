@@ -1,7 +1,6 @@
 //! The HTTP webhook: `POST /v1/events`, `GET /healthz`, `GET /metrics`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -16,52 +15,19 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::EventSink;
-
-/// How the webhook behaves, and the bounds that keep hostile input from
-/// exhausting memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookConfig {
-    /// When set, `POST /v1/events` needs `Authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// `GET /metrics` needs the token too.
-    pub metrics_require_token: bool,
-    /// Largest accepted request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Time allowed to receive a request's body.
-    pub body_timeout: Duration,
-    /// Events in one request, at most.
-    pub max_events_per_request: usize,
-    /// Request body bytes being received or handled at once, at most.
-    pub max_bytes_in_flight: usize,
-    /// Events being accepted at once, at most.
-    pub max_events_in_flight: usize,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        Self {
-            token: None,
-            metrics_require_token: false,
-            max_body_bytes: 1024 * 1024,
-            body_timeout: Duration::from_secs(30),
-            max_events_per_request: 5_000,
-            max_bytes_in_flight: 64 * 1024 * 1024,
-            max_events_in_flight: 20_000,
-        }
-    }
-}
+use crate::config::ServerConfig;
 
 #[derive(Clone)]
 struct WebhookState {
     sink: Arc<dyn EventSink>,
     token: Option<Arc<str>>,
-    config: Arc<WebhookConfig>,
+    config: Arc<ServerConfig>,
     bytes: Arc<Semaphore>,
     events: Arc<Semaphore>,
 }
 
 /// The webhook's routes, delivering to `sink`.
-pub fn webhook_router(sink: Arc<dyn EventSink>, config: WebhookConfig) -> Router {
+pub fn webhook_router(sink: Arc<dyn EventSink>, config: ServerConfig) -> Router {
     let state = WebhookState {
         sink,
         token: config
@@ -189,7 +155,7 @@ impl Rejection {
         }
     }
 
-    fn too_large(config: &WebhookConfig) -> Self {
+    fn too_large(config: &ServerConfig) -> Self {
         let message = format!(
             "request body exceeds the limit of {} bytes",
             config.max_body_bytes
@@ -205,12 +171,15 @@ impl Rejection {
 }
 
 /// Receives the whole body within `body_timeout` and `max_body_bytes`.
-async fn read_body(body: Body, config: &WebhookConfig) -> Result<Bytes, Rejection> {
+async fn read_body(body: Body, config: &ServerConfig) -> Result<Bytes, Rejection> {
     let limited = Limited::new(body, config.max_body_bytes);
-    match tokio::time::timeout(config.body_timeout, limited.collect()).await {
+    match tokio::time::timeout(config.body_timeout(), limited.collect()).await {
         Err(_) => Err(Rejection::new(
             StatusCode::REQUEST_TIMEOUT,
-            format!("request body not received within {:?}", config.body_timeout),
+            format!(
+                "request body not received within {:?}",
+                config.body_timeout()
+            ),
             "body_timeout",
         )),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -350,7 +319,7 @@ mod tests {
     }
 
     async fn post(
-        config: WebhookConfig,
+        config: ServerConfig,
         auth: Option<&str>,
         body: &str,
     ) -> (StatusCode, Value, Arc<Collect>) {
@@ -378,20 +347,19 @@ mod tests {
     #[tokio::test]
     async fn accepts_one_event_or_an_array() {
         let (status, body, sink) =
-            post(WebhookConfig::default(), None, r#"{"id":"a","simId":"s"}"#).await;
+            post(ServerConfig::default(), None, r#"{"id":"a","simId":"s"}"#).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(body, json!({"accepted": 1, "duplicates": 0, "ids": ["a"]}));
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         let (status, body, _) =
-            post(WebhookConfig::default(), None, r#"[{"id":"a"},{"id":"b"}]"#).await;
+            post(ServerConfig::default(), None, r#"[{"id":"a"},{"id":"b"}]"#).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(body["ids"], json!(["a", "b"]));
     }
 
     #[tokio::test]
     async fn malformed_json_says_where() {
-        let (status, body, sink) =
-            post(WebhookConfig::default(), None, "{\n \"simId\": ,\n}").await;
+        let (status, body, sink) = post(ServerConfig::default(), None, "{\n \"simId\": ,\n}").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(
             body["error"]
@@ -406,7 +374,7 @@ mod tests {
     #[tokio::test]
     async fn bad_event_in_batch_names_index_and_field_and_rejects_all() {
         let (status, body, sink) = post(
-            WebhookConfig::default(),
+            ServerConfig::default(),
             None,
             r#"[{"id":"a"},{"payload":3}]"#,
         )
@@ -417,16 +385,16 @@ mod tests {
             "events[1].payload: expected an object, found a number"
         );
         assert!(sink.0.lock().unwrap().is_empty());
-        let (status, body, _) = post(WebhookConfig::default(), None, "42").await;
+        let (status, body, _) = post(ServerConfig::default(), None, "42").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"].as_str().unwrap().contains("found a number"));
     }
 
     #[tokio::test]
     async fn body_over_limit_is_413() {
-        let config = WebhookConfig {
+        let config = ServerConfig {
             max_body_bytes: 64,
-            ..WebhookConfig::default()
+            ..ServerConfig::default()
         };
         let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100));
         let (status, body, _) = post(config, None, &big).await;
@@ -436,9 +404,9 @@ mod tests {
 
     #[tokio::test]
     async fn too_many_events_in_one_request_is_413_before_they_are_built() {
-        let config = WebhookConfig {
+        let config = ServerConfig {
             max_events_per_request: 3,
-            ..WebhookConfig::default()
+            ..ServerConfig::default()
         };
         let (status, body, sink) = post(config.clone(), None, "[{},{},{},{}]").await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -453,9 +421,9 @@ mod tests {
 
     #[tokio::test]
     async fn events_over_the_in_flight_budget_are_503_with_retry_after() {
-        let config = WebhookConfig {
+        let config = ServerConfig {
             max_events_in_flight: 2,
-            ..WebhookConfig::default()
+            ..ServerConfig::default()
         };
         let app = webhook_router(Arc::new(Collect::default()), config);
         let request = Request::post("/v1/events")
@@ -468,9 +436,9 @@ mod tests {
 
     #[tokio::test]
     async fn token_is_required_when_set() {
-        let config = WebhookConfig {
+        let config = ServerConfig {
             token: Some("s3cret".into()),
-            ..WebhookConfig::default()
+            ..ServerConfig::default()
         };
         let (status, _, _) = post(config.clone(), None, "{}").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);

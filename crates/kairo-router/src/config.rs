@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -24,7 +23,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/kairo.toml";
 #[serde(default, deny_unknown_fields)]
 pub struct KairoConfig {
     /// `[server]`: the HTTP listener.
-    pub server: ServerConfig,
+    pub server: kairo_ingest::ServerConfig,
     /// `[rules]`: rule scripts.
     pub rules: RulesConfig,
     /// `[handlers]`: SORACOM event handlers.
@@ -41,83 +40,6 @@ pub struct KairoConfig {
     pub log: LogConfig,
     /// `[plugins.*]`: per-plugin sections.
     pub plugins: PluginsConfig,
-}
-
-/// `[server]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address for the webhook, health and metrics endpoints.
-    pub listen: String,
-    /// When set, `POST /v1/events` needs `Authorization: Bearer <token>`.
-    pub token: Option<String>,
-    /// `GET /metrics` needs the token too (when `token` is set).
-    pub metrics_require_token: bool,
-    /// Count fires per rule and handler in `/metrics` (`kairo_rule_fires_total{rule}`):
-    /// one series per rule that fired, so at most the number loaded.
-    pub metrics_per_rule: bool,
-    /// Largest accepted request body, in bytes.
-    pub max_body_bytes: usize,
-    /// Events in one request, at most (413 beyond).
-    pub max_events_per_request: usize,
-    /// Events being accepted at once over HTTP, at most (503 with `Retry-After` beyond).
-    pub max_events_in_flight: usize,
-    /// Request body bytes being received or handled at once, at most (503 with `Retry-After` beyond).
-    pub max_bytes_in_flight: usize,
-    /// Seconds allowed for a request's headers, from when the server waits for them.
-    pub header_timeout_seconds: u64,
-    /// Seconds allowed to receive a request's body (408 beyond).
-    pub body_timeout_seconds: u64,
-    /// A connection with no bytes read or written for this many seconds is closed.
-    pub idle_timeout_seconds: u64,
-    /// Connections open at once, at most; more wait in the listen backlog.
-    pub max_connections: usize,
-}
-
-impl Default for ServerConfig {
-    /// The listener's defaults are the webhook's and the server's own.
-    fn default() -> Self {
-        let webhook = kairo_ingest::WebhookConfig::default();
-        let limits = kairo_ingest::server::ServerLimits::default();
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            token: None,
-            metrics_require_token: webhook.metrics_require_token,
-            metrics_per_rule: true,
-            max_body_bytes: webhook.max_body_bytes,
-            max_events_per_request: webhook.max_events_per_request,
-            max_events_in_flight: webhook.max_events_in_flight,
-            max_bytes_in_flight: webhook.max_bytes_in_flight,
-            header_timeout_seconds: limits.header_timeout.as_secs(),
-            body_timeout_seconds: webhook.body_timeout.as_secs(),
-            idle_timeout_seconds: limits.idle_timeout.as_secs(),
-            max_connections: limits.max_connections,
-        }
-    }
-}
-
-impl ServerConfig {
-    /// The webhook's settings.
-    pub fn webhook(&self) -> kairo_ingest::WebhookConfig {
-        kairo_ingest::WebhookConfig {
-            token: self.token.clone(),
-            metrics_require_token: self.metrics_require_token,
-            max_body_bytes: self.max_body_bytes,
-            body_timeout: Duration::from_secs(self.body_timeout_seconds),
-            max_events_per_request: self.max_events_per_request,
-            max_bytes_in_flight: self.max_bytes_in_flight,
-            max_events_in_flight: self.max_events_in_flight,
-        }
-    }
-
-    /// The listener's connection bounds.
-    pub fn limits(&self) -> kairo_ingest::server::ServerLimits {
-        kairo_ingest::server::ServerLimits {
-            header_timeout: Duration::from_secs(self.header_timeout_seconds),
-            idle_timeout: Duration::from_secs(self.idle_timeout_seconds),
-            max_connections: self.max_connections,
-        }
-    }
 }
 
 /// `[rules]`.
@@ -382,13 +304,9 @@ impl KairoConfig {
     pub fn validate(&self, file: Option<&Path>) -> Result<(), ConfigError> {
         let mut errors = Vec::new();
         let mut bad = |key: &str, message: String| errors.push(located(file, key, &message));
-        if self.server.listen.parse::<SocketAddr>().is_err() {
-            bad(
-                "server.listen",
-                format!("not a socket address: {:?}", self.server.listen),
-            );
+        for (key, problem) in self.server.problems() {
+            bad(key, problem);
         }
-        self.validate_server(&mut bad);
         if self.dispatch.max_attempts == 0 {
             bad("dispatch.max_attempts", "must be at least 1".into());
         }
@@ -458,47 +376,6 @@ impl KairoConfig {
             Ok(())
         } else {
             Err(ConfigError { errors })
-        }
-    }
-
-    fn validate_server(&self, bad: &mut impl FnMut(&str, String)) {
-        let server = &self.server;
-        if server.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            bad(
-                "server.token",
-                "is empty: set a token, or remove the key to run without authentication".into(),
-            );
-        }
-        if server.max_body_bytes == 0 {
-            bad("server.max_body_bytes", "must be greater than 0".into());
-        }
-        if server.max_events_per_request == 0 {
-            bad("server.max_events_per_request", "must be at least 1".into());
-        }
-        if server.max_events_in_flight < server.max_events_per_request {
-            bad(
-                "server.max_events_in_flight",
-                "must be at least server.max_events_per_request".into(),
-            );
-        }
-        if server.max_bytes_in_flight < server.max_body_bytes {
-            bad(
-                "server.max_bytes_in_flight",
-                "must be at least server.max_body_bytes".into(),
-            );
-        }
-        for (key, value) in [
-            (
-                "server.header_timeout_seconds",
-                server.header_timeout_seconds,
-            ),
-            ("server.body_timeout_seconds", server.body_timeout_seconds),
-            ("server.idle_timeout_seconds", server.idle_timeout_seconds),
-            ("server.max_connections", server.max_connections as u64),
-        ] {
-            if value == 0 {
-                bad(key, "must be at least 1".into());
-            }
         }
     }
 

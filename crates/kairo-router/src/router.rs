@@ -264,7 +264,7 @@ impl RouterBuilder {
             tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
         });
         let app =
-            webhook_router(sink, config.server.webhook()).merge(admin::router(admin::AdminState {
+            webhook_router(sink, config.server.clone()).merge(admin::router(admin::AdminState {
                 store: store.clone(),
                 dispatcher: dispatcher.clone(),
                 clock: clock.clone(),
@@ -289,9 +289,9 @@ impl RouterBuilder {
         tracing::info!(%addr, store = %store.path().display(), "webhook listening: POST /v1/events, GET /healthz, GET /metrics");
 
         let server_cancel = cancel.clone();
-        let limits = config.server.limits();
+        let server_config = config.server.clone();
         let task = tokio::spawn(async move {
-            kairo_ingest::server::serve(listener, app, limits, server_cancel).await;
+            kairo_ingest::server::serve(listener, app, &server_config, server_cancel).await;
             if let Some(nats_task) = nats_task {
                 nats_task
                     .await
