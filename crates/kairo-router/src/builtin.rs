@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kairo_plugin::{Action, Registry};
-use kairo_soracom::{ClientConfig, SoracomClient};
+use kairo_soracom::SoracomClient;
 
 use crate::config::KairoConfig;
 
@@ -20,10 +20,7 @@ pub struct Clients {
 impl Clients {
     /// Clients for `config` over `http`.
     pub fn new(config: &KairoConfig, http: reqwest::Client) -> Self {
-        let soracom = Arc::new(SoracomClient::new(
-            http.clone(),
-            soracom_client_config(config),
-        ));
+        let soracom = Arc::new(SoracomClient::new(http.clone(), config.soracom.clone()));
         Self { http, soracom }
     }
 }
@@ -51,14 +48,4 @@ pub fn actions(config: &KairoConfig, clients: &Clients) -> Vec<Arc<dyn Action>> 
     nats.url = nats.url.or_else(|| config.nats.url.clone());
     actions.push(Arc::new(kairo_plugin_nats::PublishAction::new(&nats)));
     actions
-}
-
-/// The SORACOM client settings from `[soracom]`.
-pub fn soracom_client_config(config: &KairoConfig) -> ClientConfig {
-    ClientConfig {
-        endpoint: config.soracom.endpoint.clone(),
-        auth_key_id: config.soracom.auth_key_id.clone(),
-        auth_key: config.soracom.auth_key.clone(),
-        token_timeout_seconds: config.soracom.token_timeout_seconds,
-    }
 }

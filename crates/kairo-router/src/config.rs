@@ -33,7 +33,7 @@ pub struct KairoConfig {
     /// `[nats]`: NATS ingest.
     pub nats: NatsConfig,
     /// `[soracom]`: the SORACOM API.
-    pub soracom: SoracomConfig,
+    pub soracom: kairo_soracom::ClientConfig,
     /// `[dispatch]`: how actions are performed and retried.
     pub dispatch: DispatchConfig,
     /// `[log]`: logging.
@@ -144,31 +144,6 @@ impl Default for NatsConfig {
             create_stream: false,
             max_ack_pending: 1_000,
             ack_wait_seconds: 30,
-        }
-    }
-}
-
-/// `[soracom]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SoracomConfig {
-    /// API base URL: `https://api.soracom.io` (Japan), `https://g.api.soracom.io` (global), or an emulator.
-    pub endpoint: String,
-    /// AuthKey id.
-    pub auth_key_id: Option<String>,
-    /// AuthKey secret.
-    pub auth_key: Option<String>,
-    /// Requested API token lifetime, seconds.
-    pub token_timeout_seconds: u64,
-}
-
-impl Default for SoracomConfig {
-    fn default() -> Self {
-        Self {
-            endpoint: kairo_soracom::client::JAPAN_ENDPOINT.into(),
-            auth_key_id: None,
-            auth_key: None,
-            token_timeout_seconds: 86_400,
         }
     }
 }

@@ -107,7 +107,7 @@ impl RouterBuilder {
             .map_err(RouterError::HttpClient)?;
         let clients = Clients::new(&config, http.clone());
         let registry = self.registry(&clients)?;
-        let missing = crate::builtin::soracom_client_config(&config).missing_credentials();
+        let missing = config.soracom.missing_credentials();
         if !missing.is_empty() {
             tracing::warn!(
                 "SORACOM actions will be refused until {} are set",

@@ -15,8 +15,9 @@ pub const JAPAN_ENDPOINT: &str = "https://api.soracom.io";
 /// Production endpoint for the global coverage.
 pub const GLOBAL_ENDPOINT: &str = "https://g.api.soracom.io";
 
-/// How to reach and authenticate to the SORACOM API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach and authenticate to the SORACOM API: the `[soracom]` section.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// Base URL without `/v1`, e.g. `https://api.soracom.io` or an emulator's address.
     pub endpoint: String,
