@@ -21,9 +21,12 @@ use crate::webhook::parse_events;
 /// Messages accepted together in one durable commit, at most.
 const CHUNK: usize = 256;
 
-/// Where and how to consume.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatsIngestConfig {
+/// `[nats]`: where and how to consume; ingest is on when `url` is set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL, e.g. `nats://127.0.0.1:4222` (credentials as `user:password@` or `token@`).
+    pub url: Option<String>,
     /// Subject (wildcards allowed).
     pub subject: String,
     /// Core NATS queue group, so several instances share the subject.
@@ -36,8 +39,49 @@ pub struct NatsIngestConfig {
     pub create_stream: bool,
     /// Unacknowledged messages outstanding at most (backpressure).
     pub max_ack_pending: i64,
-    /// How long JetStream waits for an acknowledgement before redelivering.
-    pub ack_wait: Duration,
+    /// Seconds JetStream waits for an acknowledgement before redelivering.
+    pub ack_wait_seconds: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            subject: "soracom.events.>".into(),
+            queue_group: None,
+            stream: None,
+            durable: "kairo".into(),
+            create_stream: false,
+            max_ack_pending: 1_000,
+            ack_wait_seconds: 30,
+        }
+    }
+}
+
+impl NatsConfig {
+    /// Every value that parses but makes no sense, as `(key, problem)`.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if self.url.is_none() {
+            return problems;
+        }
+        if self.subject.trim().is_empty() {
+            problems.push((
+                "nats.subject",
+                "must not be empty when nats.url is set".into(),
+            ));
+        }
+        if self.stream.is_some() && self.durable.trim().is_empty() {
+            problems.push((
+                "nats.durable",
+                "must not be empty when nats.stream is set".into(),
+            ));
+        }
+        if self.max_ack_pending < 1 {
+            problems.push(("nats.max_ack_pending", "must be at least 1".into()));
+        }
+        problems
+    }
 }
 
 /// A NATS ingest failure.
@@ -78,7 +122,7 @@ pub enum NatsSource {
 /// Errors (no such stream, refused subscription) surface here, at start.
 pub async fn subscribe(
     client: async_nats::Client,
-    config: &NatsIngestConfig,
+    config: &NatsConfig,
 ) -> Result<NatsSource, NatsIngestError> {
     let Some(stream_name) = config.stream.clone() else {
         let subscribe_error = |e: &dyn std::fmt::Display| NatsIngestError::Subscribe {
@@ -126,7 +170,7 @@ pub async fn subscribe(
             pull::Config {
                 durable_name: Some(config.durable.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: config.ack_wait,
+                ack_wait: Duration::from_secs(config.ack_wait_seconds),
                 max_ack_pending: config.max_ack_pending,
                 filter_subject: config.subject.clone(),
                 ..Default::default()

@@ -31,7 +31,7 @@ pub struct KairoConfig {
     /// `[store]`: durable state.
     pub store: StoreConfig,
     /// `[nats]`: NATS ingest.
-    pub nats: NatsConfig,
+    pub nats: kairo_ingest::nats::NatsConfig,
     /// `[soracom]`: the SORACOM API.
     pub soracom: kairo_soracom::ClientConfig,
     /// `[dispatch]`: how actions are performed and retried.
@@ -107,43 +107,6 @@ impl Default for StoreConfig {
             cache_mib: 32,
             trace_retention_seconds: 7 * 24 * 3600,
             trace_retention_count: 100_000,
-        }
-    }
-}
-
-/// `[nats]`: NATS ingest, on when `url` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NatsConfig {
-    /// Server URL, e.g. `nats://127.0.0.1:4222`.
-    pub url: Option<String>,
-    /// Subject to subscribe to (wildcards allowed).
-    pub subject: String,
-    /// Core NATS queue group shared by several instances.
-    pub queue_group: Option<String>,
-    /// JetStream stream; a durable pull consumer is used when set.
-    pub stream: Option<String>,
-    /// JetStream durable consumer name.
-    pub durable: String,
-    /// Create the stream (capturing `subject`) when it does not exist.
-    pub create_stream: bool,
-    /// JetStream: unacknowledged messages outstanding at most (backpressure).
-    pub max_ack_pending: i64,
-    /// JetStream: seconds before an unacknowledged message is redelivered.
-    pub ack_wait_seconds: u64,
-}
-
-impl Default for NatsConfig {
-    fn default() -> Self {
-        Self {
-            url: None,
-            subject: "soracom.events.>".into(),
-            queue_group: None,
-            stream: None,
-            durable: "kairo".into(),
-            create_stream: false,
-            max_ack_pending: 1_000,
-            ack_wait_seconds: 30,
         }
     }
 }
@@ -305,22 +268,8 @@ impl KairoConfig {
                 );
             }
         }
-        if self.nats.url.is_some() {
-            if self.nats.subject.trim().is_empty() {
-                bad(
-                    "nats.subject",
-                    "must not be empty when nats.url is set".into(),
-                );
-            }
-            if self.nats.stream.is_some() && self.nats.durable.trim().is_empty() {
-                bad(
-                    "nats.durable",
-                    "must not be empty when nats.stream is set".into(),
-                );
-            }
-            if self.nats.max_ack_pending < 1 {
-                bad("nats.max_ack_pending", "must be at least 1".into());
-            }
+        for (key, problem) in self.nats.problems() {
+            bad(key, problem);
         }
         if self.store.cache_mib == 0 {
             bad("store.cache_mib", "must be at least 1".into());

@@ -342,16 +342,8 @@ async fn subscribe_nats(
             url: shown,
             source: Box::new(source),
         })?;
-    let ingest = kairo_ingest::nats::NatsIngestConfig {
-        subject: config.nats.subject.clone(),
-        queue_group: config.nats.queue_group.clone(),
-        stream: config.nats.stream.clone(),
-        durable: config.nats.durable.clone(),
-        create_stream: config.nats.create_stream,
-        max_ack_pending: config.nats.max_ack_pending,
-        ack_wait: Duration::from_secs(config.nats.ack_wait_seconds),
-    };
-    kairo_ingest::nats::subscribe(client, &ingest)
+
+    kairo_ingest::nats::subscribe(client, &config.nats)
         .await
         .map_err(|e| RouterError::NatsIngest(Box::new(e)))
 }
