@@ -10,6 +10,7 @@ pub mod action;
 pub mod clock;
 pub mod event;
 pub mod handler;
+pub mod http;
 pub mod index;
 pub mod redact;
 

@@ -39,16 +39,15 @@ pub fn classify(
     retry_after: Option<Duration>,
     body: &str,
 ) -> Result<(), ActionError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let message = format!("HTTP {status}: {}", excerpt(body));
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        Err(ActionError::retryable(message).with_retry_after(retry_after))
-    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-        Err(ActionError::retryable(message))
-    } else {
-        Err(ActionError::permanent(message))
+    use kairo_core::http::StatusClass;
+    let message = || format!("HTTP {status}: {}", excerpt(body));
+    match kairo_core::http::classify(status.as_u16()) {
+        StatusClass::Success => Ok(()),
+        StatusClass::RateLimited => {
+            Err(ActionError::retryable(message()).with_retry_after(retry_after))
+        }
+        StatusClass::Retryable => Err(ActionError::retryable(message())),
+        StatusClass::Permanent => Err(ActionError::permanent(message())),
     }
 }
 
@@ -68,14 +67,11 @@ pub fn transport_error(error: reqwest::Error) -> ActionError {
 
 /// The `Retry-After` header in seconds, if present.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    kairo_core::http::seconds(
+        headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 fn excerpt(body: &str) -> &str {

@@ -324,11 +324,12 @@ async fn read_response(response: reqwest::Response) -> Result<Value, SoracomErro
         Some(ApiErrorBody { code, message }) => (code, message.unwrap_or_else(|| text.clone())),
         None => (None, text.clone()),
     };
-    let kind = match status {
-        StatusCode::UNAUTHORIZED => SoracomErrorKind::Unauthorized,
-        StatusCode::NOT_FOUND => SoracomErrorKind::NotFound,
-        StatusCode::TOO_MANY_REQUESTS => SoracomErrorKind::RateLimited,
-        s if s.is_server_error() => SoracomErrorKind::Server,
+    use kairo_core::http::StatusClass;
+    let kind = match (status, kairo_core::http::classify(status.as_u16())) {
+        (StatusCode::UNAUTHORIZED, _) => SoracomErrorKind::Unauthorized,
+        (StatusCode::NOT_FOUND, _) => SoracomErrorKind::NotFound,
+        (_, StatusClass::RateLimited) => SoracomErrorKind::RateLimited,
+        (_, StatusClass::Retryable) => SoracomErrorKind::Server,
         _ => SoracomErrorKind::Rejected,
     };
     let retry_after = header_secs(&headers, "X-Soracom-Ratelimit-Seconds-Before-Refresh")
@@ -344,14 +345,7 @@ async fn read_response(response: reqwest::Response) -> Result<Value, SoracomErro
 }
 
 fn header_secs(headers: &reqwest::header::HeaderMap, name: &str) -> Option<Duration> {
-    headers
-        .get(name)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
+    kairo_core::http::seconds(headers.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// Longest API path sent, in bytes.
