@@ -184,7 +184,7 @@ fn traced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
         batch.traces.push(kairo_store::EventRecord {
             accepted: stored(event),
             evaluated_at_ms: 0,
-            trace: serde_json::to_value(&evaluated.trace).unwrap(),
+            trace: serde_json::value::to_raw_value(&evaluated.trace).unwrap(),
         });
         batch
             .evaluated

@@ -174,7 +174,7 @@ async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) 
             ),
         ));
     };
-    let recorded: EventTrace = serde_json::from_value(record.trace.clone())
+    let recorded: EventTrace = serde_json::from_str(record.trace.get())
         .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let event = kairo_core::Event::from_value(record.accepted.event.clone())
         .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

@@ -119,7 +119,8 @@ impl Matcher {
                     source: accepted.source.clone(),
                 },
                 evaluated_at_ms: now,
-                trace: serde_json::to_value(&evaluation.trace).unwrap_or_default(),
+                trace: serde_json::value::to_raw_value(&evaluation.trace)
+                    .expect("a trace always serializes"),
             });
             if evaluation.requests.is_empty() {
                 tracing::debug!(target: "kairo::rules", event_id = %event.id, "the event fired nothing");

@@ -138,7 +138,7 @@ mod tests {
                 source: "webhook".into(),
             },
             evaluated_at_ms: at,
-            trace: json!({"rules": []}),
+            trace: serde_json::value::to_raw_value(&json!({"rules": []})).unwrap(),
         }
     }
 

@@ -119,15 +119,16 @@ pub struct HistoryEntry {
 }
 
 /// An evaluated event and what the pipeline decided for it, kept to explain it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventRecord {
     /// The event as accepted, with when and where it came from.
     pub accepted: StoredEvent,
     /// When it was evaluated, epoch milliseconds.
     pub evaluated_at_ms: i64,
-    /// The trace, as the router records it.
-    pub trace: serde_json::Value,
+    /// The trace as the router serialized it (kept as JSON text: it is
+    /// written on every evaluation and read only when asked for).
+    pub trace: Box<serde_json::value::RawValue>,
 }
 
 /// An event's actions as the store knows them now.
