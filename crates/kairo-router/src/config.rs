@@ -13,7 +13,11 @@ use kairo_plugin_nats::NatsPublishConfig;
 use kairo_plugin_slack::SlackConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::limits::FamilyLimit;
+pub use crate::dispatch::DispatchConfig;
+pub use crate::handlers::HandlersConfig;
+pub use crate::rules::RulesConfig;
+pub use crate::telemetry::{LogConfig, LogFormat};
+pub use crate::writer::StoreConfig;
 
 /// The default configuration file, used when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG_FILE: &str = "config/kairo.toml";
@@ -40,150 +44,6 @@ pub struct KairoConfig {
     pub log: LogConfig,
     /// `[plugins.*]`: per-plugin sections.
     pub plugins: PluginsConfig,
-}
-
-/// `[rules]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RulesConfig {
-    /// Directory of `.rhai` rule scripts.
-    pub dir: PathBuf,
-    /// Reload scripts when files in `dir` change.
-    pub watch: bool,
-    /// Sandbox: maximum operations per rule evaluation.
-    pub max_operations: u64,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            dir: "scripts".into(),
-            watch: true,
-            max_operations: 100_000,
-        }
-    }
-}
-
-/// `[handlers]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HandlersConfig {
-    /// Directory of SORACOM `EventHandlerModel` JSON files (reloaded like rules when `rules.watch` is on).
-    pub dir: PathBuf,
-}
-
-impl Default for HandlersConfig {
-    fn default() -> Self {
-        Self {
-            dir: "handlers".into(),
-        }
-    }
-}
-
-/// `[store]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// Path of the embedded state database.
-    pub path: PathBuf,
-    /// An event id seen within this many seconds triggers nothing new.
-    pub dedupe_window_seconds: u64,
-    /// Finished actions are kept in the history this many seconds.
-    pub history_retention_seconds: u64,
-    /// Memory for the database's page cache, MiB.
-    pub cache_mib: usize,
-    /// Evaluated events and their traces are kept this many seconds.
-    pub trace_retention_seconds: u64,
-    /// At most this many evaluated events and traces are kept (the oldest go first).
-    pub trace_retention_count: u64,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        Self {
-            path: "data/kairo.redb".into(),
-            dedupe_window_seconds: 24 * 3600,
-            history_retention_seconds: 7 * 24 * 3600,
-            cache_mib: 32,
-            trace_retention_seconds: 7 * 24 * 3600,
-            trace_retention_count: 100_000,
-        }
-    }
-}
-
-/// `[dispatch]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DispatchConfig {
-    /// Attempts per action before it is given up (including the first).
-    pub max_attempts: u32,
-    /// Backoff before the second attempt, milliseconds; doubles each retry.
-    pub backoff_initial_ms: u64,
-    /// Longest backoff between attempts, milliseconds.
-    pub backoff_max_ms: u64,
-    /// Deadline for one attempt, milliseconds.
-    pub action_timeout_ms: u64,
-    /// Actions performed at the same time, at most.
-    pub concurrency: usize,
-    /// Actions of one family performed at the same time, at most, for every
-    /// family without its own `[dispatch.limits.<family>]`: a hanging target
-    /// holds at most this many of the `concurrency` slots.
-    pub family_concurrency: usize,
-    /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
-    pub shutdown_grace_ms: u64,
-    /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
-    pub limits: BTreeMap<String, FamilyLimit>,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff_initial_ms: 500,
-            backoff_max_ms: 60_000,
-            action_timeout_ms: 10_000,
-            concurrency: 64,
-            family_concurrency: 16,
-            shutdown_grace_ms: 10_000,
-            limits: BTreeMap::from([(
-                "soracom".to_string(),
-                FamilyLimit {
-                    concurrency: 8,
-                    per_second: Some(20.0),
-                },
-            )]),
-        }
-    }
-}
-
-/// `[log]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// `human` or `json`.
-    pub format: LogFormat,
-    /// Level filter, e.g. `info` or `kairo=debug,info`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Human,
-            level: "info".into(),
-        }
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Readable lines.
-    #[default]
-    Human,
-    /// One JSON object per line.
-    Json,
 }
 
 /// `[plugins]`: the dynamic plugin directory and every plugin's section.

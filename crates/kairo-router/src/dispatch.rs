@@ -8,6 +8,8 @@
 //! records its outcome, so a crash can repeat only the attempts that were
 //! running at that moment.
 
+use crate::limits::FamilyLimit;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +23,6 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DispatchConfig;
 use crate::limits::{Gate, Gates};
 use crate::metrics::{ActionLabels, Metrics};
 use crate::writer::StoreWriter;
@@ -521,59 +522,51 @@ pub fn backoff_with_jitter(config: &DispatchConfig, attempt: u32, unit: f64) -> 
     Duration::from_millis(half + (half as f64 * unit.clamp(0.0, 1.0)) as u64)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `[dispatch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Attempts per action before it is given up (including the first).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt, milliseconds; doubles each retry.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff between attempts, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Deadline for one attempt, milliseconds.
+    pub action_timeout_ms: u64,
+    /// Actions performed at the same time, at most.
+    pub concurrency: usize,
+    /// Actions of one family performed at the same time, at most, for every
+    /// family without its own `[dispatch.limits.<family>]`: a hanging target
+    /// holds at most this many of the `concurrency` slots.
+    pub family_concurrency: usize,
+    /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
+    pub shutdown_grace_ms: u64,
+    /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
+    pub limits: BTreeMap<String, FamilyLimit>,
+}
 
-    #[test]
-    fn backoff_doubles_is_capped_and_jittered() {
-        let config = DispatchConfig {
-            backoff_initial_ms: 100,
-            backoff_max_ms: 1_000,
-            ..DispatchConfig::default()
-        };
-        assert_eq!(
-            backoff_with_jitter(&config, 1, 1.0),
-            Duration::from_millis(100)
-        );
-        assert_eq!(
-            backoff_with_jitter(&config, 1, 0.0),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            backoff_with_jitter(&config, 3, 1.0),
-            Duration::from_millis(400)
-        );
-        assert_eq!(
-            backoff_with_jitter(&config, 10, 1.0),
-            Duration::from_millis(1_000)
-        );
-        assert_eq!(
-            backoff_with_jitter(&config, 10, 0.0),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            backoff_with_jitter(&config, 99, 0.5),
-            Duration::from_millis(750)
-        );
-        assert_eq!(
-            backoff(&config, 1, Some(Duration::from_secs(7))),
-            Duration::from_secs(7)
-        );
-    }
-
-    #[tokio::test]
-    async fn in_flight_wakes_waiters_at_zero() {
-        let in_flight = Arc::new(InFlight::default());
-        in_flight.add(2);
-        let waiter = tokio::spawn({
-            let in_flight = in_flight.clone();
-            async move { in_flight.wait_idle().await }
-        });
-        in_flight.done(1);
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        in_flight.done(1);
-        waiter.await.unwrap();
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            action_timeout_ms: 10_000,
+            concurrency: 64,
+            family_concurrency: 16,
+            shutdown_grace_ms: 10_000,
+            limits: BTreeMap::from([(
+                "soracom".to_string(),
+                FamilyLimit {
+                    concurrency: 8,
+                    per_second: Some(20.0),
+                },
+            )]),
+        }
     }
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;

@@ -4,6 +4,7 @@
 //! while the others in its file load; on reload, a handler that breaks keeps
 //! its previous good version.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -151,4 +152,20 @@ pub struct HandlerReload {
 pub fn check_dir(dir: &Path, operator_address: Option<String>) -> (usize, Vec<String>) {
     let (store, errors) = HandlerStore::load(dir, operator_address);
     (store.snapshot().handlers().len(), errors)
+}
+
+/// `[handlers]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandlersConfig {
+    /// Directory of SORACOM `EventHandlerModel` JSON files (reloaded like rules when `rules.watch` is on).
+    pub dir: PathBuf,
+}
+
+impl Default for HandlersConfig {
+    fn default() -> Self {
+        Self {
+            dir: "handlers".into(),
+        }
+    }
 }

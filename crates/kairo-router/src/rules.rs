@@ -1,5 +1,7 @@
 //! The Rhai engine rule scripts compile and run with, and loading them.
 
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kairo_plugin::Registry;
@@ -39,5 +41,27 @@ pub fn log_reload(report: &ReloadReport) {
             target: "kairo::rules",
             added = ?report.added, updated = ?report.updated, removed = ?report.removed, "rules reloaded"
         );
+    }
+}
+
+/// `[rules]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Directory of `.rhai` rule scripts.
+    pub dir: PathBuf,
+    /// Reload scripts when files in `dir` change.
+    pub watch: bool,
+    /// Sandbox: maximum operations per rule evaluation.
+    pub max_operations: u64,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: "scripts".into(),
+            watch: true,
+            max_operations: 100_000,
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! [`Redactor`](kairo_core::Redactor) on its way out, whichever crate
 //! logged it and at whatever level, so no secret reaches the log.
 
+use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
@@ -11,8 +12,6 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::registry::LookupSpan;
-
-use crate::config::LogFormat;
 
 /// Installs the global log subscriber: `RUST_LOG` if set, otherwise `level`;
 /// `redactor` masks secrets in every line.
@@ -126,4 +125,34 @@ impl Write for RedactingStderr {
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
     }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// Level filter, e.g. `info` or `kairo=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
 }

@@ -8,6 +8,8 @@
 //! commit again. Evaluations and action outcomes are never dropped: their
 //! commits are retried until they land, and no new action starts meanwhile.
 
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -298,6 +300,37 @@ impl Writer {
             .prune_state(&kairo_core::handler::Retention::as_of(now))
         {
             tracing::warn!(%error, "pruning event handler state failed");
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Path of the embedded state database.
+    pub path: PathBuf,
+    /// An event id seen within this many seconds triggers nothing new.
+    pub dedupe_window_seconds: u64,
+    /// Finished actions are kept in the history this many seconds.
+    pub history_retention_seconds: u64,
+    /// Memory for the database's page cache, MiB.
+    pub cache_mib: usize,
+    /// Evaluated events and their traces are kept this many seconds.
+    pub trace_retention_seconds: u64,
+    /// At most this many evaluated events and traces are kept (the oldest go first).
+    pub trace_retention_count: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: "data/kairo.redb".into(),
+            dedupe_window_seconds: 24 * 3600,
+            history_retention_seconds: 7 * 24 * 3600,
+            cache_mib: 32,
+            trace_retention_seconds: 7 * 24 * 3600,
+            trace_retention_count: 100_000,
         }
     }
 }
