@@ -2,16 +2,14 @@
 //! action performed.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use kairo_core::{ActionRequest, Clock, Event};
-use kairo_script::{RuleError, RuleStore};
+use kairo_script::RuleError;
 
-use crate::builtin::Clients;
 use crate::config::KairoConfig;
 use crate::error::RouterError;
-use crate::handlers::HandlerStore;
 use crate::pipeline::Pipeline;
+use crate::plan::Plan;
 use crate::trace::EventTrace;
 
 /// The outcome of a dry run.
@@ -38,18 +36,12 @@ pub fn dry_run(
     events: &[Event],
     clock: &dyn Clock,
 ) -> Result<DryRun, RouterError> {
-    let clients = Clients::new(config, reqwest::Client::new());
-    let registry = crate::plugins::registry(config, &clients, &[]).map_err(RouterError::Plugins)?;
-    let engine = Arc::new(crate::rules::engine(config, &registry));
-    let (rules, report) = RuleStore::load(rules_dir, engine);
-    let (handlers, handler_errors) =
-        HandlerStore::load(handlers_dir, config.plugins.email.operator_address.clone());
+    let plan = Plan::compile(config, rules_dir, handlers_dir, &[], reqwest::Client::new())?;
     let mut run = DryRun {
-        script_errors: report.errors.iter().map(ToString::to_string).collect(),
+        script_errors: plan.left_out(),
         ..DryRun::default()
     };
-    run.script_errors.extend(handler_errors);
-    let (rules, handlers) = (rules.snapshot(), handlers.snapshot());
+    let (rules, handlers) = (plan.rules.snapshot(), plan.handlers.snapshot());
     let mut pipeline = Pipeline::default();
     for event in events {
         let now = clock.now_ms();

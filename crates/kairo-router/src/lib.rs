@@ -10,6 +10,7 @@
 //! - [`dispatch`]: performing actions durably, with retries and [`limits`]
 //! - [`writer`]: group commit to the store
 //! - [`directory`]: SIMs and groups learned from events and the SORACOM API
+//! - [`plan`]: configuration to checked registry, rules and handlers, before anything starts
 //! - [`handlers`], [`rules`]: loading SORACOM handlers and rule scripts
 //! - [`admin`]: operator endpoints (dead letters, history, status)
 //! - [`builtin`], [`plugins`]: the action registry
@@ -27,6 +28,7 @@ pub mod limits;
 mod matcher;
 pub mod metrics;
 pub mod pipeline;
+pub mod plan;
 pub mod plugins;
 pub mod router;
 pub mod rules;

@@ -22,11 +22,11 @@ use crate::config::KairoConfig;
 use crate::directory::Directory;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::error::RouterError;
-use crate::handlers::HandlerStore;
 use crate::limits::Gates;
 use crate::matcher::{Accepted, Matcher};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::plan::Plan;
 use crate::sink::RouterSink;
 use crate::writer::{Retention, StoreWriter};
 
@@ -96,17 +96,34 @@ impl RouterBuilder {
     /// Opens the store, recovers unfinished work, loads rules and starts every task.
     pub async fn start(self) -> Result<RunningRouter, RouterError> {
         let config = self.config.clone();
-        // A configuration built in code has not been through `KairoConfig::load`.
-        config
-            .validate(None)
-            .map_err(|e| RouterError::Config(e.errors))?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("kairo/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(RouterError::HttpClient)?;
-        let clients = Clients::new(&config, http.clone());
-        let registry = self.registry(&clients)?;
+        let plan = Plan::compile(
+            &config,
+            &config.rules.dir,
+            &config.handlers.dir,
+            &self.extra,
+            http.clone(),
+        )?;
+        crate::rules::log_reload(&plan.rules_report);
+        for error in &plan.handler_errors {
+            tracing::error!(target: "kairo::handlers", "{error}");
+        }
+        let Plan {
+            clients,
+            registry,
+            rules,
+            handlers,
+            ..
+        } = plan;
+        tracing::info!(
+            rules = rules.snapshot().len(),
+            handlers = handlers.snapshot().handlers().len(),
+            "rules and event handlers loaded"
+        );
         let missing = config.soracom.missing_credentials();
         if !missing.is_empty() {
             tracing::warn!(
@@ -136,7 +153,6 @@ impl RouterBuilder {
         let (writer, writer_thread) =
             StoreWriter::start(store.clone(), clock.clone(), retention, self.cancel.clone());
 
-        let rules = crate::rules::load(&config, &registry);
         let registry = Arc::new(ArcSwap::from_pointee(registry));
         let plugin_watcher = match &config.plugins.dir {
             Some(dir) if config.rules.watch && dir.is_dir() => {
@@ -155,15 +171,6 @@ impl RouterBuilder {
             }
             _ => None,
         };
-        let (handlers, handler_errors) = HandlerStore::load(
-            &config.handlers.dir,
-            config.plugins.email.operator_address.clone(),
-        );
-        for error in &handler_errors {
-            tracing::error!(target: "kairo::handlers", "{error}");
-        }
-        let handlers = Arc::new(handlers);
-        tracing::info!(dir = %config.handlers.dir.display(), handlers = handlers.snapshot().handlers().len(), "event handlers loaded");
         let handler_watcher = if config.rules.watch && config.handlers.dir.is_dir() {
             let watched = handlers.clone();
             Some(

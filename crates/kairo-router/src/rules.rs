@@ -2,10 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use kairo_plugin::Registry;
-use kairo_script::{Limits, ReloadReport, RuleStore};
+use kairo_script::{Limits, ReloadReport};
 
 use crate::config::KairoConfig;
 
@@ -20,15 +19,6 @@ pub fn limits(config: &KairoConfig) -> Limits {
         max_operations: config.rules.max_operations,
         ..Limits::default()
     }
-}
-
-/// Loads the rules of `[rules] dir`, logging what loaded and every error.
-pub fn load(config: &KairoConfig, registry: &Registry) -> Arc<RuleStore> {
-    let engine = Arc::new(engine(config, registry));
-    let (rules, report) = RuleStore::load(&config.rules.dir, engine);
-    log_reload(&report);
-    tracing::info!(dir = %config.rules.dir.display(), rules = rules.snapshot().len(), "rules loaded");
-    Arc::new(rules)
 }
 
 /// Logs a reload: each error, and what changed.
