@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kairo_core::Event;
-use kairo_store::{Batch, PendingAction, Store, StoredEvent};
+use kairo_store::{Batch, Store};
 
 const EVENTS: usize = 1_000;
 
@@ -98,9 +98,9 @@ fn pipeline(c: &mut Criterion) {
                 let chunk = &events[(n % 10) * BATCH..(n % 10 + 1) * BATCH];
                 n += 1;
                 black_box(if traced {
-                    traced_batch(&rules, chunk)
+                    support::traced_batch(&rules, chunk)
                 } else {
-                    untraced_batch(&rules, chunk)
+                    support::untraced_batch(&rules, chunk)
                 })
             })
         });
@@ -120,7 +120,7 @@ fn pipeline(c: &mut Criterion) {
                 let body = batches[n % batches.len()].replace("\"ev-", &format!("\"{name}{n}-"));
                 n += 1;
                 let events = kairo_ingest::webhook::parse_events(body.as_bytes()).unwrap();
-                let accept = events.iter().map(stored).collect();
+                let accept = events.iter().map(support::stored).collect();
                 // Acknowledge only after the accept commit, as the webhook does.
                 store
                     .commit(
@@ -133,64 +133,15 @@ fn pipeline(c: &mut Criterion) {
                     )
                     .unwrap();
                 let batch = if traced {
-                    traced_batch(&rules, &events)
+                    support::traced_batch(&rules, &events)
                 } else {
-                    untraced_batch(&rules, &events)
+                    support::untraced_batch(&rules, &events)
                 };
                 black_box(store.commit(&batch, 0, 0).unwrap())
             })
         });
     }
     group.finish();
-}
-
-fn stored(event: &Event) -> StoredEvent {
-    StoredEvent {
-        event: event.to_value(),
-        received_at_ms: 0,
-        source: "bench".into(),
-    }
-}
-
-fn pending(requests: Vec<kairo_core::ActionRequest>) -> Vec<PendingAction> {
-    requests
-        .into_iter()
-        .map(|r| PendingAction::new(r, 0))
-        .collect()
-}
-
-/// Evaluation as before traces: the rules only.
-fn untraced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
-    let evaluated = events
-        .iter()
-        .zip(rules.evaluate_batch(events))
-        .map(|(event, evaluation)| (event.id.clone(), pending(evaluation.requests)))
-        .collect();
-    Batch {
-        evaluated,
-        ..Batch::default()
-    }
-}
-
-/// Evaluation through the router's pipeline, recording each event with its trace.
-fn traced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
-    let handlers = kairo_core::handler::HandlerSet::default();
-    let state = kairo_router::pipeline::SharedState::default();
-    let enriched: Vec<_> = events.iter().map(std::borrow::Cow::Borrowed).collect();
-    let mut batch = Batch::default();
-    let evaluations =
-        kairo_router::pipeline::evaluate(rules, &handlers, &state, events, &enriched, 0);
-    for (event, evaluated) in events.iter().zip(evaluations) {
-        batch.traces.push(kairo_store::EventRecord {
-            accepted: stored(event),
-            evaluated_at_ms: 0,
-            trace: serde_json::value::to_raw_value(&evaluated.trace).unwrap(),
-        });
-        batch
-            .evaluated
-            .push((event.id.clone(), pending(evaluated.requests)));
-    }
-    batch
 }
 
 criterion_group!(benches, decode, matching, pipeline);

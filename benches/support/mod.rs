@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use kairo_core::Event;
 use kairo_script::{Limits, RuleSet, engine};
+use kairo_store::{Batch, PendingAction, StoredEvent};
 
 /// The generic (non per-SIM) rules, cycled through for 10% of a rule set.
 pub const GENERIC_RULES: [&str; 4] = [
@@ -133,4 +134,55 @@ pub fn peer_rules(count: usize) -> Vec<serde_json::Value> {
             json!({"name": format!("rule-{i:06}"), "conditions": {"all": conditions}, "event": {"type": format!("rule-{i:06}")}})
         })
         .collect()
+}
+
+/// An event as the inbox stores it.
+pub fn stored(event: &Event) -> StoredEvent {
+    StoredEvent {
+        event: event.to_value(),
+        received_at_ms: 0,
+        source: "bench".into(),
+    }
+}
+
+/// Pending actions for `requests`.
+pub fn pending(requests: Vec<kairo_core::ActionRequest>) -> Vec<PendingAction> {
+    requests
+        .into_iter()
+        .map(|r| PendingAction::new(r, 0))
+        .collect()
+}
+
+/// Evaluation as before traces: the rules only.
+pub fn untraced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
+    let evaluated = events
+        .iter()
+        .zip(rules.evaluate_batch(events))
+        .map(|(event, evaluation)| (event.id.clone(), pending(evaluation.requests)))
+        .collect();
+    Batch {
+        evaluated,
+        ..Batch::default()
+    }
+}
+
+/// Evaluation through the router's pipeline, recording each event with its trace.
+pub fn traced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
+    let handlers = kairo_core::handler::HandlerSet::default();
+    let state = kairo_router::pipeline::SharedState::default();
+    let enriched: Vec<_> = events.iter().map(std::borrow::Cow::Borrowed).collect();
+    let mut batch = Batch::default();
+    let evaluations =
+        kairo_router::pipeline::evaluate(rules, &handlers, &state, events, &enriched, 0);
+    for (event, evaluated) in events.iter().zip(evaluations) {
+        batch.traces.push(kairo_store::TraceEntry {
+            event_id: event.id.clone(),
+            evaluated_at_ms: 0,
+            trace: serde_json::value::to_raw_value(&evaluated.trace).unwrap(),
+        });
+        batch
+            .evaluated
+            .push((event.id.clone(), pending(evaluated.requests)));
+    }
+    batch
 }

@@ -178,7 +178,21 @@ async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) 
         .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let event = kairo_core::Event::from_value(record.accepted.event.clone())
         .map_err(|e| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let trace = crate::trace::expand(&state.rules.snapshot(), &event, &recorded);
+    let mut requests: Vec<kairo_core::ActionRequest> = Vec::new();
+    let known = actions.pending.iter().map(|a| &a.request);
+    let known = known.chain(actions.finished.iter().map(|h| &h.request));
+    let known = known.chain(
+        actions
+            .dead
+            .iter()
+            .filter_map(|d| Some(&d.action.as_ref()?.request)),
+    );
+    for request in known {
+        if !requests.iter().any(|r| r.key() == request.key()) {
+            requests.push(request.clone());
+        }
+    }
+    let trace = crate::trace::expand(&state.rules.snapshot(), &event, &recorded, &requests);
     Ok(Json(json!({
         "id": id,
         "event": record.accepted.event,

@@ -46,10 +46,10 @@ pub fn dry_run(
     for event in events {
         let now = clock.now_ms();
         for evaluated in pipeline.run(&rules, &handlers, std::slice::from_ref(event), now) {
+            let trace = crate::trace::expand(&rules, event, &evaluated.trace, &evaluated.requests);
+            run.traces.push((event.clone(), trace));
             run.requests.extend(evaluated.requests);
             run.rule_errors.extend(evaluated.errors);
-            let trace = crate::trace::expand(&rules, event, &evaluated.trace);
-            run.traces.push((event.clone(), trace));
         }
     }
     Ok(run)

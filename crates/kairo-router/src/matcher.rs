@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kairo_core::{Clock, Event};
 use kairo_script::RuleStore;
-use kairo_store::{Batch, EventRecord, PendingAction, StoredEvent};
+use kairo_store::{Batch, PendingAction, TraceEntry};
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Dispatcher, InFlight};
@@ -20,24 +20,6 @@ use crate::writer::StoreWriter;
 const STATE_PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Events evaluated together and committed in one transaction, at most.
 const EVALUATION_BATCH: usize = 256;
-
-/// An accepted event on its way to evaluation, with when and where it came from.
-pub(crate) struct Accepted {
-    pub(crate) event: Event,
-    pub(crate) received_at_ms: i64,
-    pub(crate) source: String,
-}
-
-impl Accepted {
-    /// The event as it was stored in the inbox.
-    pub(crate) fn from_stored(stored: StoredEvent) -> Result<Self, kairo_core::EventError> {
-        Ok(Self {
-            event: Event::from_value(stored.event)?,
-            received_at_ms: stored.received_at_ms,
-            source: stored.source,
-        })
-    }
-}
 
 /// Evaluates events on a dedicated thread (rule evaluation is CPU work;
 /// batches spread over all cores), runs the event handlers, and commits each
@@ -85,7 +67,7 @@ impl Matcher {
 
     pub(crate) fn spawn(
         mut self,
-        mut events: mpsc::Receiver<Accepted>,
+        mut events: mpsc::Receiver<Event>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::task::spawn_blocking(move || {
             while let Some(first) = events.blocking_recv() {
@@ -102,22 +84,16 @@ impl Matcher {
         })
     }
 
-    fn evaluate(&mut self, accepted: &[Accepted]) {
+    fn evaluate(&mut self, batch_events: &[Event]) {
         let rules = self.rules.snapshot();
         let handlers = self.handlers.snapshot();
         let now = self.clock.now_ms();
         let mut batch = Batch::default();
         let mut actions = Vec::new();
-        let batch_events: Vec<Event> = accepted.iter().map(|a| a.event.clone()).collect();
-        let evaluations = self.pipeline.run(&rules, &handlers, &batch_events, now);
-        for (accepted, evaluation) in accepted.iter().zip(evaluations) {
-            let event = &accepted.event;
-            batch.traces.push(EventRecord {
-                accepted: StoredEvent {
-                    event: event.to_value(),
-                    received_at_ms: accepted.received_at_ms,
-                    source: accepted.source.clone(),
-                },
+        let evaluations = self.pipeline.run(&rules, &handlers, batch_events, now);
+        for (event, evaluation) in batch_events.iter().zip(evaluations) {
+            batch.traces.push(TraceEntry {
+                event_id: event.id.clone(),
                 evaluated_at_ms: now,
                 trace: serde_json::value::to_raw_value(&evaluation.trace)
                     .expect("a trace always serializes"),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use kairo_core::handler::MemoryState;
-use kairo_core::{Clock, SystemClock};
+use kairo_core::{Clock, Event, SystemClock};
 use kairo_ingest::{EventSink, webhook_router};
 use kairo_plugin::{Action, Registry};
 use kairo_script::{DirWatcher, RuleStore, RuleWatcher};
@@ -23,7 +23,7 @@ use crate::directory::Directory;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::error::RouterError;
 use crate::limits::Gates;
-use crate::matcher::{Accepted, Matcher};
+use crate::matcher::Matcher;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plan::Plan;
@@ -213,7 +213,7 @@ impl RouterBuilder {
             drain.clone(),
         );
 
-        let (events_tx, events_rx) = mpsc::channel::<Accepted>(QUEUE_CAPACITY);
+        let (events_tx, events_rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
         recover(&store, &dispatcher, &events_tx, &in_flight).await?;
         let state = MemoryState {
             values: store
@@ -402,7 +402,7 @@ fn watch_error(what: &'static str, path: &std::path::Path, source: notify::Error
 async fn recover(
     store: &Arc<Store>,
     dispatcher: &Dispatcher,
-    events: &mpsc::Sender<Accepted>,
+    events: &mpsc::Sender<Event>,
     in_flight: &Arc<InFlight>,
 ) -> Result<(), RouterError> {
     let reader = store.clone();
@@ -426,8 +426,8 @@ async fn recover(
     let mut recovered = Vec::with_capacity(inbox.len());
     for stored in inbox {
         let id = stored.id().to_string();
-        match Accepted::from_stored(stored) {
-            Ok(accepted) => recovered.push(accepted),
+        match Event::from_value(stored.event) {
+            Ok(event) => recovered.push(event),
             Err(error) => {
                 tracing::error!(id, %error, "stored event no longer parses; left in the inbox")
             }

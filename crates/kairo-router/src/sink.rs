@@ -9,13 +9,12 @@ use kairo_store::{Batch, DeadLetter, DeadLetterKind, StoredEvent};
 use tokio::sync::mpsc;
 
 use crate::dispatch::InFlight;
-use crate::matcher::Accepted;
 use crate::metrics::{Metrics, RejectLabels};
 use crate::writer::StoreWriter;
 
 #[derive(Clone)]
 pub(crate) struct RouterSink {
-    pub(crate) events: mpsc::Sender<Accepted>,
+    pub(crate) events: mpsc::Sender<Event>,
     pub(crate) writer: StoreWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) in_flight: Arc<InFlight>,
@@ -52,12 +51,7 @@ impl RouterSink {
                 continue;
             }
             self.in_flight.add(1);
-            let accepted = Accepted {
-                event,
-                received_at_ms: now,
-                source: self.source.clone(),
-            };
-            if self.events.send(accepted).await.is_err() {
+            if self.events.send(event).await.is_err() {
                 // Durable already: evaluated on the next start.
                 self.in_flight.done(1);
             }

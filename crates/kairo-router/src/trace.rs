@@ -65,18 +65,11 @@ pub fn record(
         .into_iter()
         .filter_map(|(position, run)| {
             let name = &rules.rules().get(position)?.name;
-            let of_rule = |r: &&ActionRequest| r.rule == *name;
             Some(match run {
                 RuleRun::Ran { requests: 0 } => trace(name, RuleOutcome::NotMatched, None),
-                RuleRun::Ran { .. } => RuleTrace {
-                    requests: evaluation
-                        .requests
-                        .iter()
-                        .filter(of_rule)
-                        .cloned()
-                        .collect(),
-                    ..trace(name, RuleOutcome::Fired, None)
-                },
+                // The requests themselves are in the outbox and history (or
+                // the dry run's list); `expand` puts them back when asked.
+                RuleRun::Ran { .. } => trace(name, RuleOutcome::Fired, None),
                 RuleRun::Failed => {
                     let message = evaluation
                         .errors
@@ -106,12 +99,30 @@ fn trace(rule: &str, outcome: RuleOutcome, reason: Option<String>) -> RuleTrace 
 }
 
 /// `recorded` with every rule of `rules` it does not list added as
-/// `skipped`, with the guard that ruled it out, in rule order.
-pub fn expand(rules: &RuleSet, event: &Event, recorded: &EventTrace) -> EventTrace {
+/// `skipped`, with the guard that ruled it out, in rule order, and each fired
+/// rule given its requests from `requests` (the event's actions).
+pub fn expand(
+    rules: &RuleSet,
+    event: &Event,
+    recorded: &EventTrace,
+    requests: &[ActionRequest],
+) -> EventTrace {
+    let with_requests = |found: &RuleTrace| {
+        let mut found = found.clone();
+        if found.outcome == RuleOutcome::Fired {
+            found.requests = requests
+                .iter()
+                .filter(|r| r.rule == found.rule)
+                .cloned()
+                .collect();
+            found.requests.sort_by_key(|r| r.index);
+        }
+        found
+    };
     let mut out = Vec::with_capacity(rules.len());
     for (position, rule) in rules.rules().iter().enumerate() {
         if let Some(found) = recorded.rules.iter().find(|t| t.rule == rule.name) {
-            out.push(found.clone());
+            out.push(with_requests(found));
             continue;
         }
         let reason = rules.explain_skip(position, event).unwrap_or_else(|| {
@@ -125,7 +136,7 @@ pub fn expand(rules: &RuleSet, event: &Event, recorded: &EventTrace) -> EventTra
             .rules
             .iter()
             .filter(|t| rules.get(&t.rule).is_none())
-            .cloned(),
+            .map(with_requests),
     );
     EventTrace {
         rules: out,

@@ -1,6 +1,6 @@
 //! A batch of changes committed in one write transaction.
 
-use crate::{DeadLetter, EventRecord, HistoryEntry, PendingAction, StoredEvent};
+use crate::{DeadLetter, HistoryEntry, PendingAction, StoredEvent, TraceEntry};
 
 /// Changes to commit together. Applied in field order: events are accepted
 /// before evaluations of the same batch are recorded, and so on.
@@ -18,8 +18,8 @@ pub struct Batch {
     pub dead: Vec<DeadLetter>,
     /// Event handler state to set (counters, suppression times).
     pub state: Vec<(String, i64)>,
-    /// Evaluated events with their traces.
-    pub traces: Vec<EventRecord>,
+    /// Traces of events evaluated in this batch (listed in `evaluated`).
+    pub traces: Vec<TraceEntry>,
 }
 
 impl Batch {

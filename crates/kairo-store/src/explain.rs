@@ -1,29 +1,36 @@
 //! What the store keeps to explain an event: its record with the trace, kept
 //! for a retention of age and count, and its actions wherever they are now.
 
+use std::collections::HashMap;
+
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::store::{
-    DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, encode, time_key,
-};
+use crate::store::{DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, time_key};
 use crate::{
     DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Store, StoreError,
+    TraceEntry,
 };
 
 impl Store {
-    /// Writes `records` in `tx`, replacing an earlier record of the same event.
+    /// Writes the record of each traced event in `tx`: its stored JSON from
+    /// `accepted` (what left the inbox in this commit) with the trace,
+    /// replacing an earlier record of the same event.
     pub(crate) fn record_traces(
         &self,
         tx: &WriteTransaction,
-        records: &[EventRecord],
+        entries: &[TraceEntry],
+        accepted: &HashMap<&str, Vec<u8>>,
     ) -> Result<(), StoreError> {
-        if records.is_empty() {
+        if entries.is_empty() {
             return Ok(());
         }
         let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
         let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-        for record in records {
-            let id = record.accepted.id();
+        for entry in entries {
+            let id = entry.event_id.as_str();
+            let Some(event) = accepted.get(id) else {
+                continue;
+            };
             let previous = traces.get(id).map_err(|e| self.err(e))?.map(|old| {
                 self.decode::<EventRecord>("traces", id, old.value())
                     .map(|old| old.evaluated_at_ms)
@@ -33,11 +40,19 @@ impl Store {
                     .remove(time_key(at, id).as_str())
                     .map_err(|e| self.err(e))?;
             }
+            let mut record = Vec::with_capacity(event.len() + entry.trace.get().len() + 64);
+            record.extend_from_slice(b"{\"accepted\":");
+            record.extend_from_slice(event);
+            record.extend_from_slice(
+                format!(",\"evaluatedAtMs\":{},\"trace\":", entry.evaluated_at_ms).as_bytes(),
+            );
+            record.extend_from_slice(entry.trace.get().as_bytes());
+            record.push(b'}');
             traces
-                .insert(id, encode(record).as_slice())
+                .insert(id, record.as_slice())
                 .map_err(|e| self.err(e))?;
             by_time
-                .insert(time_key(record.evaluated_at_ms, id).as_str(), 0)
+                .insert(time_key(entry.evaluated_at_ms, id).as_str(), 0)
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -130,13 +145,17 @@ mod tests {
     use crate::{Batch, StoredEvent};
     use serde_json::json;
 
-    fn record(id: &str, at: i64) -> EventRecord {
-        EventRecord {
-            accepted: StoredEvent {
-                event: json!({"id": id}),
-                received_at_ms: at,
-                source: "webhook".into(),
-            },
+    fn accepted(id: &str, at: i64) -> StoredEvent {
+        StoredEvent {
+            event: json!({"id": id}),
+            received_at_ms: at,
+            source: "webhook".into(),
+        }
+    }
+
+    fn traced(id: &str, at: i64) -> TraceEntry {
+        TraceEntry {
+            event_id: id.into(),
             evaluated_at_ms: at,
             trace: serde_json::value::to_raw_value(&json!({"rules": []})).unwrap(),
         }
@@ -146,12 +165,21 @@ mod tests {
     fn records_are_kept_by_age_and_count() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("k.redb")).unwrap();
-        let traces = (1..=5).map(|i| record(&format!("e{i}"), i * 10)).collect();
-        let batch = Batch {
-            traces,
+        let ids: Vec<String> = (1..=5).map(|i| format!("e{i}")).collect();
+        let accept = Batch {
+            accept: ids.iter().map(|id| accepted(id, 1)).collect(),
             ..Batch::default()
         };
-        store.commit(&batch, 0, 0).unwrap();
+        store.commit(&accept, 0, 0).unwrap();
+        let evaluated = Batch {
+            evaluated: ids.iter().map(|id| (id.clone(), Vec::new())).collect(),
+            traces: (1..=5).map(|i| traced(&format!("e{i}"), i * 10)).collect(),
+            ..Batch::default()
+        };
+        store.commit(&evaluated, 0, 0).unwrap();
+        let record = store.event_record("e1").unwrap().unwrap();
+        assert_eq!(record.accepted.event, json!({"id": "e1"}));
+        assert_eq!(record.accepted.source, "webhook");
         assert_eq!(
             store.event_record("e3").unwrap().unwrap().evaluated_at_ms,
             30

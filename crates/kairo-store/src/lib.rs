@@ -16,6 +16,7 @@ pub mod store;
 
 pub use batch::{Batch, BatchResult};
 pub use model::{
-    DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, PendingAction, StoredEvent,
+    DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, PendingAction,
+    StoredEvent, TraceEntry,
 };
 pub use store::{Store, StoreError};

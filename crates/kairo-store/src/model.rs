@@ -131,6 +131,19 @@ pub struct EventRecord {
     pub trace: Box<serde_json::value::RawValue>,
 }
 
+/// An evaluated event's trace, to keep with the event as it was accepted
+/// (which the store already holds: the record is composed when the event
+/// leaves the inbox, without the event passing through the caller again).
+#[derive(Debug, Clone)]
+pub struct TraceEntry {
+    /// The event's id.
+    pub event_id: String,
+    /// When it was evaluated, epoch milliseconds.
+    pub evaluated_at_ms: i64,
+    /// The trace as JSON.
+    pub trace: Box<serde_json::value::RawValue>,
+}
+
 /// An event's actions as the store knows them now.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EventActions {

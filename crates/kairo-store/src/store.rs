@@ -214,8 +214,13 @@ impl Store {
                     .map_err(|e| self.err(e))?;
                 result.accepted_new.push(true);
             }
+            // The evaluated events' stored JSON, for their trace records.
+            let mut accepted = std::collections::HashMap::new();
             for (event_id, actions) in &batch.evaluated {
-                inbox.remove(event_id.as_str()).map_err(|e| self.err(e))?;
+                let removed = inbox.remove(event_id.as_str()).map_err(|e| self.err(e))?;
+                if let Some(bytes) = removed.filter(|_| !batch.traces.is_empty()) {
+                    accepted.insert(event_id.as_str(), bytes.value().to_vec());
+                }
                 for action in actions {
                     let key = action.key();
                     if outbox.get(key.as_str()).map_err(|e| self.err(e))?.is_some() {
@@ -251,7 +256,7 @@ impl Store {
                 dead.insert(letter.id.as_str(), encode(letter).as_slice())
                     .map_err(|e| self.err(e))?;
             }
-            self.record_traces(&tx, &batch.traces)?;
+            self.record_traces(&tx, &batch.traces, &accepted)?;
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(result)
