@@ -137,6 +137,8 @@ pub struct RuleSet {
     engine: Arc<Engine>,
     rules: Vec<Arc<Rule>>,
     index: RuleIndex,
+    /// Some rule reads counters or declares re-evaluation times (worked out once).
+    uses_state: bool,
 }
 
 impl fmt::Debug for RuleSet {
@@ -154,6 +156,7 @@ impl RuleSet {
             engine,
             rules: Vec::new(),
             index: RuleIndex::default(),
+            uses_state: false,
         }
     }
 
@@ -209,10 +212,12 @@ impl RuleSet {
         rules.sort_by(|a, b| a.name.cmp(&b.name));
         let guards: Vec<_> = rules.iter().map(|r| r.guard.clone()).collect();
         let index = RuleIndex::build(&guards);
+        let uses_state = rules.iter().any(|r| r.uses_state);
         Self {
             engine,
             rules,
             index,
+            uses_state,
         }
     }
 
@@ -284,7 +289,7 @@ impl RuleSet {
     /// True when some rule calls `traffic_mib(...)` or `reevaluate(...)`, so
     /// events must be evaluated one after another against shared state.
     pub fn uses_state(&self) -> bool {
-        self.rules.iter().any(|r| r.uses_state)
+        self.uses_state
     }
 
     /// Runs every rule against `event`, without the index.
