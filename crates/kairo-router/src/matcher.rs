@@ -95,8 +95,7 @@ impl Matcher {
             batch.traces.push(TraceEntry {
                 event_id: event.id.clone(),
                 evaluated_at_ms: now,
-                trace: serde_json::value::to_raw_value(&evaluation.trace)
-                    .expect("a trace always serializes"),
+                trace: evaluation.trace.to_raw(),
             });
             if evaluation.requests.is_empty() {
                 tracing::debug!(target: "kairo::rules", event_id = %event.id, "the event fired nothing");

@@ -15,9 +15,22 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventTrace {
     /// Rule scripts, in rule order.
+    #[serde(default)]
     pub rules: Vec<RuleTrace>,
     /// SORACOM event handlers, in load order.
+    #[serde(default)]
     pub handlers: Vec<HandlerTrace>,
+}
+
+impl EventTrace {
+    /// The trace as JSON text, as the store keeps it.
+    pub fn to_raw(&self) -> Box<serde_json::value::RawValue> {
+        if self.rules.is_empty() && self.handlers.is_empty() {
+            // The usual case with many per-SIM rules: nothing ran.
+            return serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON");
+        }
+        serde_json::value::to_raw_value(self).expect("a trace always serializes")
+    }
 }
 
 /// One rule's outcome on one event.
