@@ -25,45 +25,11 @@ pub struct EventTrace {
 impl EventTrace {
     /// The trace as JSON text, as the store keeps it.
     pub fn to_raw(&self) -> Box<serde_json::value::RawValue> {
-        let text = self
-            .plain_rules_json()
-            .unwrap_or_else(|| serde_json::to_string(self).expect("a trace always serializes"));
-        serde_json::value::RawValue::from_string(text).expect("valid JSON")
-    }
-
-    /// The JSON of the usual trace written directly, without the serializer:
-    /// no handlers, and rules that only fired or did not match, with plain
-    /// names (nothing at all ran is `{}`). `None` for anything else.
-    fn plain_rules_json(&self) -> Option<String> {
-        if !self.handlers.is_empty() {
-            return None;
+        if self.rules.is_empty() && self.handlers.is_empty() {
+            // The usual case with many per-SIM rules: nothing ran.
+            return serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON");
         }
-        if self.rules.is_empty() {
-            return Some("{}".into());
-        }
-        let mut text = String::with_capacity(16 + self.rules.len() * 48);
-        text.push_str(r#"{"rules":["#);
-        for (i, rule) in self.rules.iter().enumerate() {
-            let outcome = match rule.outcome {
-                RuleOutcome::Fired => "fired",
-                RuleOutcome::NotMatched => "not_matched",
-                _ => return None,
-            };
-            let plain = |c: char| !matches!(c, '"' | '\\') && !c.is_control();
-            if rule.reason.is_some() || !rule.requests.is_empty() || !rule.rule.chars().all(plain) {
-                return None;
-            }
-            if i > 0 {
-                text.push(',');
-            }
-            text.push_str(r#"{"rule":""#);
-            text.push_str(&rule.rule);
-            text.push_str(r#"","outcome":""#);
-            text.push_str(outcome);
-            text.push_str(r#""}"#);
-        }
-        text.push_str("]}");
-        Some(text)
+        serde_json::value::to_raw_value(self).expect("a trace always serializes")
     }
 }
 
@@ -188,43 +154,5 @@ pub fn expand(
     EventTrace {
         rules: out,
         handlers: recorded.handlers.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_direct_json_of_a_plain_trace_reads_back_as_the_same_trace() {
-        let rule = |name: &str, outcome| RuleTrace {
-            rule: name.into(),
-            outcome,
-            reason: None,
-            requests: Vec::new(),
-        };
-        let plain = EventTrace {
-            rules: vec![
-                rule("a", RuleOutcome::Fired),
-                rule("b-2", RuleOutcome::NotMatched),
-            ],
-            handlers: Vec::new(),
-        };
-        let held = EventTrace {
-            rules: vec![RuleTrace {
-                reason: Some("held back".into()),
-                ..rule("c", RuleOutcome::Suppressed)
-            }],
-            handlers: Vec::new(),
-        };
-        let quoted = EventTrace {
-            rules: vec![rule("we\"ird", RuleOutcome::Fired)],
-            handlers: Vec::new(),
-        };
-        for trace in [EventTrace::default(), plain, held, quoted] {
-            let raw = trace.to_raw();
-            let back: EventTrace = serde_json::from_str(raw.get()).unwrap();
-            assert_eq!(back, trace, "{}", raw.get());
-        }
     }
 }
