@@ -57,7 +57,12 @@ fn error(status: StatusCode, message: String) -> Response {
 
 /// 503 with `Retry-After`: the client should send the same request again shortly.
 pub fn unavailable(message: String, retry_after_seconds: u64) -> Response {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    unavailable_with(json!({"error": message}), retry_after_seconds)
+}
+
+/// 503 with `Retry-After` and `body`.
+fn unavailable_with(body: Value, retry_after_seconds: u64) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     response.headers_mut().insert(
         header::RETRY_AFTER,
         retry_after_seconds.to_string().parse().expect("digits"),
@@ -269,14 +274,7 @@ async fn healthz() -> Json<Value> {
 async fn readyz(State(state): State<WebhookState>) -> Response {
     match state.sink.not_ready() {
         None => Json(json!({"status": "ready"})).into_response(),
-        Some(reason) => {
-            let body = Json(json!({"status": "not ready", "reason": reason}));
-            let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, "1".parse().expect("digits"));
-            response
-        }
+        Some(reason) => unavailable_with(json!({"status": "not ready", "reason": reason}), 1),
     }
 }
 

@@ -34,42 +34,70 @@ pub struct Stats {
     handlers: Mutex<HashMap<String, RuleStats>>,
 }
 
+/// What one trace entry adds to a rule's or handler's numbers.
+enum Seen<'a> {
+    Nothing,
+    NotMatched,
+    Fired,
+    Suppressed,
+    Failed(Option<&'a String>),
+}
+
+impl RuleStats {
+    fn add(&mut self, seen: Seen<'_>, now_ms: i64) {
+        match seen {
+            Seen::Nothing => {}
+            Seen::NotMatched => self.evaluations += 1,
+            Seen::Fired => {
+                self.evaluations += 1;
+                self.fires += 1;
+                self.last_fired_at_ms = Some(now_ms);
+            }
+            Seen::Suppressed => self.suppressions += 1,
+            Seen::Failed(reason) => {
+                self.evaluations += 1;
+                self.errors += 1;
+                self.last_error = reason.cloned();
+            }
+        }
+    }
+}
+
+/// Adds `seen` to `name`'s numbers (the name is copied only the first time).
+fn add(map: &mut HashMap<String, RuleStats>, name: &str, seen: Seen<'_>, now_ms: i64) {
+    if matches!(seen, Seen::Nothing) {
+        return;
+    }
+    match map.get_mut(name) {
+        Some(stats) => stats.add(seen, now_ms),
+        None => map.entry(name.to_string()).or_default().add(seen, now_ms),
+    }
+}
+
 impl Stats {
     /// Counts what `trace` says happened at `now_ms`.
     pub fn observe(&self, trace: &EventTrace, now_ms: i64) {
         let mut rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         for rule in &trace.rules {
-            let stats = rules.entry(rule.rule.clone()).or_default();
-            match rule.outcome {
-                RuleOutcome::Fired => {
-                    stats.evaluations += 1;
-                    stats.fires += 1;
-                    stats.last_fired_at_ms = Some(now_ms);
-                }
-                RuleOutcome::NotMatched => stats.evaluations += 1,
-                RuleOutcome::Suppressed => stats.suppressions += 1,
-                RuleOutcome::Error => {
-                    stats.evaluations += 1;
-                    stats.errors += 1;
-                    stats.last_error = rule.reason.clone();
-                }
-                RuleOutcome::Skipped => {}
-            }
+            let seen = match rule.outcome {
+                RuleOutcome::Fired => Seen::Fired,
+                RuleOutcome::NotMatched => Seen::NotMatched,
+                RuleOutcome::Suppressed => Seen::Suppressed,
+                RuleOutcome::Error => Seen::Failed(rule.reason.as_ref()),
+                RuleOutcome::Skipped => Seen::Nothing,
+            };
+            add(&mut rules, &rule.rule, seen, now_ms);
         }
         drop(rules);
         let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
         for handler in &trace.handlers {
-            let stats = handlers.entry(handler.handler.clone()).or_default();
-            match handler.outcome {
-                HandlerOutcome::Fired => {
-                    stats.evaluations += 1;
-                    stats.fires += 1;
-                    stats.last_fired_at_ms = Some(now_ms);
-                }
-                HandlerOutcome::NotMatched => stats.evaluations += 1,
-                HandlerOutcome::Suppressed => stats.suppressions += 1,
-                HandlerOutcome::NotTargeted => {}
-            }
+            let seen = match handler.outcome {
+                HandlerOutcome::Fired => Seen::Fired,
+                HandlerOutcome::NotMatched => Seen::NotMatched,
+                HandlerOutcome::Suppressed => Seen::Suppressed,
+                HandlerOutcome::NotTargeted => Seen::Nothing,
+            };
+            add(&mut handlers, &handler.handler, seen, now_ms);
         }
     }
 
