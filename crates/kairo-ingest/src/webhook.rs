@@ -115,15 +115,15 @@ async fn post_events(
         Ok(body) => body,
         Err(rejection) => return rejection.answer(&state),
     };
-    let count = match count_events(&body, config.max_events_per_request) {
-        Ok(count) => count,
+    let split = match split_within(&body, config.max_events_per_request) {
+        Ok(split) => split,
         Err(rejection) => return rejection.answer(&state),
     };
-    let Some(_events) = reserve(&state.events, count) else {
+    let Some(_events) = reserve(&state.events, split.len()) else {
         state.sink.rejected("busy");
         return unavailable("too many events in flight; retry shortly".into(), 1);
     };
-    let events = match parse_events(&body) {
+    let events = match split.build() {
         Ok(events) => events,
         Err(message) => {
             return Rejection::new(StatusCode::BAD_REQUEST, message, "malformed").answer(&state);
@@ -199,20 +199,14 @@ async fn read_body(body: Body, config: &ServerConfig) -> Result<Bytes, Rejection
     }
 }
 
-/// How many events `body` holds, read without building them, refused past `max`.
-fn count_events(body: &[u8], max: usize) -> Result<usize, Rejection> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'[') {
-        return Ok(1);
-    }
-    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
-        let message = kairo_core::event::describe_json_error(&e);
-        Rejection::new(StatusCode::BAD_REQUEST, message, "malformed")
-    })?;
-    if items.len() > max {
+/// `body` split into its events, refused past `max` events, before any is built.
+fn split_within(body: &[u8], max: usize) -> Result<Split<'_>, Rejection> {
+    let split = split_events(body)
+        .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message, "malformed"))?;
+    if split.len() > max {
         let message = format!(
             "{} events in one request, more than the limit of {max} (server.max_events_per_request)",
-            items.len()
+            split.len()
         );
         return Err(Rejection::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -220,30 +214,76 @@ fn count_events(body: &[u8], max: usize) -> Result<usize, Rejection> {
             "too_many_events",
         ));
     }
-    Ok(items.len())
+    Ok(split)
+}
+
+/// A body split into its events' JSON, before any event is built.
+pub enum Split<'a> {
+    /// The body is not an array: one event (or not an event at all).
+    One(&'a [u8]),
+    /// The body is an array: each item's JSON, checked for syntax.
+    Many(Vec<&'a serde_json::value::RawValue>),
+}
+
+impl Split<'_> {
+    /// How many events the body holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Split::One(_) => 1,
+            Split::Many(items) => items.len(),
+        }
+    }
+
+    /// True for an empty array.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events; the error names the event index and field.
+    pub fn build(self) -> Result<Vec<Event>, String> {
+        match self {
+            Split::Many(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let value: Value = serde_json::from_str(item.get())
+                        .map_err(|e| kairo_core::event::describe_json_error(&e))?;
+                    Event::from_value(value).map_err(|e| located(&format!("events[{i}]"), &e))
+                })
+                .collect(),
+            Split::One(body) => {
+                let value: Value = serde_json::from_slice(body)
+                    .map_err(|e| kairo_core::event::describe_json_error(&e))?;
+                match value {
+                    Value::Object(_) => Ok(vec![
+                        Event::from_value(value).map_err(|e| located("event", &e))?,
+                    ]),
+                    other => Err(format!(
+                        "expected an event object or an array of events, found {}",
+                        kairo_core::event::json_kind(&other)
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// Splits a body holding one event object or an array of them, reading the
+/// JSON once; a syntax error says where it is (line and column).
+pub fn split_events(body: &[u8]) -> Result<Split<'_>, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Ok(Split::One(body));
+    }
+    serde_json::from_slice(body)
+        .map(Split::Many)
+        .map_err(|e| kairo_core::event::describe_json_error(&e))
 }
 
 /// Parses a body holding one event object or an array of them. The error says
 /// where the problem is: a JSON line and column, or the event index and field.
 pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, String> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| kairo_core::event::describe_json_error(&e))?;
-    match value {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| {
-                Event::from_value(item).map_err(|e| located(&format!("events[{i}]"), &e))
-            })
-            .collect(),
-        Value::Object(_) => Ok(vec![
-            Event::from_value(value).map_err(|e| located("event", &e))?,
-        ]),
-        other => Err(format!(
-            "expected an event object or an array of events, found {}",
-            kairo_core::event::json_kind(&other)
-        )),
-    }
+    split_events(body)?.build()
 }
 
 fn located(prefix: &str, error: &kairo_core::EventError) -> String {
