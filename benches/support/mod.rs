@@ -178,7 +178,7 @@ pub fn traced_batch(rules: &kairo_script::RuleSet, events: &[Event]) -> Batch {
         batch.traces.push(kairo_store::TraceEntry {
             event_id: event.id.clone(),
             evaluated_at_ms: 0,
-            trace: evaluated.trace.to_raw(),
+            trace: evaluated.trace.to_json(),
         });
         batch
             .evaluated

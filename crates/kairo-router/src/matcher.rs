@@ -95,7 +95,7 @@ impl Matcher {
             batch.traces.push(TraceEntry {
                 event_id: event.id.clone(),
                 evaluated_at_ms: now,
-                trace: evaluation.trace.to_raw(),
+                trace: evaluation.trace.to_json(),
             });
             if evaluation.requests.is_empty() {
                 tracing::debug!(target: "kairo::rules", event_id = %event.id, "the event fired nothing");

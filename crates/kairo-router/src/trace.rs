@@ -24,12 +24,46 @@ pub struct EventTrace {
 
 impl EventTrace {
     /// The trace as JSON text, as the store keeps it.
-    pub fn to_raw(&self) -> Box<serde_json::value::RawValue> {
-        if self.rules.is_empty() && self.handlers.is_empty() {
-            // The usual case with many per-SIM rules: nothing ran.
-            return serde_json::value::RawValue::from_string("{}".into()).expect("valid JSON");
+    pub fn to_json(&self) -> kairo_store::TraceJson {
+        match self.plain_rules_json() {
+            Some(text) => kairo_store::TraceJson::from_json_text(text),
+            None => kairo_store::TraceJson::of(self).expect("a trace always serializes"),
         }
-        serde_json::value::to_raw_value(self).expect("a trace always serializes")
+    }
+
+    /// The usual trace written directly, without the serializer (it is
+    /// written for every event): no handlers, and rules that fired or did not
+    /// match, whose names need no escaping. `None` for anything else.
+    fn plain_rules_json(&self) -> Option<String> {
+        if !self.handlers.is_empty() {
+            return None;
+        }
+        if self.rules.is_empty() {
+            return Some("{}".into());
+        }
+        let plain = |c: char| !matches!(c, '"' | '\\') && !c.is_control();
+        let mut text = String::with_capacity(12 + self.rules.len() * 48);
+        text.push_str(r#"{"rules":["#);
+        for (i, rule) in self.rules.iter().enumerate() {
+            let outcome = match rule.outcome {
+                RuleOutcome::Fired => "fired",
+                RuleOutcome::NotMatched => "not_matched",
+                _ => return None,
+            };
+            if rule.reason.is_some() || !rule.requests.is_empty() || !rule.rule.chars().all(plain) {
+                return None;
+            }
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(r#"{"rule":""#);
+            text.push_str(&rule.rule);
+            text.push_str(r#"","outcome":""#);
+            text.push_str(outcome);
+            text.push_str(r#""}"#);
+        }
+        text.push_str("]}");
+        Some(text)
     }
 }
 
@@ -154,5 +188,41 @@ pub fn expand(
     EventTrace {
         rules: out,
         handlers: recorded.handlers.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn outcome() -> impl Strategy<Value = RuleOutcome> {
+        prop_oneof![
+            Just(RuleOutcome::Fired),
+            Just(RuleOutcome::NotMatched),
+            Just(RuleOutcome::Suppressed),
+            Just(RuleOutcome::Error),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn a_trace_written_directly_reads_back_as_the_same_trace(
+            rules in proptest::collection::vec(
+                ("[a-z\\-\"\\\\\u{1}\u{e9}\u{3042}]{1,12}", outcome(), proptest::option::of("[ -~]{0,8}")),
+                0..5,
+            ),
+        ) {
+            let trace = EventTrace {
+                rules: rules
+                    .into_iter()
+                    .map(|(rule, outcome, reason)| RuleTrace { rule, outcome, reason, requests: Vec::new() })
+                    .collect(),
+                handlers: Vec::new(),
+            };
+            let json = trace.to_json();
+            let back: EventTrace = serde_json::from_str(json.as_str()).unwrap();
+            prop_assert_eq!(back, trace, "{}", json.as_str());
+        }
     }
 }

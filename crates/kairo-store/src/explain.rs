@@ -40,13 +40,13 @@ impl Store {
                     .remove(time_key(at, id).as_str())
                     .map_err(|e| self.err(e))?;
             }
-            let mut record = Vec::with_capacity(event.len() + entry.trace.get().len() + 64);
+            let mut record = Vec::with_capacity(event.len() + entry.trace.as_str().len() + 64);
             record.extend_from_slice(b"{\"accepted\":");
             record.extend_from_slice(event);
             record.extend_from_slice(
                 format!(",\"evaluatedAtMs\":{},\"trace\":", entry.evaluated_at_ms).as_bytes(),
             );
-            record.extend_from_slice(entry.trace.get().as_bytes());
+            record.extend_from_slice(entry.trace.as_str().as_bytes());
             record.push(b'}');
             traces
                 .insert(id, record.as_slice())
@@ -142,7 +142,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Batch, StoredEvent};
+    use crate::{Batch, StoredEvent, TraceJson};
     use serde_json::json;
 
     fn accepted(id: &str, at: i64) -> StoredEvent {
@@ -157,7 +157,7 @@ mod tests {
         TraceEntry {
             event_id: id.into(),
             evaluated_at_ms: at,
-            trace: serde_json::value::to_raw_value(&json!({"rules": []})).unwrap(),
+            trace: TraceJson::of(&json!({"rules": []})).unwrap(),
         }
     }
 

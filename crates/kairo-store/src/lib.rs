@@ -17,6 +17,6 @@ pub mod store;
 pub use batch::{Batch, BatchResult};
 pub use model::{
     DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, PendingAction,
-    StoredEvent, TraceEntry,
+    StoredEvent, TraceEntry, TraceJson,
 };
 pub use store::{Store, StoreError};

@@ -141,7 +141,37 @@ pub struct TraceEntry {
     /// When it was evaluated, epoch milliseconds.
     pub evaluated_at_ms: i64,
     /// The trace as JSON.
-    pub trace: Box<serde_json::value::RawValue>,
+    pub trace: TraceJson,
+}
+
+/// A trace as JSON text, written verbatim into the event's record.
+///
+/// Traces are written on every evaluation and read only when asked for, so
+/// the router may write the usual ones directly rather than through the
+/// serializer; [`TraceJson::from_json_text`] takes such text unchecked in
+/// release builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceJson(String);
+
+impl TraceJson {
+    /// The JSON of `value`.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_string(value).map(Self)
+    }
+
+    /// `text`, which the caller wrote as one JSON value (checked in debug builds).
+    pub fn from_json_text(text: String) -> Self {
+        debug_assert!(
+            serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok(),
+            "not JSON: {text}"
+        );
+        Self(text)
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// An event's actions as the store knows them now.
