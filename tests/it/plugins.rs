@@ -204,7 +204,7 @@ async fn plugin_sections_are_checked_at_start() {
     })
     .await;
     assert!(
-        error.contains("plugins.audit_log: `path` must be a string"),
+        error.contains("plugins.audit_log: `path`: must be a string"),
         "{error}"
     );
 
@@ -253,7 +253,7 @@ fn check_validates_literal_plugin_parameters_and_plugins_lists_origins() {
     let (code, _, stderr) = run(&["check", "--config", "kairo.toml"]);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("scripts/audit.rhai:2:1: audit_log(...): parameter `simulate` must be"),
+        stderr.contains("scripts/audit.rhai:2:1: audit_log(...): parameter `simulate`: must be"),
         "{stderr}"
     );
     assert!(

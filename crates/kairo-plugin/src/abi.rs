@@ -25,7 +25,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ActionError, ActionRequest, ErrorClass};
+use crate::{ActionError, ActionRequest, ErrorClass, InvalidParams};
 
 #[doc(hidden)]
 pub use serde_json;
@@ -148,13 +148,13 @@ pub trait DynamicAction: Send + Sync + 'static {
     fn manifest(&self) -> Manifest;
 
     /// Receives the `[plugins.<name>]` section at start; an error stops the start.
-    fn configure(&mut self, config: &serde_json::Value) -> Result<(), String> {
+    fn configure(&mut self, config: &serde_json::Value) -> Result<(), InvalidParams> {
         let _ = config;
         Ok(())
     }
 
     /// Checks parameters without performing anything.
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+    fn validate(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
         let _ = params;
         Ok(())
     }
@@ -237,7 +237,7 @@ pub fn configure(
     plugin
         .configure(&config)
         .map(|()| Vec::new())
-        .map_err(String::into_bytes)
+        .map_err(|e| e.to_string().into_bytes())
 }
 
 /// The plugin side of `kairo_plugin_validate`. Used by [`export_plugin!`].
@@ -251,7 +251,7 @@ pub fn validate(
     plugin
         .validate(&params)
         .map(|()| Vec::new())
-        .map_err(String::into_bytes)
+        .map_err(|e| e.to_string().into_bytes())
 }
 
 /// The plugin side of `kairo_plugin_execute`. Used by [`export_plugin!`].

@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::params::InvalidParams;
 use crate::{ActionError, ActionRequest};
 
 /// What an action reports on success (e.g. the HTTP status it got), for logs and history.
@@ -86,13 +87,13 @@ pub trait Action: Send + Sync + 'static {
     }
 
     /// Checks the plugin's `[plugins.<name>]` section at start; the message says which key is wrong.
-    fn validate_config(&self, config: &serde_json::Value) -> Result<(), String> {
+    fn validate_config(&self, config: &serde_json::Value) -> Result<(), InvalidParams> {
         let _ = config;
         Ok(())
     }
 
     /// Checks parameters without performing anything; the message says which parameter is wrong.
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+    fn validate(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
         let _ = params;
         Ok(())
     }

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use libloading::Library;
 
 use crate::abi::{ABI_VERSION, FAILED, KairoBuffer, Manifest, OK, PANICKED, WireError};
-use crate::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
+use crate::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest, InvalidParams};
 
 type AbiVersionFn = unsafe extern "C" fn() -> u32;
 type ManifestFn = unsafe extern "C" fn(*mut KairoBuffer) -> i32;
@@ -226,10 +226,10 @@ impl Action for DynamicPlugin {
         &self.manifest.version
     }
 
-    fn validate(&self, params: &serde_json::Value) -> Result<(), String> {
+    fn validate(&self, params: &serde_json::Value) -> Result<(), InvalidParams> {
         call(self.functions.validate, self.functions.free, params)
             .map(|_| ())
-            .map_err(|e| e.message)
+            .map_err(|e| InvalidParams::Plugin(e.message))
     }
 
     async fn execute(

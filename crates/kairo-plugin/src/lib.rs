@@ -31,5 +31,6 @@ pub mod registry;
 pub use action::{Action, ActionContext, ActionOutcome};
 pub use error::{ActionError, ErrorClass};
 pub use kairo_core::ActionRequest;
+pub use params::InvalidParams;
 #[cfg(feature = "host")]
 pub use registry::{Origin, PluginInfo, Registry};

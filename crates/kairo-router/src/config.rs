@@ -146,7 +146,7 @@ impl KairoConfig {
         if let Some(url) = &self.plugins.email.smtp_url
             && let Err(problem) = kairo_plugin_email::check_smtp_url(url)
         {
-            bad("plugins.email.smtp_url", problem);
+            bad("plugins.email.smtp_url", problem.to_string());
         }
         if !(self.soracom.endpoint.starts_with("http://")
             || self.soracom.endpoint.starts_with("https://"))

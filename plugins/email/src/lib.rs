@@ -1,7 +1,7 @@
 //! Kairo's email action plugin: sends mail over SMTP with lettre.
 
 use async_trait::async_trait;
-use kairo_plugin::params::{invalid, only_keys, require_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -21,18 +21,27 @@ pub struct EmailConfig {
     pub operator_address: Option<String>,
 }
 
-/// Checks an SMTP URL the way the email action reads it; the message never
-/// repeats the URL (it may hold a password).
-pub fn check_smtp_url(url: &str) -> Result<(), String> {
+/// Why an SMTP URL was refused; the message never repeats the URL (it may
+/// hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpUrlError {
+    /// Not `smtp://` or `smtps://`.
+    #[error("must be smtp://[user:password@]host[:port][?tls=required] or smtps://...")]
+    Scheme,
+    /// The transport cannot read it.
+    #[error("not a valid SMTP URL: {0}")]
+    Invalid(#[source] lettre::transport::smtp::Error),
+}
+
+/// Checks an SMTP URL the way the email action reads it.
+pub fn check_smtp_url(url: &str) -> Result<(), SmtpUrlError> {
     let scheme = url.split_once("://").map(|(scheme, _)| scheme);
     if !matches!(scheme, Some("smtp" | "smtps")) {
-        return Err(
-            "must be smtp://[user:password@]host[:port][?tls=required] or smtps://...".into(),
-        );
+        return Err(SmtpUrlError::Scheme);
     }
     AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
         .map(|_| ())
-        .map_err(|e| format!("not a valid SMTP URL: {e}"))
+        .map_err(SmtpUrlError::Invalid)
 }
 
 /// The `email` action: params `{to, subject, body}`; `to` is one address or a list.
@@ -91,12 +100,15 @@ impl EmailAction {
         self.config_error.as_deref()
     }
 
-    fn build(&self, params: &Value) -> Result<Message, String> {
+    fn build(&self, params: &Value) -> Result<Message, InvalidParams> {
         only_keys(params, &["to", "subject", "body"])?;
         let recipients: Vec<&str> = match params.get("to") {
             Some(Value::Array(list)) if !list.is_empty() => list
                 .iter()
-                .map(|v| v.as_str().ok_or("parameter `to` must hold strings"))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| InvalidParams::wrong_type("to", "a list of strings", v))
+                })
                 .collect::<Result<_, _>>()?,
             _ => vec![require_str(params, "to")?],
         };
@@ -116,12 +128,12 @@ impl EmailAction {
         for to in recipients {
             let mailbox = to
                 .parse::<Mailbox>()
-                .map_err(|e| format!("parameter `to`: invalid address {to:?}: {e}"))?;
+                .map_err(|e| InvalidParams::value("to", format!("invalid address {to:?}: {e}")))?;
             builder = builder.to(mailbox);
         }
         builder
             .body(body.to_string())
-            .map_err(|e| format!("cannot build message: {e}"))
+            .map_err(|e| InvalidParams::value("body", format!("cannot build message: {e}")))
     }
 }
 
@@ -135,7 +147,7 @@ impl Action for EmailAction {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         self.build(params).map(|_| ())
     }
 
@@ -191,7 +203,7 @@ mod tests {
             "mail.example.com:25",
             "smtp://u:Secr3t@h:notaport",
         ] {
-            let error = check_smtp_url(bad).unwrap_err();
+            let error = check_smtp_url(bad).unwrap_err().to_string();
             assert!(!error.contains("Secr3t"), "{error}");
         }
     }
@@ -212,6 +224,9 @@ mod tests {
         let err = action
             .validate(&json!({"to": "not an address", "subject": "s"}))
             .unwrap_err();
-        assert!(err.contains("parameter `to`"), "{err}");
+        assert!(
+            matches!(&err, InvalidParams::Value { key, .. } if key == "to"),
+            "{err}"
+        );
     }
 }

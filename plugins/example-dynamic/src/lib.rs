@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kairo_plugin::abi::{DynamicAction, Manifest};
-use kairo_plugin::params::{only_keys, optional_str};
+use kairo_plugin::params::{InvalidParams, only_keys, optional_str};
 use kairo_plugin::{ActionError, ActionRequest};
 use serde_json::{Value, json};
 
@@ -37,27 +37,29 @@ impl DynamicAction for AuditLog {
         }
     }
 
-    fn configure(&mut self, config: &Value) -> Result<(), String> {
+    fn configure(&mut self, config: &Value) -> Result<(), InvalidParams> {
         self.path = match config.get("path") {
             None | Some(Value::Null) => None,
             Some(Value::String(path)) => Some(PathBuf::from(path)),
             Some(other) => {
-                return Err(format!(
-                    "`path` must be a string (the file to append audit lines to), got {other}"
+                return Err(InvalidParams::config(
+                    "path",
+                    format!("must be a string (the file to append audit lines to), got {other}"),
                 ));
             }
         };
         Ok(())
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         only_keys(params, &["note", "simulate", "path"])?;
         optional_str(params, "note")?;
         optional_str(params, "path")?;
         match optional_str(params, "simulate")? {
             None | Some("panic") | Some("hang") => Ok(()),
-            Some(other) => Err(format!(
-                "parameter `simulate` must be \"panic\" or \"hang\", got {other:?}"
+            Some(other) => Err(InvalidParams::value(
+                "simulate",
+                format!("must be \"panic\" or \"hang\", got {other:?}"),
             )),
         }
     }
@@ -130,25 +132,19 @@ mod tests {
 
     #[test]
     fn checks_configuration_and_parameters() {
-        assert!(
-            AuditLog::default()
-                .configure(&json!({"path": 3}))
-                .unwrap_err()
-                .contains("`path` must be a string")
-        );
+        assert!(matches!(
+            AuditLog::default().configure(&json!({"path": 3})),
+            Err(InvalidParams::Config { key, .. }) if key == "path"
+        ));
         assert!(AuditLog::default().configure(&json!({})).is_ok());
         let plugin = AuditLog::default();
-        assert!(
-            plugin
-                .validate(&json!({"simulate": "explode"}))
-                .unwrap_err()
-                .contains("`simulate`")
-        );
-        assert!(
-            plugin
-                .validate(&json!({"other": 1}))
-                .unwrap_err()
-                .contains("`other`")
-        );
+        assert!(matches!(
+            plugin.validate(&json!({"simulate": "explode"})),
+            Err(InvalidParams::Value { key, .. }) if key == "simulate"
+        ));
+        assert!(matches!(
+            plugin.validate(&json!({"other": 1})),
+            Err(InvalidParams::Unknown { key, .. }) if key == "other"
+        ));
     }
 }

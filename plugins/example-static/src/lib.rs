@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use kairo_plugin::params::{invalid, only_keys, optional_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, optional_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 pub struct JsonlFile;
 
 impl JsonlFile {
-    fn target(params: &Value, config: &Value) -> Result<PathBuf, String> {
+    fn target(params: &Value, config: &Value) -> Result<PathBuf, InvalidParams> {
         only_keys(params, &["record", "path"])?;
         if let Some(path) = optional_str(params, "path")? {
             return Ok(PathBuf::from(path));
@@ -27,7 +27,12 @@ impl JsonlFile {
             .get("path")
             .and_then(Value::as_str)
             .map(PathBuf::from)
-            .ok_or_else(|| "no file: set [plugins.jsonl_file] path, or pass `path`".to_string())
+            .ok_or_else(|| {
+                InvalidParams::value(
+                    "path",
+                    "no file: set [plugins.jsonl_file] path, or pass `path`",
+                )
+            })
     }
 }
 
@@ -41,14 +46,17 @@ impl Action for JsonlFile {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn validate_config(&self, config: &Value) -> Result<(), String> {
+    fn validate_config(&self, config: &Value) -> Result<(), InvalidParams> {
         match config.get("path") {
             None | Some(Value::String(_)) => Ok(()),
-            Some(other) => Err(format!("`path` must be a string, got {other}")),
+            Some(other) => Err(InvalidParams::config(
+                "path",
+                format!("must be a string, got {other}"),
+            )),
         }
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         only_keys(params, &["record", "path"])?;
         optional_str(params, "path").map(|_| ())
     }

@@ -2,7 +2,7 @@
 //! JetStream waiting for the stream's acknowledgement.
 
 use async_trait::async_trait;
-use kairo_plugin::params::{invalid, only_keys, require_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -68,12 +68,13 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
     options.connect(url).await
 }
 
-fn message(params: &Value) -> Result<(String, Vec<u8>), String> {
+fn message(params: &Value) -> Result<(String, Vec<u8>), InvalidParams> {
     only_keys(params, &["subject", "payload"])?;
     let subject = require_str(params, "subject")?;
     if subject.contains(['*', '>', ' ']) {
-        return Err(format!(
-            "parameter `subject` must be a concrete subject, got {subject:?}"
+        return Err(InvalidParams::value(
+            "subject",
+            format!("must be a concrete subject, got {subject:?}"),
         ));
     }
     let payload = match params.get("payload") {
@@ -98,7 +99,7 @@ impl Action for PublishAction {
         "nats"
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         message(params).map(|_| ())
     }
 
@@ -165,15 +166,13 @@ mod tests {
                 .1,
             b"raw"
         );
-        assert!(
-            message(&json!({"subject": "a.*"}))
-                .unwrap_err()
-                .contains("concrete")
-        );
-        assert!(
-            message(&json!({"payload": 1}))
-                .unwrap_err()
-                .contains("`subject`")
+        assert!(matches!(
+            message(&json!({"subject": "a.*"})),
+            Err(InvalidParams::Value { key, reason }) if key == "subject" && reason.contains("concrete")
+        ));
+        assert_eq!(
+            message(&json!({"payload": 1})).unwrap_err(),
+            InvalidParams::Missing("subject".into())
         );
     }
 }

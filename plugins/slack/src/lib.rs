@@ -1,7 +1,7 @@
 //! Kairo's Slack action plugin: posts messages to a Slack incoming webhook.
 
 use async_trait::async_trait;
-use kairo_plugin::params::{invalid, only_keys, optional_str, require_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, optional_str, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -40,15 +40,17 @@ impl SlackAction {
         Self { config }
     }
 
-    fn message(&self, params: &Value) -> Result<(String, Value), String> {
+    fn message(&self, params: &Value) -> Result<(String, Value), InvalidParams> {
         only_keys(params, &PARAMS)?;
         let text = require_str(params, "text")?;
         let url = match optional_str(params, "webhook_url")? {
             Some(url) => url.to_string(),
             None => self.config.webhook_url.clone().ok_or_else(|| {
-                "Slack is not configured: set plugins.slack.webhook_url \
-                 (or KAIRO_PLUGINS__SLACK__WEBHOOK_URL), or pass webhook_url"
-                    .to_string()
+                InvalidParams::value(
+                    "webhook_url",
+                    "Slack is not configured: set plugins.slack.webhook_url \
+                     (or KAIRO_PLUGINS__SLACK__WEBHOOK_URL), or pass webhook_url",
+                )
             })?,
         };
         let mut body = Map::new();
@@ -85,7 +87,7 @@ impl Action for SlackAction {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         self.message(params).map(|_| ())
     }
 
@@ -125,6 +127,9 @@ mod tests {
         let err = SlackAction::new(SlackConfig::default())
             .validate(&json!({"text": "hi"}))
             .unwrap_err();
-        assert!(err.contains("plugins.slack.webhook_url"), "{err}");
+        assert!(
+            err.to_string().contains("plugins.slack.webhook_url"),
+            "{err}"
+        );
     }
 }

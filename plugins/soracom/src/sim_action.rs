@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kairo_core::handler::model::SPEED_CLASSES;
-use kairo_plugin::params::{invalid, only_keys, optional_str, require_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, optional_str, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use kairo_soracom::{SimOperation, SoracomClient, SoracomError};
 use serde_json::{Value, json};
@@ -60,7 +60,7 @@ pub fn actions(client: Arc<SoracomClient>) -> Vec<Arc<dyn Action>> {
 }
 
 impl SimAction {
-    fn operation(&self, params: &Value) -> Result<(String, SimOperation), String> {
+    fn operation(&self, params: &Value) -> Result<(String, SimOperation), InvalidParams> {
         let extra: &[&str] = match self.kind {
             Kind::SetGroup => &["simId", "groupId"],
             Kind::SetSpeedClass => &["simId", "speedClass"],
@@ -106,13 +106,16 @@ impl Action for SimAction {
 
     /// Also checks a speed class against the ones SORACOM documents (at run
     /// time the API has the last word, so a class added since is not refused).
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         if let (_, SimOperation::UpdateSpeedClass { speed_class }) = self.operation(params)?
             && !SPEED_CLASSES.contains(&speed_class.as_str())
         {
-            return Err(format!(
-                "parameter `speedClass`: {speed_class:?} is not a SORACOM speed class (one of {})",
-                SPEED_CLASSES.join(", ")
+            return Err(InvalidParams::value(
+                "speedClass",
+                format!(
+                    "{speed_class:?} is not a SORACOM speed class (one of {})",
+                    SPEED_CLASSES.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -172,23 +175,17 @@ mod tests {
                 .validate(&json!({"simId": "s", "groupId": "g"}))
                 .is_ok()
         );
-        assert!(
-            set_group
-                .validate(&json!({"simId": "s"}))
-                .unwrap_err()
-                .contains("`groupId`")
+        assert_eq!(
+            set_group.validate(&json!({"simId": "s"})),
+            Err(InvalidParams::Missing("groupId".into()))
         );
-        assert!(
-            set_group
-                .validate(&json!({"simId": "s", "groupId": "g", "x": 1}))
-                .unwrap_err()
-                .contains("`x`")
-        );
-        assert!(
-            action("suspend")
-                .validate(&json!({}))
-                .unwrap_err()
-                .contains("`simId`")
+        assert!(matches!(
+            set_group.validate(&json!({"simId": "s", "groupId": "g", "x": 1})),
+            Err(InvalidParams::Unknown { key, .. }) if key == "x"
+        ));
+        assert_eq!(
+            action("suspend").validate(&json!({})),
+            Err(InvalidParams::Missing("simId".into()))
         );
         assert_eq!(action("suspend").family(), "soracom");
     }

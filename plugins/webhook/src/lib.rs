@@ -1,7 +1,7 @@
 //! Kairo's generic web request action plugin: calls any HTTP endpoint.
 
 use async_trait::async_trait;
-use kairo_plugin::params::{invalid, only_keys, optional_str, require_str};
+use kairo_plugin::params::{InvalidParams, invalid, only_keys, optional_str, require_str};
 use kairo_plugin::{Action, ActionContext, ActionError, ActionOutcome, ActionRequest};
 use reqwest::Method;
 use serde_json::Value;
@@ -23,12 +23,13 @@ struct Call {
     body: Option<Value>,
 }
 
-fn parse(params: &Value) -> Result<Call, String> {
+fn parse(params: &Value) -> Result<Call, InvalidParams> {
     only_keys(params, &PARAMS)?;
     let url = require_str(params, "url")?.to_string();
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(format!(
-            "parameter `url` must be an http(s) URL, got {url:?}"
+        return Err(InvalidParams::value(
+            "url",
+            format!("must be an http(s) URL, got {url:?}"),
         ));
     }
     let method = optional_str(params, "method")?
@@ -39,8 +40,9 @@ fn parse(params: &Value) -> Result<Call, String> {
             Method::from_bytes(method.as_bytes()).expect("valid method")
         }
         other => {
-            return Err(format!(
-                "parameter `method` must be GET, POST, PUT, PATCH or DELETE, got {other:?}"
+            return Err(InvalidParams::value(
+                "method",
+                format!("must be GET, POST, PUT, PATCH or DELETE, got {other:?}"),
             ));
         }
     };
@@ -49,13 +51,19 @@ fn parse(params: &Value) -> Result<Call, String> {
         None | Some(Value::Null) => {}
         Some(Value::Object(map)) => {
             for (name, value) in map {
-                let value = value
-                    .as_str()
-                    .ok_or_else(|| format!("parameter `headers.{name}` must be a string"))?;
+                let value = value.as_str().ok_or_else(|| {
+                    InvalidParams::wrong_type(&format!("headers.{name}"), "a string", value)
+                })?;
                 headers.push((name.clone(), value.to_string()));
             }
         }
-        Some(_) => return Err("parameter `headers` must be a map of strings".into()),
+        Some(other) => {
+            return Err(InvalidParams::wrong_type(
+                "headers",
+                "a map of strings",
+                other,
+            ));
+        }
     }
     let body = match params.get("body") {
         None | Some(Value::Null) => None,
@@ -80,7 +88,7 @@ impl Action for WebhookAction {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn validate(&self, params: &Value) -> Result<(), String> {
+    fn validate(&self, params: &Value) -> Result<(), InvalidParams> {
         parse(params).map(|_| ())
     }
 
@@ -128,16 +136,19 @@ mod tests {
         assert!(
             parse(&json!({"url": "ftp://x"}))
                 .unwrap_err()
+                .to_string()
                 .contains("`url`")
         );
         assert!(
             parse(&json!({"url": "http://x", "method": "TRACE"}))
                 .unwrap_err()
+                .to_string()
                 .contains("`method`")
         );
         assert!(
             parse(&json!({"url": "http://x", "headers": {"a": 1}}))
                 .unwrap_err()
+                .to_string()
                 .contains("`headers.a`")
         );
     }
