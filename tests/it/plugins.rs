@@ -283,39 +283,63 @@ fn check_validates_literal_plugin_parameters_and_plugins_lists_origins() {
     assert_eq!(set_group["origin"]["kind"], "builtin");
 }
 
-#[tokio::test]
-async fn a_plugin_dropped_into_the_directory_is_loaded_and_callable_by_name() {
+/// Starts a router watching an empty plugin directory, with a rule calling
+/// `audit_log` into `audit.jsonl` there; checks nothing is called yet.
+async fn watching_plugins() -> (tempfile::TempDir, PathBuf, Kairo) {
     let plugins = tempfile::tempdir().unwrap();
     let out = plugins.path().join("audit.jsonl");
     let rule = format!(
         r#"audit_log(#{{ note: `added ${{event.id}}`, path: "{}" }});"#,
         out.display()
     );
+    let dir = plugins.path().to_path_buf();
     let kairo = start_kairo(&[("audit.rhai", &rule)], |c| {
         c.rules.watch = true;
-        c.plugins.dir = Some(plugins.path().to_path_buf());
+        c.plugins.dir = Some(dir);
     })
     .await;
     kairo.post(r#"{"id": "before"}"#).await;
     kairo.router.idle().await;
     assert!(lines(&out).is_empty(), "no such function yet");
+    (plugins, out, kairo)
+}
 
-    std::fs::copy(example(), plugins.path().join("libaudit.so")).unwrap();
-    let mut loaded = false;
+/// Posts events until the rule's `audit_log` call lands in `out` (10 s at most).
+async fn audited(kairo: &Kairo, out: &Path) -> bool {
     for n in 0..200 {
         kairo.post(&format!(r#"{{"id": "after-{n}"}}"#)).await;
         kairo.router.idle().await;
-        if !lines(&out).is_empty() {
-            loaded = true;
-            break;
+        if !lines(out).is_empty() {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(loaded, "the plugin copied into the directory was loaded");
+    false
+}
+
+#[tokio::test]
+async fn a_plugin_dropped_into_the_directory_is_loaded_and_callable_by_name() {
+    let (plugins, out, kairo) = watching_plugins().await;
+    std::fs::copy(example(), plugins.path().join("libaudit.so")).unwrap();
+    assert!(
+        audited(&kairo, &out).await,
+        "the plugin copied into the directory was loaded"
+    );
     assert!(
         lines(&out)[0]["note"]
             .as_str()
             .unwrap()
             .starts_with("added after-")
+    );
+}
+
+#[tokio::test]
+async fn a_broken_library_beside_a_good_one_does_not_hold_the_good_one_back() {
+    let (plugins, out, kairo) = watching_plugins().await;
+    std::fs::write(plugins.path().join("libbroken.so"), b"not a library").unwrap();
+    std::fs::copy(example(), plugins.path().join("libaudit.so")).unwrap();
+    assert!(
+        audited(&kairo, &out).await,
+        "the good library loaded although another one in the directory is broken"
     );
 }

@@ -13,6 +13,7 @@ pub mod handler;
 pub mod http;
 pub mod index;
 pub mod redact;
+pub mod sources;
 
 pub use action::ActionRequest;
 pub use clock::{Clock, ManualClock, SystemClock};

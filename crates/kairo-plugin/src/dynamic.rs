@@ -277,34 +277,8 @@ impl Action for DynamicPlugin {
     }
 }
 
-/// Loads every shared library (`.so`, `.dylib`, `.dll`) directly in `dir`, sorted by file name.
-pub fn load_dir(dir: &Path) -> Result<Vec<DynamicPlugin>, Vec<LoadError>> {
-    let extension = std::env::consts::DLL_EXTENSION;
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(extension))
-            .collect(),
-        Err(e) => {
-            return Err(vec![LoadError::NotALibrary {
-                path: dir.to_path_buf(),
-                message: format!("cannot read plugin directory: {e}"),
-            }]);
-        }
-    };
-    files.sort();
-    let mut plugins = Vec::new();
-    let mut errors = Vec::new();
-    for file in files {
-        match DynamicPlugin::load(&file) {
-            Ok(plugin) => plugins.push(plugin),
-            Err(error) => errors.push(error),
-        }
-    }
-    if errors.is_empty() {
-        Ok(plugins)
-    } else {
-        Err(errors)
+impl kairo_core::sources::Keyed for DynamicPlugin {
+    fn key(&self) -> &str {
+        &self.manifest.name
     }
 }

@@ -5,19 +5,18 @@
 //! its previous good version.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use kairo_core::handler::{CompileOptions, Handler, HandlerSet, parse_file};
+use kairo_core::sources::{Loaded, SourceDir};
 
 /// The handlers of one directory, swapped atomically on reload.
 pub struct HandlerStore {
-    dir: PathBuf,
     options: CompileOptions,
     operator_address: Option<String>,
-    files: Mutex<BTreeMap<PathBuf, (String, Vec<Handler>)>>,
+    sources: Mutex<SourceDir<Handler>>,
     current: ArcSwap<HandlerSet>,
 }
 
@@ -25,21 +24,15 @@ impl HandlerStore {
     /// Loads `dir` (a missing directory means no handlers); returns the store and every error.
     pub fn load(dir: &Path, operator_address: Option<String>) -> (Self, Vec<String>) {
         let store = Self {
-            dir: dir.to_path_buf(),
             options: CompileOptions {
                 operator_address_set: operator_address.is_some(),
             },
             operator_address,
-            files: Mutex::new(BTreeMap::new()),
+            sources: Mutex::new(SourceDir::new(dir, "json")),
             current: ArcSwap::from_pointee(HandlerSet::default()),
         };
         let errors = store.reload().errors;
         (store, errors)
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The current handlers.
@@ -50,76 +43,47 @@ impl HandlerStore {
     /// Rereads the directory; returns the files that changed and the errors
     /// (each naming file, handler and JSON path).
     pub fn reload(&self) -> HandlerReload {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        let mut errors = Vec::new();
-        let mut changed = Vec::new();
-        let mut seen = Vec::new();
-        for path in kairo_script::files_with_extension(&self.dir, "json").unwrap_or_default() {
-            seen.push(path.clone());
-            let text = match std::fs::read_to_string(&path) {
-                Ok(text) => text,
-                Err(e) => {
-                    errors.push(format!("{}: cannot read: {e}", path.display()));
-                    continue;
-                }
-            };
-            if files
-                .get(&path)
-                .is_some_and(|(previous, _)| *previous == text)
-            {
-                continue;
-            }
-            changed.push(path.display().to_string());
-            let (mut handlers, problems) =
-                parse_file(&text, &path.display().to_string(), self.options);
-            if !problems.is_empty() {
-                errors.extend(problems.iter().map(ToString::to_string));
-                // The broken handlers keep their previous good version, if any:
-                // every previous handler the new text no longer yields stays.
-                if let Some((_, previous)) = files.get(&path) {
-                    let kept: Vec<Handler> = previous
-                        .iter()
-                        .filter(|old| !handlers.iter().any(|new| new.id == old.id))
-                        .cloned()
-                        .collect();
-                    handlers.extend(kept);
-                }
-            }
-            files.insert(path, (text, handlers));
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let options = self.options;
+        let rescan = sources.rescan(
+            false,
+            |path, content| {
+                let text = String::from_utf8_lossy(content);
+                let (items, errors) = parse_file(&text, &path.display().to_string(), options);
+                let errors = errors.iter().map(ToString::to_string).collect();
+                Loaded { items, errors }
+            },
+            |path, e| format!("{}: cannot read: {e}", path.display()),
+        );
+        let changed: Vec<String> = [
+            &rescan.added,
+            &rescan.updated,
+            &rescan.removed,
+            &rescan.failed,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.display().to_string())
+        .collect();
+        if rescan.changed() {
+            let handlers = sources.items().map(|(_, h)| h.clone()).collect();
+            self.current.store(Arc::new(HandlerSet::new(
+                handlers,
+                self.operator_address.clone(),
+            )));
         }
-        files.retain(|path, _| {
-            let kept = seen.contains(path);
-            if !kept {
-                changed.push(path.display().to_string());
-            }
-            kept
-        });
-        if changed.is_empty() {
-            return HandlerReload { changed, errors };
+        HandlerReload {
+            changed,
+            errors: rescan.errors,
         }
-        let handlers: Vec<Handler> = files
-            .values()
-            .flat_map(|(_, h)| h.iter().cloned())
-            .collect();
-        self.current.store(Arc::new(HandlerSet::new(
-            handlers,
-            self.operator_address.clone(),
-        )));
-        HandlerReload { changed, errors }
     }
-}
 
-impl HandlerStore {
     /// Every loaded handler: id, name and the file it comes from.
     pub fn listing(&self) -> Vec<(String, String, PathBuf)> {
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        files
-            .iter()
-            .flat_map(|(path, (_, handlers))| {
-                handlers
-                    .iter()
-                    .map(|h| (h.id.clone(), h.name.clone(), path.clone()))
-            })
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .items()
+            .map(|(path, h)| (h.id.clone(), h.name.clone(), path.to_path_buf()))
             .collect()
     }
 

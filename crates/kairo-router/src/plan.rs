@@ -13,6 +13,7 @@ use crate::builtin::Clients;
 use crate::config::KairoConfig;
 use crate::error::RouterError;
 use crate::handlers::HandlerStore;
+use crate::plugins::{PluginDir, assemble};
 
 /// What a configuration compiles to.
 pub struct Plan {
@@ -20,6 +21,8 @@ pub struct Plan {
     pub clients: Clients,
     /// Every action: built-in, added and dynamic.
     pub registry: Registry,
+    /// The dynamic plugins' directory, for reloading.
+    pub plugins: Arc<PluginDir>,
     /// The rule scripts that compiled.
     pub rules: Arc<RuleStore>,
     /// The handlers that passed their checks.
@@ -46,8 +49,14 @@ impl Plan {
             .validate(None)
             .map_err(|e| RouterError::Config(e.errors))?;
         let clients = Clients::new(config, http);
-        let registry =
-            crate::plugins::registry(config, &clients, extra).map_err(RouterError::Plugins)?;
+        let plugins = PluginDir::new(config);
+        let (dynamic, mut problems) = plugins.rescan();
+        let registry = assemble(config, &clients, extra, dynamic);
+        problems.extend(registry.as_ref().err().into_iter().flatten().cloned());
+        let registry = match registry {
+            Ok(registry) if problems.is_empty() => registry,
+            _ => return Err(RouterError::Plugins(problems)),
+        };
         let engine = Arc::new(crate::rules::engine(config, &registry));
         let (rules, report) = RuleStore::load(rules_dir, engine);
         let (handlers, handler_errors) =
@@ -55,6 +64,7 @@ impl Plan {
         Ok(Self {
             clients,
             registry,
+            plugins: Arc::new(plugins),
             rules: Arc::new(rules),
             handlers: Arc::new(handlers),
             rules_report: report,

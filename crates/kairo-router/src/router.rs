@@ -81,12 +81,6 @@ impl RouterBuilder {
         self
     }
 
-    /// The actions this router will have: built-ins, added plugins and dynamic
-    /// plugins from `[plugins] dir`, each configured from its section.
-    pub fn registry(&self, clients: &Clients) -> Result<Registry, RouterError> {
-        crate::plugins::registry(&self.config, clients, &self.extra).map_err(RouterError::Plugins)
-    }
-
     /// Starts serving and runs until SIGINT or SIGTERM, then shuts down gracefully.
     pub async fn run(self) -> Result<(), RouterError> {
         crate::shutdown::cancel_on_signal(self.cancel.clone());
@@ -115,6 +109,7 @@ impl RouterBuilder {
         let Plan {
             clients,
             registry,
+            plugins,
             rules,
             handlers,
             ..
@@ -157,6 +152,7 @@ impl RouterBuilder {
         let plugin_watcher = match &config.plugins.dir {
             Some(dir) if config.rules.watch && dir.is_dir() => {
                 let reload = PluginReload {
+                    plugins: plugins.clone(),
                     config: config.clone(),
                     clients: clients.clone(),
                     extra: self.extra.clone(),
@@ -355,11 +351,13 @@ async fn subscribe_nats(
         .map_err(|e| RouterError::NatsIngest(Box::new(e)))
 }
 
-/// Reloads dynamic plugins when `[plugins] dir` changes: builds the registry
-/// anew (libraries already loaded are reused), swaps it in for the
+/// Reloads dynamic plugins when `[plugins] dir` changes: loads new and
+/// changed libraries (one that no longer loads keeps its previous version,
+/// as rules and handlers do), builds the registry anew, swaps it in for the
 /// dispatcher, and recompiles the rules with an engine that knows every
-/// plugin's function. On any error the running set stays as it was.
+/// plugin's function. A section a plugin refuses leaves the running set as it was.
 struct PluginReload {
+    plugins: Arc<crate::plugins::PluginDir>,
     config: KairoConfig,
     clients: Clients,
     extra: Vec<Arc<dyn Action>>,
@@ -373,7 +371,11 @@ impl PluginReload {
         // Plugins (the email transport's pool, say) need the async runtime
         // when built and dropped; the watcher calls this from its own thread.
         let _runtime = self.runtime.enter();
-        match crate::plugins::registry(&self.config, &self.clients, &self.extra) {
+        let (dynamic, problems) = self.plugins.rescan();
+        for problem in problems {
+            tracing::error!(target: "kairo::plugins", "{problem} (previous version, if any, kept)");
+        }
+        match crate::plugins::assemble(&self.config, &self.clients, &self.extra, dynamic) {
             Ok(registry) => {
                 let engine = Arc::new(crate::rules::engine(&self.config, &registry));
                 tracing::info!(target: "kairo::plugins", plugins = ?registry.names(), "plugins reloaded");

@@ -1,11 +1,11 @@
 //! Compiled rule scripts and the hot-reloadable store that holds them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use kairo_core::sources::{Loaded, SourceDir};
 use kairo_core::{ActionRequest, Event, RuleIndex};
 use rhai::{AST, Dynamic, Engine, Scope};
 
@@ -532,9 +532,14 @@ pub struct RuleStore {
     dir: PathBuf,
     engine: ArcSwap<Engine>,
     current: ArcSwap<RuleSet>,
-    /// Held while reloading; maps each file that failed to compile to the
-    /// source that failed, so an unchanged broken file is reported once.
-    reload_lock: Mutex<BTreeMap<PathBuf, String>>,
+    /// Held while reloading: each file's source and the rule it gave.
+    sources: Mutex<SourceDir<Arc<Rule>>>,
+}
+
+impl kairo_core::sources::Keyed for Rule {
+    fn key(&self) -> &str {
+        &self.name
+    }
 }
 
 impl fmt::Debug for RuleStore {
@@ -546,11 +551,12 @@ impl fmt::Debug for RuleStore {
 impl RuleStore {
     /// Loads every `.rhai` file in `dir`; files that fail to compile are reported and left out.
     pub fn load(dir: impl Into<PathBuf>, engine: Arc<Engine>) -> (Self, ReloadReport) {
+        let dir = dir.into();
         let store = Self {
-            dir: dir.into(),
+            sources: Mutex::new(SourceDir::new(&dir, "rhai")),
+            dir,
             current: ArcSwap::from_pointee(RuleSet::empty(engine.clone())),
             engine: ArcSwap::new(engine),
-            reload_lock: Mutex::new(BTreeMap::new()),
         };
         let report = store.reload();
         (store, report)
@@ -580,93 +586,66 @@ impl RuleStore {
     }
 
     fn reload_with(&self, recompile: bool) -> ReloadReport {
-        let mut failed = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         let engine = self.engine.load_full();
-        let previous = self.snapshot();
-        let mut old: BTreeMap<&str, &Arc<Rule>> = previous
-            .rules
-            .iter()
-            .map(|r| (r.name.as_str(), r))
-            .collect();
-        let mut report = ReloadReport::default();
-        let mut next = Vec::new();
-        let files = match script_files(&self.dir) {
-            Ok(files) => files,
-            Err(message) => {
-                report.errors.push(ScriptError {
-                    file: self.dir.clone(),
-                    line: None,
-                    column: None,
-                    message,
-                });
-                return report;
-            }
-        };
-        failed.retain(|path, _| files.iter().any(|(_, p)| p == path));
-        for (name, path) in files {
-            let previous_rule = old.remove(name.as_str());
-            let source = match std::fs::read_to_string(&path) {
-                Ok(source) => source,
-                Err(e) => {
-                    report.errors.push(ScriptError {
-                        file: path,
-                        line: None,
-                        column: None,
-                        message: format!("cannot read: {e}"),
-                    });
-                    next.extend(previous_rule.cloned());
-                    continue;
-                }
-            };
-            if let Some(rule) =
-                previous_rule.filter(|r| !recompile && r.source == source && r.path == path)
-            {
-                next.push(rule.clone());
-                continue;
-            }
-            if !recompile && failed.get(&path) == Some(&source) {
-                next.extend(previous_rule.cloned());
-                continue;
-            }
-            match RuleSet::compile(&engine, &name, &path, source.clone()) {
-                Ok(rule) => {
-                    failed.remove(&path);
-                    if previous_rule.is_some() {
-                        report.updated.push(name);
-                    } else {
-                        report.added.push(name);
-                    }
-                    next.push(Arc::new(rule));
-                }
-                Err(error) => {
-                    failed.insert(path, source);
-                    report.errors.push(error);
-                    next.extend(previous_rule.cloned());
-                }
-            }
-        }
-        report.removed = old.into_keys().map(str::to_string).collect();
-        if recompile
-            || !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty())
-        {
+        let dir = self.dir.clone();
+        let rescan = sources.rescan(
+            recompile,
+            |path, content| compile_file(&engine, path, content),
+            |path, e| ScriptError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: if path == dir {
+                    format!("cannot read rules directory: {e}")
+                } else {
+                    format!("cannot read: {e}")
+                },
+            },
+        );
+        if recompile || rescan.changed() {
+            let rules = sources.items().map(|(_, rule)| rule.clone()).collect();
             self.current
-                .store(Arc::new(RuleSet::from_rules(engine, next)));
+                .store(Arc::new(RuleSet::from_rules(engine, rules)));
         }
-        report
+        let names = |paths: Vec<PathBuf>| paths.iter().map(|p| rule_name(p)).collect();
+        ReloadReport {
+            added: names(rescan.added),
+            updated: names(rescan.updated),
+            removed: names(rescan.removed),
+            errors: rescan.errors,
+        }
     }
 }
 
-/// `(rule name, path)` of every `.rhai` file directly in `dir`, sorted.
-fn script_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
-    let files = crate::files_with_extension(dir, "rhai")
-        .map_err(|e| format!("cannot read rules directory: {e}"))?;
-    Ok(files
-        .into_iter()
-        .filter_map(|path| {
-            let stem = path.file_stem()?.to_str()?.to_string();
-            Some((stem, path))
-        })
-        .collect())
+/// A rule's name: its file's stem.
+fn rule_name(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Compiles one script file into its rule.
+fn compile_file(engine: &Engine, path: &Path, content: &[u8]) -> Loaded<Arc<Rule>, ScriptError> {
+    let compiled = match std::str::from_utf8(content) {
+        Ok(source) => RuleSet::compile(engine, &rule_name(path), path, source.to_string()),
+        Err(e) => Err(ScriptError {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("not UTF-8: {e}"),
+        }),
+    };
+    match compiled {
+        Ok(rule) => Loaded {
+            items: vec![Arc::new(rule)],
+            errors: Vec::new(),
+        },
+        Err(error) => Loaded {
+            items: Vec::new(),
+            errors: vec![error],
+        },
+    }
 }
 
 #[cfg(test)]

@@ -10,20 +10,7 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::{ReloadReport, RuleStore};
 
-/// The files directly in `dir` whose extension is `extension`, sorted; the
-/// one directory listing rules, handlers and `kairo check` use.
-pub fn files_with_extension(
-    dir: &Path,
-    extension: &str,
-) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some(extension) && p.is_file())
-        .collect();
-    files.sort();
-    Ok(files)
-}
+pub use kairo_core::sources::files_with_extension;
 
 /// Quiet period after a change before reloading, so editors' multi-step saves settle.
 const DEBOUNCE: Duration = Duration::from_millis(150);

@@ -903,3 +903,9 @@ fn string_pairs(
     }
     pairs
 }
+
+impl crate::sources::Keyed for Handler {
+    fn key(&self) -> &str {
+        &self.id
+    }
+}
