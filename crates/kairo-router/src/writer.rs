@@ -155,13 +155,6 @@ impl StoreWriter {
             .map_err(|_| CommitError::Stopped)?
     }
 
-    /// [`StoreWriter::commit`] for synchronous callers (not on an async runtime thread).
-    pub fn commit_blocking(&self, batch: Batch) -> Reply {
-        self.submit(batch)?
-            .blocking_recv()
-            .map_err(|_| CommitError::Stopped)?
-    }
-
     /// Commits `batch`, retrying while the store cannot commit, until it lands
     /// or shutdown begins.
     pub async fn commit_until_done(&self, batch: Batch) -> Reply {
@@ -176,17 +169,10 @@ impl StoreWriter {
         }
     }
 
-    /// [`StoreWriter::commit_until_done`] for synchronous callers.
+    /// [`StoreWriter::commit_until_done`] for synchronous callers: a thread
+    /// of the runtime's blocking pool (the matcher's), never an async task.
     pub fn commit_until_done_blocking(&self, batch: Batch) -> Reply {
-        let mut warned = false;
-        loop {
-            match self.commit_blocking(batch.clone()) {
-                Ok(result) => return Ok(result),
-                Err(error) if self.give_up.is_cancelled() => return Err(error),
-                Err(error) => warn_once(&mut warned, &error),
-            }
-            std::thread::sleep(RETRY_EVERY);
-        }
+        tokio::runtime::Handle::current().block_on(self.commit_until_done(batch))
     }
 }
 

@@ -16,13 +16,12 @@ pub mod guard;
 pub mod literal;
 
 pub mod rules;
+pub mod store;
 pub mod watch;
 
 pub use capture::{ScriptContext, with_context};
 pub use engine::{Limits, engine, engine_with_actions};
 pub use literal::{LiteralCall, literal_action_calls};
-pub use rules::{
-    Evaluation, Reevaluation, ReloadReport, Rule, RuleError, RuleRun, RuleSet, RuleStore,
-    ScriptError,
-};
+pub use rules::{Evaluation, Reevaluation, Rule, RuleError, RuleRun, RuleSet, ScriptError};
+pub use store::{ReloadReport, RuleStore};
 pub use watch::{DirWatcher, RuleWatcher, files_with_extension};

@@ -1,5 +1,6 @@
 //! Tests of the module beside this file.
 use super::*;
+use crate::RuleStore;
 use crate::{Limits, engine};
 use serde_json::json;
 

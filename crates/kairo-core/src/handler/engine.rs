@@ -7,44 +7,8 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::model::{ActionKind, Handler, RuleType, Target};
-use super::timing::utc_day_and_month;
+use super::state::{HandlerState, count, traffic_bytes, traffic_counter};
 use crate::{ActionRequest, Event};
-
-/// Durable counters and suppression times, by key. Values are integers:
-/// bytes for counters, epoch milliseconds for suppression.
-pub trait HandlerState {
-    /// The value at `key`.
-    fn get(&self, key: &str) -> Option<i64>;
-    /// Sets `key`.
-    fn set(&mut self, key: String, value: i64);
-}
-
-/// [`HandlerState`] in a map, recording what changed.
-#[derive(Debug, Default, Clone)]
-pub struct MemoryState {
-    /// Every value.
-    pub values: HashMap<String, i64>,
-    /// Keys set since the last [`MemoryState::take_changes`].
-    pub changed: Vec<(String, i64)>,
-}
-
-impl MemoryState {
-    /// The changes since the last call, to persist.
-    pub fn take_changes(&mut self) -> Vec<(String, i64)> {
-        std::mem::take(&mut self.changed)
-    }
-}
-
-impl HandlerState for MemoryState {
-    fn get(&self, key: &str) -> Option<i64> {
-        self.values.get(key).copied()
-    }
-
-    fn set(&mut self, key: String, value: i64) {
-        self.values.insert(key.clone(), value);
-        self.changed.push((key, value));
-    }
-}
 
 /// Event types the handler rules consume (see docs/events.md).
 pub mod event_types {
@@ -227,98 +191,6 @@ impl HandlerSet {
         }
         out
     }
-}
-
-/// How long handler state matters: daily counters until `day_before`
-/// (`YYYYMMDD`), monthly counters until `month_before` (`YYYYMM`), suppression
-/// times until they pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Retention {
-    /// Daily counters of days before this are stale.
-    pub day_before: String,
-    /// Monthly counters of months before this are stale.
-    pub month_before: String,
-    /// Suppression times at or before this are stale.
-    pub now_ms: i64,
-}
-
-impl Retention {
-    /// Keeps daily counters 3 days past their day and monthly counters a year, as of `now_ms`.
-    pub fn as_of(now_ms: i64) -> Self {
-        const DAY_MS: i64 = 24 * 3_600_000;
-        Self {
-            day_before: utc_day_and_month(now_ms - 3 * DAY_MS).0,
-            month_before: utc_day_and_month(now_ms - 366 * DAY_MS).1,
-            now_ms,
-        }
-    }
-
-    /// True when the state entry `key` = `value` can no longer affect anything.
-    pub fn is_stale(&self, key: &str, value: i64) -> bool {
-        if key.starts_with(super::keys::SUPPRESSION_PREFIX) {
-            return value <= self.now_ms;
-        }
-        match key.rsplit('/').next() {
-            Some(period) if period.len() == 9 && period.starts_with('d') => {
-                period[1..] < *self.day_before
-            }
-            Some(period) if period.len() == 7 && period.starts_with('m') => {
-                period[1..] < *self.month_before
-            }
-            _ => false,
-        }
-    }
-}
-
-impl MemoryState {
-    /// Drops stale entries from memory (the store prunes its copy itself).
-    pub fn prune(&mut self, retention: &Retention) {
-        self.values
-            .retain(|key, value| !retention.is_stale(key, *value));
-    }
-}
-
-/// Adds a `TrafficUsage` event's bytes to the traffic counters (other events change nothing).
-pub fn count(event: &Event, state: &mut dyn HandlerState, now_ms: i64) {
-    if let Some(bytes) = traffic_bytes(event) {
-        count_traffic(event, state, event.timestamp_ms.unwrap_or(now_ms), bytes);
-    }
-}
-
-fn traffic_bytes(event: &Event) -> Option<i64> {
-    if event.event_type.as_deref() != Some(event_types::TRAFFIC) {
-        return None;
-    }
-    let payload = event.payload();
-    let number = |key: &str| payload.get(key).and_then(Value::as_i64);
-    number("bytes").or_else(|| match (number("uploadBytes"), number("downloadBytes")) {
-        (None, None) => None,
-        (up, down) => Some(up.unwrap_or(0) + down.unwrap_or(0)),
-    })
-}
-
-/// Adds `bytes` to the subscriber, SIM, group and operator counters for the UTC day, month and all time.
-fn count_traffic(event: &Event, state: &mut dyn HandlerState, at: i64, bytes: i64) {
-    use super::keys::{Window, counter};
-    let mut add = |scope: &str, id: &str, window: Window| {
-        let key = counter(scope, id, window, at);
-        let value = state.get(&key).unwrap_or(0) + bytes;
-        state.set(key, value);
-    };
-    for (scope, id) in [("imsi", &event.imsi), ("sim", &event.sim_id)] {
-        if let Some(id) = id {
-            for window in [Window::Day, Window::Month, Window::All] {
-                add(scope, id, window);
-            }
-        }
-    }
-    if let Some(group) = &event.group_id {
-        add("group", group, Window::Day);
-        add("group", group, Window::Month);
-    }
-    let operator = event.operator_id.as_deref().unwrap_or("-");
-    add("op", operator, Window::Day);
-    add("op", operator, Window::Month);
 }
 
 fn targets(target: &Target, event: &Event) -> bool {
@@ -550,36 +422,6 @@ pub fn describe_time_micros(us: i64) -> String {
         || us.to_string(),
         |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     )
-}
-
-/// The counter a traffic rule compares with its limit for `event` at `at`
-/// (the UTC day or month of `at`); `None` for other rules, or when the event
-/// lacks the id the counter is kept by.
-fn traffic_counter(handler: &Handler, event: &Event, at: i64) -> Option<String> {
-    use super::keys::{Window, counter};
-    use RuleType::*;
-    let keyed = |scope: &str, id: &Option<String>, window| {
-        id.as_ref().map(|id| counter(scope, id, window, at))
-    };
-    let aggregate = |window| match &handler.target {
-        Target::Group(group) => Some(counter("group", group, window, at)),
-        Target::Operator(_) => {
-            let operator = event.operator_id.as_deref().unwrap_or("-");
-            Some(counter("op", operator, window, at))
-        }
-        _ => None,
-    };
-    match handler.rule.kind {
-        SubscriberDailyTraffic => keyed("imsi", &event.imsi, Window::Day),
-        SubscriberMonthlyTraffic => keyed("imsi", &event.imsi, Window::Month),
-        SubscriberCumulativeTraffic => keyed("imsi", &event.imsi, Window::All),
-        SimDailyTotalTraffic => keyed("sim", &event.sim_id, Window::Day),
-        SimMonthlyTotalTraffic => keyed("sim", &event.sim_id, Window::Month),
-        SimCumulativeTotalTraffic => keyed("sim", &event.sim_id, Window::All),
-        DailyTotalTraffic => aggregate(Window::Day),
-        MonthlyTotalTraffic => aggregate(Window::Month),
-        _ => None,
-    }
 }
 
 /// The `${...}` variables SORACOM documents, from the event and the match time (UTC).

@@ -3,20 +3,24 @@
 //! and action execution timing. Pure: state goes through [`HandlerState`],
 //! time comes in as milliseconds.
 //!
-//! - [`model`]: parsing and checking handlers ([`compile`])
+//! - [`model`]: a checked handler; [`compile`] parses and checks one
 //! - [`timing`]: `IMMEDIATELY`, `BEGINNING_OF_NEXT_DAY`, … in UTC
 //! - [`engine`]: evaluating handlers against events ([`HandlerSet::evaluate`])
 
+mod compile;
 pub mod engine;
 pub mod keys;
 pub mod model;
+pub mod state;
 pub mod timing;
 
+pub use compile::{CompileOptions, compile};
 pub use engine::{
-    HandlerOutcome, HandlerSet, HandlerState, HandlerTrace, MemoryState, Retention,
-    ScheduledAction, count, describe_time, describe_time_micros, event_types, render,
+    HandlerOutcome, HandlerSet, HandlerTrace, ScheduledAction, describe_time, describe_time_micros,
+    event_types, render,
 };
-pub use model::{ActionKind, CompileOptions, Handler, HandlerError, RuleType, Target, compile};
+pub use model::{ActionKind, Handler, HandlerError, RuleType, Target};
+pub use state::{HandlerState, MemoryState, Retention, count};
 pub use timing::DateConst;
 
 /// Parses a handlers file: one `EventHandlerModel` or an array of them.
