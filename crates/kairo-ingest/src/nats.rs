@@ -107,7 +107,7 @@ pub enum NatsIngestError {
 
 /// One message's parsed content, or why it is not an event.
 fn parse(payload: &[u8]) -> Result<Vec<Event>, String> {
-    parse_events(payload)
+    parse_events(payload).map_err(|e| e.to_string())
 }
 
 /// A subscription ready to consume: set up (and checked) before the router starts.

@@ -125,8 +125,9 @@ async fn post_events(
     };
     let events = match split.build() {
         Ok(events) => events,
-        Err(message) => {
-            return Rejection::new(StatusCode::BAD_REQUEST, message, "malformed").answer(&state);
+        Err(error) => {
+            return Rejection::new(StatusCode::BAD_REQUEST, error.to_string(), "malformed")
+                .answer(&state);
         }
     };
     drop(body);
@@ -202,7 +203,7 @@ async fn read_body(body: Body, config: &ServerConfig) -> Result<Bytes, Rejection
 /// `body` split into its events, refused past `max` events, before any is built.
 fn split_within(body: &[u8], max: usize) -> Result<Split<'_>, Rejection> {
     let split = split_events(body)
-        .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message, "malformed"))?;
+        .map_err(|e| Rejection::new(StatusCode::BAD_REQUEST, e.to_string(), "malformed"))?;
     if split.len() > max {
         let message = format!(
             "{} events in one request, more than the limit of {max} (server.max_events_per_request)",
@@ -240,49 +241,64 @@ impl Split<'_> {
     }
 
     /// The events; the error names the event index and field.
-    pub fn build(self) -> Result<Vec<Event>, String> {
+    pub fn build(self) -> Result<Vec<Event>, BodyError> {
+        let syntax =
+            |e: serde_json::Error| BodyError::Syntax(kairo_core::event::describe_json_error(&e));
+        let invalid = |at: String| move |error| BodyError::Invalid { at, error };
         match self {
             Split::Many(items) => items
                 .into_iter()
                 .enumerate()
                 .map(|(i, item)| {
-                    let value: Value = serde_json::from_str(item.get())
-                        .map_err(|e| kairo_core::event::describe_json_error(&e))?;
-                    Event::from_value(value).map_err(|e| located(&format!("events[{i}]"), &e))
+                    let value: Value = serde_json::from_str(item.get()).map_err(syntax)?;
+                    Event::from_value(value).map_err(invalid(format!("events[{i}]")))
                 })
                 .collect(),
-            Split::One(body) => {
-                let value: Value = serde_json::from_slice(body)
-                    .map_err(|e| kairo_core::event::describe_json_error(&e))?;
-                match value {
-                    Value::Object(_) => Ok(vec![
-                        Event::from_value(value).map_err(|e| located("event", &e))?,
-                    ]),
-                    other => Err(format!(
-                        "expected an event object or an array of events, found {}",
-                        kairo_core::event::json_kind(&other)
-                    )),
-                }
-            }
+            Split::One(body) => match serde_json::from_slice(body).map_err(syntax)? {
+                value @ Value::Object(_) => Ok(vec![
+                    Event::from_value(value).map_err(invalid("event".into()))?,
+                ]),
+                other => Err(BodyError::NotEvents(kairo_core::event::json_kind(&other))),
+            },
         }
     }
 }
 
+/// Why a body holds no events; says where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON: what the parser found, with line and column.
+    #[error("{0}")]
+    Syntax(String),
+    /// JSON, but neither an event object nor an array (the kind found).
+    #[error("expected an event object or an array of events, found {0}")]
+    NotEvents(&'static str),
+    /// An event that cannot be read.
+    #[error("{}", located(.at, .error))]
+    Invalid {
+        /// `event`, or `events[i]` in an array.
+        at: String,
+        /// The field at fault and why.
+        #[source]
+        error: kairo_core::EventError,
+    },
+}
+
 /// Splits a body holding one event object or an array of them, reading the
 /// JSON once; a syntax error says where it is (line and column).
-pub fn split_events(body: &[u8]) -> Result<Split<'_>, String> {
+pub fn split_events(body: &[u8]) -> Result<Split<'_>, BodyError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'[') {
         return Ok(Split::One(body));
     }
     serde_json::from_slice(body)
         .map(Split::Many)
-        .map_err(|e| kairo_core::event::describe_json_error(&e))
+        .map_err(|e| BodyError::Syntax(kairo_core::event::describe_json_error(&e)))
 }
 
 /// Parses a body holding one event object or an array of them. The error says
 /// where the problem is: a JSON line and column, or the event index and field.
-pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, String> {
+pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, BodyError> {
     split_events(body)?.build()
 }
 
