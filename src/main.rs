@@ -310,7 +310,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     latency_ms,
                 } => {
                     let seed = match seed {
-                        Some(path) => Seed::from_file(&path).map_err(anyhow::Error::msg)?,
+                        Some(path) => Seed::from_file(&path)?,
                         None => Seed::default(),
                     };
                     let emulator = Emulator::new(EmulatorOptions {

@@ -66,12 +66,38 @@ pub struct EmulatorOptions {
     pub latency: std::time::Duration,
 }
 
+/// Why a seed file could not be read; names the file (and the position).
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    /// The file cannot be read.
+    #[error("{}: cannot read", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a seed.
+    #[error("{}:{}:{}: not a seed file", path.display(), source.line(), source.column())]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Where and why.
+        source: serde_json::Error,
+    },
+}
+
 impl Seed {
     /// Reads a seed file; the error names the file and the position.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text)
-            .map_err(|e| format!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))
+    pub fn from_file(path: &std::path::Path) -> Result<Self, SeedError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SeedError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| SeedError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
