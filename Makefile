@@ -8,6 +8,7 @@ CARGO ?= cargo
 test: test-deps
 	$(CARGO) build -p kairo-example-dynamic -p kairo-fixture-old-abi
 	$(CARGO) nextest run --workspace --no-fail-fast
+	$(CARGO) run --quiet -- test
 
 
 # The integration tests start real servers: an SMTP server (aiosmtpd) and

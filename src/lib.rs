@@ -6,12 +6,14 @@
 //! - [`check`]: `kairo check`
 //! - [`dlq`]: `kairo dlq`
 //! - [`explain`]: `kairo explain`
+//! - [`suite`]: `kairo test` without an event file: the rule tests
 //! - [`catcher`]: `kairo emulator catcher`, a request catcher for local demos
 
 pub mod catcher;
 pub mod check;
 pub mod dlq;
 pub mod explain;
+pub mod suite;
 
 pub use kairo_router::*;
 pub use kairo_router::{KairoConfig, Router, RouterBuilder, RunningRouter};

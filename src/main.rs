@@ -37,12 +37,17 @@ enum Command {
         /// Rule script files or directories (default: the configured rules directory).
         paths: Vec<PathBuf>,
     },
-    /// Dry run: print the action requests the rules and handlers would make for the events in a file, as JSON lines.
+    /// Run the rule tests (`*.test.toml` beside the rules and handlers); or, given
+    /// an event file, print the action requests the rules and handlers would make
+    /// for its events, as JSON lines.
     Test {
         /// A JSON file holding one event or an array of events (evaluated in order from empty state).
-        event_file: PathBuf,
+        event_file: Option<PathBuf>,
         #[command(flatten)]
         dirs: Dirs,
+        /// Output of the rule tests: text for a person, or JUnit XML for CI.
+        #[arg(long, value_enum, default_value = "text")]
+        format: kairo::suite::Format,
     },
     /// Dry run that says why each rule and handler did or did not act on each event.
     Explain {
@@ -98,6 +103,15 @@ impl Dirs {
         event_file: &std::path::Path,
         log_format: Option<LogFormat>,
     ) -> anyhow::Result<kairo_router::dry_run::DryRun> {
+        let (config, rules, handlers) = self.resolve(log_format)?;
+        kairo::check::dry_run(&config, &rules, &handlers, event_file).map_err(anyhow::Error::msg)
+    }
+
+    /// The configuration and the rules and handlers directories, with logging set up.
+    fn resolve(
+        &self,
+        log_format: Option<LogFormat>,
+    ) -> anyhow::Result<(KairoConfig, PathBuf, PathBuf)> {
         let config = KairoConfig::load(self.config.as_deref())?;
         kairo::telemetry::init(
             log_format.unwrap_or(config.log.format),
@@ -112,7 +126,7 @@ impl Dirs {
             .handlers
             .clone()
             .unwrap_or_else(|| config.handlers.dir.clone());
-        kairo::check::dry_run(&config, &rules, &handlers, event_file).map_err(anyhow::Error::msg)
+        Ok((config, rules, handlers))
     }
 }
 
@@ -225,7 +239,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Test { event_file, dirs } => {
+        Command::Test {
+            event_file: None,
+            dirs,
+            format,
+        } => {
+            let (config, rules, handlers) = dirs.resolve(cli.log_format)?;
+            kairo::suite::run(&config, &rules, &handlers, format)
+        }
+        Command::Test {
+            event_file: Some(event_file),
+            dirs,
+            ..
+        } => {
             let run = dirs.dry_run(&event_file, cli.log_format)?;
             for request in &run.requests {
                 println!("{}", serde_json::to_string(request)?);

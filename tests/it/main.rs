@@ -15,4 +15,5 @@ mod nats;
 mod ota;
 mod plugins;
 mod reload;
+mod rule_tests;
 mod webhook;

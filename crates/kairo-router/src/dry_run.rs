@@ -2,13 +2,15 @@
 //! action performed.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use kairo_core::handler::HandlerSet;
 use kairo_core::{ActionRequest, Clock, Event};
-use kairo_script::RuleError;
+use kairo_script::{RuleError, RuleSet};
 
 use crate::config::KairoConfig;
 use crate::error::RouterError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Evaluated, Pipeline};
 use crate::plan::Plan;
 use crate::trace::EventTrace;
 
@@ -41,16 +43,63 @@ pub fn dry_run(
         script_errors: plan.left_out(),
         ..DryRun::default()
     };
-    let (rules, handlers) = (plan.rules.snapshot(), plan.handlers.snapshot());
-    let mut pipeline = Pipeline::default();
+    let mut replayer = Replayer::new(&plan);
     for event in events {
-        let now = clock.now_ms();
-        for evaluated in pipeline.run(&rules, &handlers, std::slice::from_ref(event), now) {
-            let trace = crate::trace::expand(&rules, event, &evaluated.trace, &evaluated.requests);
-            run.traces.push((event.clone(), trace));
-            run.requests.extend(evaluated.requests);
-            run.rule_errors.extend(evaluated.errors);
-        }
+        let evaluated = replayer.step(event, clock.now_ms());
+        run.traces
+            .push((event.clone(), replayer.explain(event, &evaluated)));
+        run.requests.extend(evaluated.requests);
+        run.rule_errors.extend(evaluated.errors);
     }
     Ok(run)
+}
+
+/// The router's evaluation of events one at a time on a clock the caller
+/// sets, from empty state, performing nothing: the dry run, rule tests and
+/// replay all step through it.
+pub struct Replayer {
+    rules: Arc<RuleSet>,
+    handlers: Arc<HandlerSet>,
+    pipeline: Pipeline,
+}
+
+impl Replayer {
+    /// A replayer of `plan`'s rules and handlers as they are now.
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            rules: plan.rules.snapshot(),
+            handlers: plan.handlers.snapshot(),
+            pipeline: Pipeline::default(),
+        }
+    }
+
+    /// Forgets every counter, hold-back and SIM learned so far.
+    pub fn restart(&mut self) {
+        self.pipeline = Pipeline::default();
+    }
+
+    /// Evaluates `event` as if it arrived at `now_ms`.
+    pub fn step(&mut self, event: &Event, now_ms: i64) -> Evaluated {
+        let slice = std::slice::from_ref(event);
+        let mut evaluated = self
+            .pipeline
+            .run(&self.rules, &self.handlers, slice, now_ms);
+        evaluated.pop().unwrap_or_default()
+    }
+
+    /// `evaluated`'s trace with every rule the index ruled out explained and
+    /// each fired rule given its requests.
+    pub fn explain(&self, event: &Event, evaluated: &Evaluated) -> EventTrace {
+        crate::trace::expand(&self.rules, event, &evaluated.trace, &evaluated.requests)
+    }
+
+    /// The rules replayed.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The handlers replayed.
+    pub fn handlers(&self) -> &HandlerSet {
+        &self.handlers
+    }
 }

@@ -6,7 +6,9 @@
 //! most of the work); [`expand`] explains them on request from the event and
 //! the rule's guard.
 
-use kairo_core::handler::{HandlerTrace, describe_time};
+use std::fmt::Write as _;
+
+use kairo_core::handler::{HandlerOutcome, HandlerTrace, describe_time};
 use kairo_core::{ActionRequest, Event};
 use kairo_script::{Evaluation, RuleRun, RuleSet};
 use serde::{Deserialize, Serialize};
@@ -189,6 +191,61 @@ pub fn expand(
         rules: out,
         handlers: recorded.handlers.clone(),
     }
+}
+
+/// `trace` in words: a line naming `event`, then one line per rule and handler.
+pub fn describe(event: &Event, trace: &EventTrace) -> String {
+    let mut text = format!("event {}", event.id);
+    let about: Vec<String> = [
+        ("eventType", &event.event_type),
+        ("simId", &event.sim_id),
+        ("imsi", &event.imsi),
+    ]
+    .iter()
+    .filter_map(|(name, value)| value.as_ref().map(|v| format!("{name} {v}")))
+    .collect();
+    if !about.is_empty() {
+        let _ = write!(text, " ({})", about.join(", "));
+    }
+    for rule in &trace.rules {
+        let said = match rule.outcome {
+            RuleOutcome::Fired => {
+                let actions: Vec<&str> = rule.requests.iter().map(|r| r.action.as_str()).collect();
+                format!("fired: {}", actions.join(", "))
+            }
+            RuleOutcome::NotMatched => "ran, asked for nothing".into(),
+            RuleOutcome::Skipped => format!("skipped: {}", reason(&rule.reason)),
+            RuleOutcome::Suppressed => format!("suppressed: {}", reason(&rule.reason)),
+            RuleOutcome::Error => format!("error: {}", reason(&rule.reason)),
+        };
+        let _ = write!(text, "\n  rule {:<26} {said}", rule.rule);
+    }
+    for handler in &trace.handlers {
+        let said = match handler.outcome {
+            HandlerOutcome::Fired => {
+                let actions: Vec<String> = handler
+                    .actions
+                    .iter()
+                    .map(|a| format!("{} at {}", a.action, describe_time(a.due_at_ms)))
+                    .collect();
+                let why = handler
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
+                format!("fired: {}{why}", actions.join(", "))
+            }
+            HandlerOutcome::NotMatched => format!("not matched: {}", reason(&handler.reason)),
+            HandlerOutcome::Suppressed => format!("suppressed: {}", reason(&handler.reason)),
+            HandlerOutcome::NotTargeted => format!("not targeted: {}", reason(&handler.reason)),
+        };
+        let _ = write!(text, "\n  handler {:<23} {said}", handler.handler);
+    }
+    text
+}
+
+fn reason(reason: &Option<String>) -> &str {
+    reason.as_deref().unwrap_or("no reason recorded")
 }
 
 #[cfg(test)]
