@@ -40,6 +40,25 @@ pub async fn run(config: &KairoConfig, command: DlqCommand) -> anyhow::Result<Ve
     }
 }
 
+/// The running router's base URL, from `server.listen`.
+pub fn router_base(config: &KairoConfig) -> anyhow::Result<String> {
+    let listen = config
+        .listen_addr()
+        .context("server.listen is not a socket address")?;
+    Ok(format!("http://{listen}"))
+}
+
+/// `request` with the bearer token, when `server.token` is set.
+pub fn authorized(
+    config: &KairoConfig,
+    request: reqwest::RequestBuilder,
+) -> reqwest::RequestBuilder {
+    match &config.server.token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}
+
 fn offline(store: &Store, command: DlqCommand) -> anyhow::Result<Vec<String>> {
     Ok(match command {
         DlqCommand::List => store
@@ -68,17 +87,9 @@ fn offline(store: &Store, command: DlqCommand) -> anyhow::Result<Vec<String>> {
 }
 
 async fn online(config: &KairoConfig, command: DlqCommand) -> anyhow::Result<Vec<String>> {
-    let base = format!(
-        "http://{}",
-        config
-            .listen_addr()
-            .context("server.listen is not a socket address")?
-    );
+    let base = router_base(config)?;
     let http = reqwest::Client::new();
-    let with_token = |request: reqwest::RequestBuilder| match &config.server.token {
-        Some(token) => request.bearer_auth(token),
-        None => request,
-    };
+    let with_token = |request| authorized(config, request);
     let request = match &command {
         DlqCommand::List => with_token(http.get(format!("{base}/v1/dead-letters"))),
         DlqCommand::Retry { ids, all } => {

@@ -5,6 +5,7 @@
 //!
 //! - [`check`]: `kairo check`
 //! - [`dlq`]: `kairo dlq`
+//! - [`events`]: `kairo events export`
 //! - [`explain`]: `kairo explain`
 //! - [`suite`]: `kairo test` without an event file: the rule tests
 //! - [`catcher`]: `kairo emulator catcher`, a request catcher for local demos
@@ -12,6 +13,7 @@
 pub mod catcher;
 pub mod check;
 pub mod dlq;
+pub mod events;
 pub mod explain;
 pub mod suite;
 

@@ -76,9 +76,31 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Recorded events (kept for `store.event_retention_seconds`).
+    Events {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Run an emulator for local use.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print the events received in a time range as JSON lines, oldest first
+    /// (works beside a running router).
+    Export {
+        /// Received at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Received before this RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+    },
 }
 
 /// Where a dry run reads rules and handlers from.
@@ -316,6 +338,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for line in kairo::dlq::run(&config, command).await? {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Events {
+            config,
+            command: EventsCommand::Export { since, until },
+        } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            let count =
+                kairo::events::export(&config, since.as_deref(), until.as_deref(), &mut out)
+                    .await?;
+            std::io::Write::flush(&mut out)?;
+            eprintln!("{count} event(s)");
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(command) => {

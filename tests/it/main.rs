@@ -14,6 +14,7 @@ mod hardening;
 mod nats;
 mod ota;
 mod plugins;
+mod recorded;
 mod reload;
 mod rule_tests;
 mod webhook;

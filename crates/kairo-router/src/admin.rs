@@ -38,7 +38,8 @@ pub struct AdminState {
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
-/// `GET /v1/history?limit=N`, `GET /v1/status`, `GET /v1/events/{id}`.
+/// `GET /v1/history?limit=N`, `GET /v1/status`, `GET /v1/events?since=..`,
+/// `GET /v1/events/{id}`, `GET /v1/rules`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/dead-letters", get(list_dead))
@@ -46,6 +47,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/dead-letters/{*id}", delete(drop_dead))
         .route("/v1/history", get(history))
         .route("/v1/status", get(status))
+        .route("/v1/events", get(recorded_events))
         .route("/v1/events/{*id}", get(explain_event))
         .route("/v1/rules", get(list_rules))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -77,7 +79,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 }
 
 /// Runs a store operation off the async runtime and turns its result into JSON.
-async fn blocking<T: serde::Serialize + Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, kairo_store::StoreError> + Send + 'static,
 ) -> Result<T, AdminError> {
     let internal = |e: String| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e);
@@ -159,6 +161,65 @@ async fn status(State(state): State<AdminState>) -> Answer {
     ))
 }
 
+/// `GET /v1/events` parameters: RFC 3339 times, the page cursor and size.
+#[derive(Deserialize)]
+struct EventsQuery {
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Most recorded events one page holds.
+const MAX_PAGE: usize = 10_000;
+
+/// `GET /v1/events?since=..&until=..`: the recorded events received in the
+/// range, oldest first, as JSON lines; when more follow, a `Link` header
+/// (`rel="next"`) gives the next page.
+async fn recorded_events(
+    State(state): State<AdminState>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, AdminError> {
+    let time = |text: &Option<String>, default: i64| match text {
+        None => Ok(default),
+        Some(text) => crate::recorded::parse_time(text)
+            .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let (since, until) = (time(&query.since, 0)?, time(&query.until, i64::MAX)?);
+    let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_PAGE);
+    let after = query.after.clone();
+    let store = state.store.clone();
+    let page =
+        blocking(move || store.recorded_events(since, until, after.as_deref(), limit)).await?;
+    let mut body = String::new();
+    for stored in &page.events {
+        let line = crate::recorded::RecordedLine::of(stored);
+        body.push_str(&serde_json::to_string(&line).expect("a line serializes"));
+        body.push('\n');
+    }
+    let mut response = ([("content-type", "application/x-ndjson")], body).into_response();
+    if let Some(next) = page.next {
+        let mut link = reqwest::Url::parse("http://kairo/v1/events").expect("a valid URL");
+        link.query_pairs_mut()
+            .append_pair("after", &next)
+            .append_pair("limit", &limit.to_string());
+        for (name, value) in [("since", &query.since), ("until", &query.until)] {
+            if let Some(value) = value {
+                link.query_pairs_mut().append_pair(name, value);
+            }
+        }
+        let next = format!(
+            "<{}?{}>; rel=\"next\"",
+            link.path(),
+            link.query().unwrap_or("")
+        );
+        if let Ok(value) = next.parse() {
+            response.headers_mut().insert("link", value);
+        }
+    }
+    Ok(response)
+}
+
 /// `GET /v1/events/{id}`: the event, when and where it came from, why each
 /// rule and handler did or did not act, and its actions' outcomes now.
 async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) -> Answer {
@@ -170,7 +231,7 @@ async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) 
         return Err(AdminError(
             StatusCode::NOT_FOUND,
             format!(
-                "no evaluated event with id {id} is kept (evaluated events are kept for store.trace_retention_seconds)"
+                "no evaluated event with id {id} is kept (received events are kept for store.event_retention_seconds and store.event_retention_count)"
             ),
         ));
     };

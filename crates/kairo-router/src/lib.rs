@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod plugins;
+pub mod recorded;
 pub mod router;
 pub mod rule_test;
 pub mod rules;

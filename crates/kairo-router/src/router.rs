@@ -142,8 +142,8 @@ impl RouterBuilder {
         let retention = Retention {
             dedupe_window_ms: (config.store.dedupe_window_seconds * 1000) as i64,
             history_ms: (config.store.history_retention_seconds * 1000) as i64,
-            trace_ms: (config.store.trace_retention_seconds * 1000) as i64,
-            trace_count: config.store.trace_retention_count,
+            event_ms: (config.store.event_retention_seconds * 1000) as i64,
+            event_count: config.store.event_retention_count,
         };
         let (writer, writer_thread) =
             StoreWriter::start(store.clone(), clock.clone(), retention, self.cancel.clone());

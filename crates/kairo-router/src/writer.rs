@@ -36,9 +36,9 @@ pub struct Retention {
     /// Finished actions are kept this long, milliseconds.
     pub history_ms: i64,
     /// Evaluated events and their traces are kept this long, milliseconds.
-    pub trace_ms: i64,
+    pub event_ms: i64,
     /// At most this many evaluated events and traces are kept.
-    pub trace_count: u64,
+    pub event_count: u64,
 }
 
 /// A commit that did not happen.
@@ -277,7 +277,7 @@ impl Writer {
         }
         if let Err(error) = self
             .store
-            .prune_traces(now - self.retention.trace_ms, self.retention.trace_count)
+            .prune_traces(now - self.retention.event_ms, self.retention.event_count)
         {
             tracing::warn!(%error, "pruning event traces failed");
         }
@@ -302,10 +302,11 @@ pub struct StoreConfig {
     pub history_retention_seconds: u64,
     /// Memory for the database's page cache, MiB.
     pub cache_mib: usize,
-    /// Evaluated events and their traces are kept this many seconds.
-    pub trace_retention_seconds: u64,
-    /// At most this many evaluated events and traces are kept (the oldest go first).
-    pub trace_retention_count: u64,
+    /// Received events are kept (with when and where they came from, and
+    /// their traces) this many seconds, for explaining, export and replay.
+    pub event_retention_seconds: u64,
+    /// At most this many received events are kept (the oldest go first).
+    pub event_retention_count: u64,
 }
 
 impl Default for StoreConfig {
@@ -315,8 +316,8 @@ impl Default for StoreConfig {
             dedupe_window_seconds: 24 * 3600,
             history_retention_seconds: 7 * 24 * 3600,
             cache_mib: 32,
-            trace_retention_seconds: 7 * 24 * 3600,
-            trace_retention_count: 100_000,
+            event_retention_seconds: 7 * 24 * 3600,
+            event_retention_count: 100_000,
         }
     }
 }

@@ -8,18 +8,29 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use crate::store::{DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, time_key};
 use crate::{
     DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Store, StoreError,
-    TraceEntry,
+    StoredEvent, TraceEntry,
 };
+
+/// A page of recorded events, in the order they were received.
+#[derive(Debug, Default)]
+pub struct RecordedPage {
+    /// The events with when and where they were received.
+    pub events: Vec<StoredEvent>,
+    /// Where the next page starts (pass it as `after`), when more may follow.
+    pub next: Option<String>,
+}
 
 impl Store {
     /// Writes the record of each traced event in `tx`: its stored JSON from
     /// `accepted` (what left the inbox in this commit) with the trace,
-    /// replacing an earlier record of the same event.
+    /// replacing an earlier record of the same event. Records are indexed by
+    /// the time their event was received (`accepted` gives it, as the dedupe
+    /// table holds it), so they can be exported in that order.
     pub(crate) fn record_traces(
         &self,
         tx: &WriteTransaction,
         entries: &[TraceEntry],
-        accepted: &HashMap<&str, Vec<u8>>,
+        accepted: &HashMap<&str, (Vec<u8>, Option<i64>)>,
     ) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
@@ -28,14 +39,16 @@ impl Store {
         let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
         for entry in entries {
             let id = entry.event_id.as_str();
-            let Some(event) = accepted.get(id) else {
+            let Some((event, received_at)) = accepted.get(id) else {
                 continue;
             };
             let previous = traces.get(id).map_err(|e| self.err(e))?.map(|old| {
                 self.decode::<EventRecord>("traces", id, old.value())
-                    .map(|old| old.evaluated_at_ms)
+                    .map(|old| [old.accepted.received_at_ms, old.evaluated_at_ms])
             });
-            if let Some(at) = previous.transpose()? {
+            // (Records written before the index was by receive time were
+            // indexed by evaluation time: remove either key.)
+            for at in previous.transpose()?.into_iter().flatten() {
                 by_time
                     .remove(time_key(at, id).as_str())
                     .map_err(|e| self.err(e))?;
@@ -52,7 +65,10 @@ impl Store {
                 .insert(id, record.as_slice())
                 .map_err(|e| self.err(e))?;
             by_time
-                .insert(time_key(entry.evaluated_at_ms, id).as_str(), 0)
+                .insert(
+                    time_key(received_at.unwrap_or(entry.evaluated_at_ms), id).as_str(),
+                    0,
+                )
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -105,8 +121,49 @@ impl Store {
         Ok(actions)
     }
 
-    /// Forgets records evaluated before `before_ms`, then the oldest beyond
-    /// `max_count`; returns how many were forgotten.
+    /// Up to `limit` recorded events received in `[since_ms, until_ms)`, in
+    /// the order they were received, starting after `after` (the cursor of
+    /// the previous page); the cursor of the next page when more may follow.
+    pub fn recorded_events(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<RecordedPage, StoreError> {
+        let tx = self.read()?;
+        let traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
+        let by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
+        let (start, end) = (time_key(since_ms, ""), time_key(until_ms, ""));
+        let mut page = RecordedPage::default();
+        let range = by_time
+            .range(start.as_str()..end.as_str())
+            .map_err(|e| self.err(e))?;
+        let mut last: Option<String> = None;
+        for item in range {
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            let key = key.value();
+            if after.is_some_and(|after| key <= after) {
+                continue;
+            }
+            if page.events.len() == limit {
+                page.next = last;
+                break;
+            }
+            let Some((_, id)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some(value) = traces.get(id).map_err(|e| self.err(e))? {
+                let record: EventRecord = self.decode("traces", id, value.value())?;
+                page.events.push(record.accepted);
+            }
+            last = Some(key.to_string());
+        }
+        Ok(page)
+    }
+
+    /// Forgets records of events received before `before_ms`, then the
+    /// oldest beyond `max_count`; returns how many were forgotten.
     pub fn prune_traces(&self, before_ms: i64, max_count: u64) -> Result<u64, StoreError> {
         let tx = self.write()?;
         let removed = {
@@ -161,28 +218,67 @@ mod tests {
         }
     }
 
+    /// A store holding events e1..e5 received at 10, 20, .. 50 and
+    /// evaluated (in reverse order) at 100.
+    fn five_recorded(dir: &std::path::Path) -> Store {
+        let store = Store::open(dir.join("k.redb")).unwrap();
+        let ids: Vec<String> = (1..=5).map(|i| format!("e{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let at = (i as i64 + 1) * 10;
+            let accept = Batch {
+                accept: vec![accepted(id, at)],
+                ..Batch::default()
+            };
+            store.commit(&accept, at, 0).unwrap();
+        }
+        let evaluated = Batch {
+            evaluated: ids
+                .iter()
+                .rev()
+                .map(|id| (id.clone(), Vec::new()))
+                .collect(),
+            traces: ids.iter().rev().map(|id| traced(id, 100)).collect(),
+            ..Batch::default()
+        };
+        store.commit(&evaluated, 100, 0).unwrap();
+        store
+    }
+
+    #[test]
+    fn recorded_events_come_in_receive_order_by_pages_within_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = five_recorded(dir.path());
+        let ids = |page: &RecordedPage| -> Vec<String> {
+            page.events.iter().map(|e| e.id().to_string()).collect()
+        };
+        let first = store.recorded_events(15, 50, None, 2).unwrap();
+        assert_eq!(ids(&first), ["e2", "e3"]);
+        let second = store
+            .recorded_events(15, 50, first.next.as_deref(), 2)
+            .unwrap();
+        assert_eq!(ids(&second), ["e4"], "e5 was received at 50, the end");
+        assert_eq!(second.next, None);
+        assert_eq!(second.events[0].received_at_ms, 40);
+        assert_eq!(
+            store
+                .recorded_events(0, i64::MAX, None, 10)
+                .unwrap()
+                .events
+                .len(),
+            5
+        );
+    }
+
     #[test]
     fn records_are_kept_by_age_and_count() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("k.redb")).unwrap();
-        let ids: Vec<String> = (1..=5).map(|i| format!("e{i}")).collect();
-        let accept = Batch {
-            accept: ids.iter().map(|id| accepted(id, 1)).collect(),
-            ..Batch::default()
-        };
-        store.commit(&accept, 0, 0).unwrap();
-        let evaluated = Batch {
-            evaluated: ids.iter().map(|id| (id.clone(), Vec::new())).collect(),
-            traces: (1..=5).map(|i| traced(&format!("e{i}"), i * 10)).collect(),
-            ..Batch::default()
-        };
-        store.commit(&evaluated, 0, 0).unwrap();
+        let store = five_recorded(dir.path());
         let record = store.event_record("e1").unwrap().unwrap();
         assert_eq!(record.accepted.event, json!({"id": "e1"}));
         assert_eq!(record.accepted.source, "webhook");
         assert_eq!(
             store.event_record("e3").unwrap().unwrap().evaluated_at_ms,
-            30
+            100
         );
         assert_eq!(
             store.prune_traces(25, 100).unwrap(),

@@ -11,6 +11,7 @@
 
 pub mod batch;
 mod explain;
+pub use explain::RecordedPage;
 pub mod model;
 pub mod store;
 

@@ -219,7 +219,9 @@ impl Store {
             for (event_id, actions) in &batch.evaluated {
                 let removed = inbox.remove(event_id.as_str()).map_err(|e| self.err(e))?;
                 if let Some(bytes) = removed.filter(|_| !batch.traces.is_empty()) {
-                    accepted.insert(event_id.as_str(), bytes.value().to_vec());
+                    let received = seen.get(event_id.as_str()).map_err(|e| self.err(e))?;
+                    let received = received.map(|v| v.value());
+                    accepted.insert(event_id.as_str(), (bytes.value().to_vec(), received));
                 }
                 for action in actions {
                     let key = action.key();

@@ -228,12 +228,7 @@ fn time(field: &str, value: toml::Value) -> Result<i64, Problem> {
             return Err((field.into(), message));
         }
     };
-    chrono::DateTime::parse_from_rfc3339(&text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            let message = format!("{text:?} is not an RFC 3339 time with a zone ({e})");
-            (field.into(), message)
-        })
+    crate::recorded::parse_time(&text).map_err(|e| (field.into(), e.to_string()))
 }
 
 /// TOML as JSON; date-times become RFC 3339 strings.
