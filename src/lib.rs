@@ -7,6 +7,7 @@
 //! - [`dlq`]: `kairo dlq`
 //! - [`events`]: `kairo events export`
 //! - [`explain`]: `kairo explain`
+//! - [`replay`]: `kairo replay`
 //! - [`suite`]: `kairo test` without an event file: the rule tests
 //! - [`catcher`]: `kairo emulator catcher`, a request catcher for local demos
 
@@ -15,6 +16,7 @@ pub mod check;
 pub mod dlq;
 pub mod events;
 pub mod explain;
+pub mod replay;
 pub mod suite;
 
 pub use kairo_router::*;

@@ -59,6 +59,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay recorded events (JSON lines, e.g. from `kairo events export`) on a
+    /// virtual clock and print the actions they would give as JSON lines; with
+    /// `--against`, the difference another rules directory makes. Performs nothing.
+    Replay {
+        /// The events: recorded lines or bare event objects, one per line.
+        events_file: PathBuf,
+        #[command(flatten)]
+        dirs: Dirs,
+        /// The rules directory to compare with (the old version).
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// The handlers directory to compare with (default: the one replayed).
+        #[arg(long)]
+        against_handlers: Option<PathBuf>,
+        /// With `--against`, one JSON line per difference instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the actions this configuration provides: built-in, static and dynamic plugins.
     Plugins {
         /// Configuration file (default: config/kairo.toml when present).
@@ -289,6 +307,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            })
+        }
+        Command::Replay {
+            events_file,
+            dirs,
+            against,
+            against_handlers,
+            json,
+        } => {
+            let (config, rules, handlers) = dirs.resolve(cli.log_format)?;
+            let versions = kairo::replay::Versions {
+                rules: &rules,
+                handlers: &handlers,
+                against: against.as_deref(),
+                against_handlers: against_handlers.as_deref(),
+            };
+            let (out, clean) = kairo::replay::run(&config, &events_file, &versions, json)?;
+            print!("{out}");
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             })
         }
         Command::Plugins { config, json } => {

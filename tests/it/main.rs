@@ -16,5 +16,6 @@ mod ota;
 mod plugins;
 mod recorded;
 mod reload;
+mod replay;
 mod rule_tests;
 mod webhook;

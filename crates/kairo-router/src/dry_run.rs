@@ -87,6 +87,13 @@ impl Replayer {
         evaluated.pop().unwrap_or_default()
     }
 
+    /// Evaluates `events` together at `now_ms`, as a router evaluates a
+    /// batch that arrived at once.
+    pub fn step_batch(&mut self, events: &[Event], now_ms: i64) -> Vec<Evaluated> {
+        self.pipeline
+            .run(&self.rules, &self.handlers, events, now_ms)
+    }
+
     /// `evaluated`'s trace with every rule the index ruled out explained and
     /// each fired rule given its requests.
     pub fn explain(&self, event: &Event, evaluated: &Evaluated) -> EventTrace {

@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod plugins;
 pub mod recorded;
+pub mod replay;
 pub mod router;
 pub mod rule_test;
 pub mod rules;
