@@ -66,9 +66,14 @@ pub struct Replayer {
 impl Replayer {
     /// A replayer of `plan`'s rules and handlers as they are now.
     pub fn new(plan: &Plan) -> Self {
+        Self::of(plan.rules.snapshot(), plan.handlers.snapshot())
+    }
+
+    /// A replayer of `rules` and `handlers`.
+    pub fn of(rules: Arc<RuleSet>, handlers: Arc<HandlerSet>) -> Self {
         Self {
-            rules: plan.rules.snapshot(),
-            handlers: plan.handlers.snapshot(),
+            rules,
+            handlers,
             pipeline: Pipeline::default(),
         }
     }
