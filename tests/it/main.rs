@@ -18,4 +18,5 @@ mod recorded;
 mod reload;
 mod replay;
 mod rule_tests;
+mod shadow;
 mod webhook;

@@ -22,12 +22,17 @@ pub struct ActionRequest {
     /// Earliest time to perform it, epoch milliseconds; `None` means now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_ms: Option<i64>,
+    /// Asked for by a rule or handler in shadow: recorded, never performed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
 }
 
 impl ActionRequest {
-    /// The stable idempotency key: `event_id/rule/index`.
+    /// The stable idempotency key: `event_id/rule/index` (`event_id/rule.shadow/index`
+    /// in shadow, so a shadow rule's requests never collide with its live twin's).
     pub fn key(&self) -> String {
-        format!("{}/{}/{}", self.event_id, self.rule, self.index)
+        let shadow = if self.shadow { ".shadow" } else { "" };
+        format!("{}/{}{shadow}/{}", self.event_id, self.rule, self.index)
     }
 }
 
@@ -44,6 +49,7 @@ mod tests {
             rule: "ota".into(),
             index: 2,
             not_before_ms: None,
+            shadow: false,
         };
         assert_eq!(request.key(), "ev1/ota/2");
         let json = serde_json::to_value(&request).unwrap();

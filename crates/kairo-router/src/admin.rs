@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use kairo_core::Clock;
-use kairo_store::Store;
+use kairo_store::{HistoryStatus, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
+use crate::stats::RuleStats;
 use crate::trace::EventTrace;
 use kairo_core::handler::describe_time;
 
@@ -270,7 +271,12 @@ async fn explain_event(State(state): State<AdminState>, Path(id): Path<String>) 
 fn action_outcomes(actions: kairo_store::EventActions) -> Vec<Value> {
     let mut by_key = std::collections::BTreeMap::new();
     for entry in actions.finished {
-        let status = if entry.succeeded { "succeeded" } else { "dead" };
+        let status = match entry.status {
+            HistoryStatus::Succeeded => "succeeded",
+            HistoryStatus::Failed => "dead",
+            HistoryStatus::Shadow => "shadow",
+            HistoryStatus::Cancelled => "cancelled",
+        };
         by_key.insert(
             entry.request.key(),
             json!({"key": entry.request.key(), "action": entry.request.action, "rule": entry.request.rule,
@@ -302,33 +308,33 @@ fn action_outcomes(actions: kairo_store::EventActions) -> Vec<Value> {
 /// `GET /v1/rules`: every loaded rule script and handler with its numbers
 /// since the router started.
 async fn list_rules(State(state): State<AdminState>) -> Answer {
-    let entry = |name: &str, kind: &str, file: &std::path::Path, stats: crate::stats::RuleStats| {
+    let entry = |name: &str, kind: &str, file: &std::path::Path, shadow: bool, stats: RuleStats| {
         json!({
-            "name": name, "kind": kind, "file": file.display().to_string(),
+            "name": name, "kind": kind, "file": file.display().to_string(), "shadow": shadow,
             "evaluations": stats.evaluations, "fires": stats.fires,
             "suppressions": stats.suppressions, "errors": stats.errors,
             "lastFiredAt": stats.last_fired_at_ms.map(describe_time),
             "lastError": stats.last_error,
         })
     };
-    let mut listed: Vec<Value> = state
-        .rules
-        .snapshot()
-        .rules()
-        .iter()
+    let rules = state.rules.snapshot();
+    let mut listed: Vec<Value> = (rules.rules().iter())
         .map(|rule| {
-            entry(
-                &rule.name,
-                "script",
-                &rule.path,
-                state.stats.rule(&rule.name),
-            )
+            let stats = state.stats.rule(&rule.id);
+            entry(&rule.name, "script", &rule.path, rule.shadow, stats)
         })
         .collect();
-    for (id, name, file) in state.handlers.listing() {
-        let mut handler = entry(&id, "handler", &file, state.stats.handler(&id));
-        handler["title"] = Value::String(name);
-        listed.push(handler);
+    for handler in state.handlers.listing() {
+        let key = if handler.shadow {
+            format!("{}.shadow", handler.id)
+        } else {
+            handler.id.clone()
+        };
+        let stats = state.stats.handler(&key);
+        let mut listed_handler =
+            entry(&handler.id, "handler", &handler.file, handler.shadow, stats);
+        listed_handler["title"] = Value::String(handler.name);
+        listed.push(listed_handler);
     }
     Ok(Json(Value::Array(listed)))
 }

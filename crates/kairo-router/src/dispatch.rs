@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use kairo_core::Clock;
 use kairo_plugin::{ActionContext, ActionError, Registry};
-use kairo_store::{Batch, DeadLetter, DeadLetterKind, HistoryEntry, PendingAction};
+use kairo_store::{Batch, DeadLetter, DeadLetterKind, HistoryEntry, HistoryStatus, PendingAction};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -364,6 +364,7 @@ async fn attempt(
             );
             let entry = HistoryEntry {
                 request: request.clone(),
+                status: HistoryStatus::Succeeded,
                 attempts: action.attempts,
                 succeeded: true,
                 error: None,
@@ -448,6 +449,7 @@ async fn give_up(
     };
     let entry = HistoryEntry {
         request: request.clone(),
+        status: HistoryStatus::Failed,
         attempts: action.attempts,
         succeeded: false,
         error: Some(error.message.clone()),

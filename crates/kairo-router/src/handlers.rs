@@ -2,7 +2,8 @@
 //! holds one `EventHandlerModel` or an array of them. Reloaded on change like
 //! rule scripts. A handler that fails the checks is reported and left out
 //! while the others in its file load; on reload, a handler that breaks keeps
-//! its previous good version.
+//! its previous good version. The handlers of a `NAME.shadow.json` file run
+//! in shadow: their requests are recorded, never performed.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -49,7 +50,11 @@ impl HandlerStore {
             false,
             |path, content| {
                 let text = String::from_utf8_lossy(content);
-                let (items, errors) = parse_file(&text, &path.display().to_string(), options);
+                let (mut items, errors) = parse_file(&text, &path.display().to_string(), options);
+                let shadow = path.to_string_lossy().ends_with(".shadow.json");
+                items
+                    .iter_mut()
+                    .for_each(|h: &mut Handler| h.shadow = shadow);
                 let errors = errors.iter().map(ToString::to_string).collect();
                 Loaded { items, errors }
             },
@@ -78,12 +83,17 @@ impl HandlerStore {
         }
     }
 
-    /// Every loaded handler: id, name and the file it comes from.
-    pub fn listing(&self) -> Vec<(String, String, PathBuf)> {
+    /// Every loaded handler: id, name, the file it comes from and whether it runs in shadow.
+    pub fn listing(&self) -> Vec<Listed> {
         let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         sources
             .items()
-            .map(|(path, h)| (h.id.clone(), h.name.clone(), path.to_path_buf()))
+            .map(|(path, h)| Listed {
+                id: h.id.clone(),
+                name: h.name.clone(),
+                file: path.to_path_buf(),
+                shadow: h.shadow,
+            })
             .collect()
     }
 
@@ -101,6 +111,19 @@ impl HandlerStore {
             );
         }
     }
+}
+
+/// A loaded handler, as [`HandlerStore::listing`] lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The file it comes from.
+    pub file: PathBuf,
+    /// Whether it runs in shadow.
+    pub shadow: bool,
 }
 
 /// What a handler reload did.

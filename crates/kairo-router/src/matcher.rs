@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kairo_core::{Clock, Event};
 use kairo_script::RuleStore;
-use kairo_store::{Batch, PendingAction, TraceEntry};
+use kairo_store::{Batch, HistoryEntry, PendingAction, TraceEntry};
 use tokio::sync::mpsc;
 
 use crate::dispatch::{Dispatcher, InFlight};
@@ -51,16 +51,18 @@ impl Matcher {
             .rules
             .iter()
             .filter(|r| r.outcome == crate::trace::RuleOutcome::Fired)
-            .map(|r| &r.rule);
+            .map(|r| r.rule_id());
         let fired_handlers = trace
             .handlers
             .iter()
             .filter(|h| h.outcome == kairo_core::handler::HandlerOutcome::Fired)
-            .map(|h| &h.handler);
+            .map(|h| h.handler_id());
         for rule in fired_rules.chain(fired_handlers) {
             self.metrics
                 .rule_fires
-                .get_or_create(&RuleLabels { rule: rule.clone() })
+                .get_or_create(&RuleLabels {
+                    rule: rule.into_owned(),
+                })
                 .inc();
         }
     }
@@ -111,8 +113,12 @@ impl Matcher {
                     .inc();
                 tracing::warn!(target: "kairo::rules", rule = %error.rule, event_id = %error.event_id, "{}", error.message);
             }
-            let requests = evaluation.requests;
-            let pending: Vec<PendingAction> = requests
+            // Shadow requests are recorded as such and never performed.
+            let (shadow, live): (Vec<_>, Vec<_>) =
+                evaluation.requests.into_iter().partition(|r| r.shadow);
+            let shadow = shadow.into_iter().map(|r| HistoryEntry::shadow(r, now));
+            batch.finished.extend(shadow);
+            let pending: Vec<PendingAction> = live
                 .into_iter()
                 .map(|request| PendingAction::new(request, now))
                 .collect();

@@ -111,7 +111,7 @@ fn finish(
     handlers: Vec<kairo_core::handler::HandlerTrace>,
     state: &SharedState,
 ) -> Evaluated {
-    let held_until = |rule: &str| read(state).get(&rule_suppression_key(rule, event));
+    let held_until = |rule_id: &str| read(state).get(&rule_suppression_key(rule_id, event));
     let trace = crate::trace::record(rules, &evaluation, handlers, held_until);
     Evaluated {
         requests: evaluation.requests,
@@ -128,7 +128,7 @@ fn read(state: &SharedState) -> std::sync::RwLockReadGuard<'_, MemoryState> {
     state.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The state key that holds back `rule` for `event`'s SIM (or IMSI) after `reevaluate(...)`.
+/// The state key that holds back the rule `rule` (its id) for `event`'s SIM (or IMSI) after `reevaluate(...)`.
 pub fn rule_suppression_key(rule: &str, event: &Event) -> String {
     let subject = event
         .sim_id
@@ -155,7 +155,7 @@ fn evaluate_with_state(
     });
     let held_back = |rule: &Rule| {
         read(state)
-            .get(&rule_suppression_key(&rule.name, event))
+            .get(&rule_suppression_key(&rule.id, event))
             .is_some_and(|until| until > now_ms)
     };
     let evaluation =

@@ -30,6 +30,9 @@ pub struct Planned {
     pub params: Value,
     /// When it falls due, RFC 3339 UTC.
     pub due_at: String,
+    /// Asked for by a rule or handler in shadow (recorded live, never performed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// Its position among the rule's requests for the event.
     #[serde(skip)]
     pub index: u32,
@@ -44,12 +47,18 @@ impl Planned {
             action: request.action,
             params: request.params,
             index: request.index,
+            shadow: request.shadow,
         }
     }
 
-    /// What identifies it across rule versions: event, rule and position.
-    fn key(&self) -> (String, String, u32) {
-        (self.event_id.clone(), self.rule.clone(), self.index)
+    /// What identifies it across rule versions: event, rule, shadow and position.
+    fn key(&self) -> (String, String, bool, u32) {
+        (
+            self.event_id.clone(),
+            self.rule.clone(),
+            self.shadow,
+            self.index,
+        )
     }
 }
 
@@ -170,6 +179,7 @@ mod tests {
             params: json!({"simId": "s", "groupId": group}),
             due_at: "2026-03-01T00:00:00.000Z".into(),
             index: 0,
+            shadow: false,
         }
     }
 

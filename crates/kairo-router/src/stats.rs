@@ -86,7 +86,7 @@ impl Stats {
                 RuleOutcome::Error => Seen::Failed(rule.reason.as_ref()),
                 RuleOutcome::Skipped => Seen::Nothing,
             };
-            add(&mut rules, &rule.rule, seen, now_ms);
+            add(&mut rules, &rule.rule_id(), seen, now_ms);
         }
         drop(rules);
         let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
@@ -97,17 +97,17 @@ impl Stats {
                 HandlerOutcome::Suppressed => Seen::Suppressed,
                 HandlerOutcome::NotTargeted => Seen::Nothing,
             };
-            add(&mut handlers, &handler.handler, seen, now_ms);
+            add(&mut handlers, &handler.handler_id(), seen, now_ms);
         }
     }
 
-    /// The numbers of rule script `name`.
+    /// The numbers of the rule script whose id is `name` (`NAME.shadow` in shadow).
     pub fn rule(&self, name: &str) -> RuleStats {
         let rules = self.rules.lock().unwrap_or_else(|e| e.into_inner());
         rules.get(name).cloned().unwrap_or_default()
     }
 
-    /// The numbers of handler `id`.
+    /// The numbers of handler `id` (`ID.shadow` in shadow).
     pub fn handler(&self, id: &str) -> RuleStats {
         let handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
         handlers.get(id).cloned().unwrap_or_default()

@@ -72,8 +72,11 @@ impl EventTrace {
 /// One rule's outcome on one event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RuleTrace {
-    /// The rule's name (its file stem).
+    /// The rule's name (its file stem, without `.shadow`).
     pub rule: String,
+    /// True for a rule in shadow: what it asked for was recorded, not performed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// What happened.
     pub outcome: RuleOutcome,
     /// Why, in words: the guard that ruled it out, the hold-back, the error.
@@ -82,6 +85,17 @@ pub struct RuleTrace {
     /// The actions it asked for, when it fired.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<ActionRequest>,
+}
+
+impl RuleTrace {
+    /// The rule's id: its name, or `NAME.shadow` in shadow.
+    pub fn rule_id(&self) -> std::borrow::Cow<'_, str> {
+        if self.shadow {
+            format!("{}{}", self.rule, kairo_script::SHADOW_SUFFIX).into()
+        } else {
+            self.rule.as_str().into()
+        }
+    }
 }
 
 /// What happened to a rule.
@@ -113,25 +127,25 @@ pub fn record(
     let rules = runs
         .into_iter()
         .filter_map(|(position, run)| {
-            let name = &rules.rules().get(position)?.name;
-            Some(match run {
-                RuleRun::Ran { requests: 0 } => trace(name, RuleOutcome::NotMatched, None),
+            let rule = rules.rules().get(position)?;
+            let (outcome, reason) = match run {
+                RuleRun::Ran { requests: 0 } => (RuleOutcome::NotMatched, None),
                 // The requests themselves are in the outbox and history (or
                 // the dry run's list); `expand` puts them back when asked.
-                RuleRun::Ran { .. } => trace(name, RuleOutcome::Fired, None),
+                RuleRun::Ran { .. } => (RuleOutcome::Fired, None),
                 RuleRun::Failed => {
-                    let message = evaluation
-                        .errors
-                        .iter()
-                        .find(|e| e.rule == *name)
-                        .map(|e| e.message.clone());
-                    trace(name, RuleOutcome::Error, message)
+                    let error = evaluation.errors.iter().find(|e| e.rule == rule.id);
+                    (RuleOutcome::Error, error.map(|e| e.message.clone()))
                 }
                 RuleRun::HeldBack => {
-                    let until = held_until(name).map_or_else(|| "later".into(), describe_time);
+                    let until = held_until(&rule.id).map_or_else(|| "later".into(), describe_time);
                     let reason = format!("held back by reevaluate(...) until {until}");
-                    trace(name, RuleOutcome::Suppressed, Some(reason))
+                    (RuleOutcome::Suppressed, Some(reason))
                 }
+            };
+            Some(RuleTrace {
+                shadow: rule.shadow,
+                ..trace(&rule.name, outcome, reason)
             })
         })
         .collect();
@@ -141,6 +155,7 @@ pub fn record(
 fn trace(rule: &str, outcome: RuleOutcome, reason: Option<String>) -> RuleTrace {
     RuleTrace {
         rule: rule.to_string(),
+        shadow: false,
         outcome,
         reason,
         requests: Vec::new(),
@@ -161,7 +176,7 @@ pub fn expand(
         if found.outcome == RuleOutcome::Fired {
             found.requests = requests
                 .iter()
-                .filter(|r| r.rule == found.rule)
+                .filter(|r| r.rule == found.rule && r.shadow == found.shadow)
                 .cloned()
                 .collect();
             found.requests.sort_by_key(|r| r.index);
@@ -170,21 +185,25 @@ pub fn expand(
     };
     let mut out = Vec::with_capacity(rules.len());
     for (position, rule) in rules.rules().iter().enumerate() {
-        if let Some(found) = recorded.rules.iter().find(|t| t.rule == rule.name) {
+        let same = |t: &&RuleTrace| t.rule == rule.name && t.shadow == rule.shadow;
+        if let Some(found) = recorded.rules.iter().find(same) {
             out.push(with_requests(found));
             continue;
         }
         let reason = rules.explain_skip(position, event).unwrap_or_else(|| {
             "not evaluated: the rule was loaded or changed after this event".into()
         });
-        out.push(trace(&rule.name, RuleOutcome::Skipped, Some(reason)));
+        out.push(RuleTrace {
+            shadow: rule.shadow,
+            ..trace(&rule.name, RuleOutcome::Skipped, Some(reason))
+        });
     }
     // Rules since removed keep their recorded outcome.
     out.extend(
         recorded
             .rules
             .iter()
-            .filter(|t| rules.get(&t.rule).is_none())
+            .filter(|t| rules.get(&t.rule_id()).is_none())
             .map(with_requests),
     );
     EventTrace {
@@ -273,7 +292,7 @@ mod tests {
             let trace = EventTrace {
                 rules: rules
                     .into_iter()
-                    .map(|(rule, outcome, reason)| RuleTrace { rule, outcome, reason, requests: Vec::new() })
+                    .map(|(rule, outcome, reason)| RuleTrace { rule, shadow: false, outcome, reason, requests: Vec::new() })
                     .collect(),
                 handlers: Vec::new(),
             };

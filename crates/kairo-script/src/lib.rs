@@ -22,6 +22,8 @@ pub mod watch;
 pub use capture::{ScriptContext, with_context};
 pub use engine::{Limits, engine, engine_with_actions};
 pub use literal::{LiteralCall, literal_action_calls};
-pub use rules::{Evaluation, Reevaluation, Rule, RuleError, RuleRun, RuleSet, ScriptError};
+pub use rules::{
+    Evaluation, Reevaluation, Rule, RuleError, RuleRun, RuleSet, SHADOW_SUFFIX, ScriptError,
+};
 pub use store::{ReloadReport, RuleStore};
 pub use watch::{DirWatcher, RuleWatcher, files_with_extension};

@@ -62,11 +62,19 @@ impl fmt::Display for RuleError {
     }
 }
 
+/// The file-name suffix (before `.rhai`) of a shadow rule.
+pub const SHADOW_SUFFIX: &str = ".shadow";
+
 /// One compiled rule script.
 #[derive(Debug)]
 pub struct Rule {
-    /// The rule's name: the file stem.
+    /// The rule's name: the file stem, without `.shadow` for a shadow rule.
     pub name: String,
+    /// What tells it apart from every other rule: the file stem (a shadow
+    /// rule's ends in `.shadow`, so it can run beside the rule it would replace).
+    pub id: String,
+    /// Whether it runs in shadow: its requests are recorded, never performed.
+    pub shadow: bool,
     /// The file it came from.
     pub path: PathBuf,
     source: String,
@@ -158,10 +166,11 @@ impl RuleSet {
         }
     }
 
-    /// Compiles `source` as a rule named `name`; the error names `path`, line and column.
+    /// Compiles `source` as the rule `id` (its file stem; one ending in
+    /// `.shadow` is a shadow rule); the error names `path`, line and column.
     pub fn compile(
         engine: &Engine,
-        name: &str,
+        id: &str,
         path: &Path,
         source: String,
     ) -> Result<Rule, ScriptError> {
@@ -193,8 +202,11 @@ impl RuleSet {
         let guard = crate::guard::extract(&ast);
         let (event_access, payload_access) = crate::access::accesses(&ast);
         let uses_state = calls_any(&ast, &["traffic_mib", "reevaluate"]);
+        let name = id.strip_suffix(SHADOW_SUFFIX).unwrap_or(id);
         Ok(Rule {
             name: name.to_string(),
+            id: id.to_string(),
+            shadow: name != id,
             path: path.to_path_buf(),
             source,
             ast,
@@ -207,7 +219,7 @@ impl RuleSet {
 
     /// Builds a set from already compiled rules.
     pub fn from_rules(engine: Arc<Engine>, mut rules: Vec<Arc<Rule>>) -> Self {
-        rules.sort_by(|a, b| a.name.cmp(&b.name));
+        rules.sort_by(|a, b| a.id.cmp(&b.id));
         let guards: Vec<_> = rules.iter().map(|r| r.guard.clone()).collect();
         let index = RuleIndex::build(&guards);
         let uses_state = rules.iter().any(|r| r.uses_state);
@@ -219,14 +231,14 @@ impl RuleSet {
         }
     }
 
-    /// The rules, sorted by name.
+    /// The rules, sorted by id.
     pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
     }
 
-    /// The rule called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Rule>> {
-        self.rules.iter().find(|r| r.name == name)
+    /// The rule whose id is `id` (its name, or `NAME.shadow` for a shadow rule).
+    pub fn get(&self, id: &str) -> Option<&Arc<Rule>> {
+        self.rules.iter().find(|r| r.id == id)
     }
 
     /// Number of rules.
@@ -340,7 +352,7 @@ impl RuleSet {
                         if action == crate::capture::REEVALUATE {
                             evaluation
                                 .reevaluations
-                                .push(crate::capture::reevaluation(&rule.name, &params));
+                                .push(crate::capture::reevaluation(&rule.id, &params));
                             continue;
                         }
                         evaluation.requests.push(ActionRequest {
@@ -350,6 +362,7 @@ impl RuleSet {
                             rule: rule.name.clone(),
                             index,
                             not_before_ms: None,
+                            shadow: rule.shadow,
                         });
                         index += 1;
                     }
@@ -376,7 +389,7 @@ impl RuleSet {
                         _ => String::new(),
                     };
                     evaluation.errors.push(RuleError {
-                        rule: rule.name.clone(),
+                        rule: rule.id.clone(),
                         event_id: event.id.clone(),
                         message: match absent {
                             Some(absent) => format!("{}{location}: {absent}", rule.path.display()),

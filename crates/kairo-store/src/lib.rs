@@ -17,7 +17,7 @@ pub mod store;
 
 pub use batch::{Batch, BatchResult};
 pub use model::{
-    DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, PendingAction,
-    StoredEvent, TraceEntry, TraceJson,
+    DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, HistoryStatus,
+    PendingAction, StoredEvent, TraceEntry, TraceJson,
 };
 pub use store::{Store, StoreError};

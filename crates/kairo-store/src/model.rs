@@ -97,10 +97,12 @@ pub struct DeadLetter {
 
 /// A finished action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "StoredHistoryEntry")]
 pub struct HistoryEntry {
     /// The request.
     pub request: ActionRequest,
+    /// How it ended.
+    pub status: HistoryStatus,
     /// Attempts made.
     pub attempts: u32,
     /// True when it succeeded.
@@ -116,6 +118,76 @@ pub struct HistoryEntry {
     pub created_at_ms: i64,
     /// When it finished, epoch milliseconds.
     pub finished_at_ms: i64,
+}
+
+/// How an action in the history ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryStatus {
+    /// Performed.
+    Succeeded,
+    /// Given up on.
+    Failed,
+    /// Asked for by a rule or handler in shadow: recorded, never performed.
+    Shadow,
+    /// Cancelled by an operator before it was performed.
+    Cancelled,
+}
+
+impl HistoryEntry {
+    /// The record of `request`, asked for at `now_ms` by a rule or handler
+    /// in shadow: never performed.
+    pub fn shadow(request: ActionRequest, now_ms: i64) -> Self {
+        Self {
+            request,
+            status: HistoryStatus::Shadow,
+            attempts: 0,
+            succeeded: false,
+            error: None,
+            error_class: None,
+            detail: serde_json::Value::Null,
+            created_at_ms: now_ms,
+            finished_at_ms: now_ms,
+        }
+    }
+}
+
+/// A history entry as stored (entries written before `status` existed lack it).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredHistoryEntry {
+    request: ActionRequest,
+    #[serde(default)]
+    status: Option<HistoryStatus>,
+    attempts: u32,
+    succeeded: bool,
+    error: Option<String>,
+    #[serde(default)]
+    error_class: Option<String>,
+    detail: serde_json::Value,
+    created_at_ms: i64,
+    finished_at_ms: i64,
+}
+
+impl From<StoredHistoryEntry> for HistoryEntry {
+    fn from(stored: StoredHistoryEntry) -> Self {
+        let derived = if stored.succeeded {
+            HistoryStatus::Succeeded
+        } else {
+            HistoryStatus::Failed
+        };
+        Self {
+            status: stored.status.unwrap_or(derived),
+            request: stored.request,
+            attempts: stored.attempts,
+            succeeded: stored.succeeded,
+            error: stored.error,
+            error_class: stored.error_class,
+            detail: stored.detail,
+            created_at_ms: stored.created_at_ms,
+            finished_at_ms: stored.finished_at_ms,
+        }
+    }
 }
 
 /// An evaluated event and what the pipeline decided for it, kept to explain it.

@@ -1,5 +1,6 @@
 //! Tests of the module beside this file.
 use super::*;
+use crate::HistoryStatus;
 use kairo_core::ActionRequest;
 use serde_json::json;
 
@@ -20,6 +21,7 @@ fn action(event_id: &str, index: u32, now: i64) -> PendingAction {
             rule: "r".into(),
             index,
             not_before_ms: None,
+            shadow: false,
         },
         now,
     )
@@ -101,6 +103,7 @@ fn finishing_and_dead_lettering_leave_the_outbox() {
         .unwrap();
     let done = HistoryEntry {
         request: a0.request.clone(),
+        status: HistoryStatus::Succeeded,
         attempts: 1,
         succeeded: true,
         error: None,

@@ -112,6 +112,7 @@ mod tests {
             rule: "r".into(),
             index: 0,
             not_before_ms: None,
+            shadow: false,
         }
     }
 

@@ -193,6 +193,7 @@ pub fn compile(
         target: target.expect("checked"),
         rule: rule.expect("checked"),
         actions,
+        shadow: false,
     })
 }
 

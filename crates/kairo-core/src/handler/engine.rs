@@ -104,6 +104,7 @@ impl HandlerSet {
             };
             traces.push(HandlerTrace {
                 handler: handler.id.clone(),
+                shadow: handler.shadow,
                 outcome,
                 reason,
                 actions: fired
@@ -187,6 +188,7 @@ impl HandlerSet {
                 rule: format!("handler:{}", handler.id),
                 index: index as u32,
                 not_before_ms: (due > now_ms).then_some(due),
+                shadow: handler.shadow,
             });
         }
         out
@@ -307,6 +309,9 @@ fn condition(
 pub struct HandlerTrace {
     /// The handler's id.
     pub handler: String,
+    /// True for a handler in shadow (its actions are recorded, never performed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
     /// What it decided.
     pub outcome: HandlerOutcome,
     /// Why, in words (the counter against the limit, the suppression time).
@@ -315,6 +320,17 @@ pub struct HandlerTrace {
     /// The actions it scheduled, when it fired.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub actions: Vec<ScheduledAction>,
+}
+
+impl HandlerTrace {
+    /// What tells the handler apart: its id, or `ID.shadow` in shadow.
+    pub fn handler_id(&self) -> std::borrow::Cow<'_, str> {
+        if self.shadow {
+            format!("{}.shadow", self.handler).into()
+        } else {
+            self.handler.as_str().into()
+        }
+    }
 }
 
 /// A handler's decision on an event.
@@ -390,7 +406,7 @@ fn decide(handler: &Handler, event: &Event, state: &dyn HandlerState, now_ms: i6
         } else {
             subject
         };
-    let key = super::keys::handler_suppression(&handler.id, &scope);
+    let key = super::keys::handler_suppression(&handler.state_id(), &scope);
     if let Some(until) = state.get(&key).filter(|until| *until > now_ms) {
         let by = if handler.rule.run_once_among_target {
             format!("runOnceAmongTarget for {scope}")

@@ -267,6 +267,21 @@ pub struct Handler {
     pub rule: RuleConfig,
     /// The actions, at most five.
     pub actions: Vec<HandlerAction>,
+    /// Whether it runs in shadow (from a `NAME.shadow.json` file): its
+    /// requests are recorded, never performed, and its state is its own.
+    pub shadow: bool,
+}
+
+impl Handler {
+    /// What its state (suppression times) is kept under: its id, with
+    /// `.shadow` in shadow so it never shares state with its live twin.
+    pub fn state_id(&self) -> String {
+        if self.shadow {
+            format!("{}.shadow", self.id)
+        } else {
+            self.id.clone()
+        }
+    }
 }
 
 /// A constraint a handler breaks: file, handler, JSON path and message.

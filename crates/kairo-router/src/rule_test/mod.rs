@@ -149,10 +149,18 @@ fn namesake(plan: &Plan, path: &Path) -> Option<Vec<String>> {
     }
     let handler_file = dir.join(format!("{name}.json"));
     let ids: Vec<String> = (plan.handlers.listing().into_iter())
-        .filter(|(_, _, file)| *file == handler_file)
-        .map(|(id, _, _)| format!("handler:{id}"))
+        .filter(|listed| listed.file == handler_file)
+        .map(|listed| format!("handler:{}{}", listed.id, shadow_suffix(listed.shadow)))
         .collect();
     (!ids.is_empty()).then_some(ids)
+}
+
+fn shadow_suffix(shadow: bool) -> &'static str {
+    if shadow {
+        kairo_script::SHADOW_SUFFIX
+    } else {
+        ""
+    }
 }
 
 /// Runs `case` from empty state; only the actions of the rules in `scope` (all when `None`) count.
@@ -163,10 +171,10 @@ pub fn run_case(replayer: &mut Replayer, case: &Case, scope: Option<&[String]>) 
     for (event, at) in &case.events {
         let evaluated = replayer.step(event, *at);
         traces.push((event.clone(), *at, replayer.explain(event, &evaluated)));
-        actual.extend(
-            (evaluated.requests.into_iter())
-                .filter(|r| scope.is_none_or(|rules| rules.contains(&r.rule))),
-        );
+        actual.extend((evaluated.requests.into_iter()).filter(|r| {
+            let id = format!("{}{}", r.rule, shadow_suffix(r.shadow));
+            scope.is_none_or(|rules| rules.contains(&id))
+        }));
     }
     let arrival = |event_id: &str| {
         (case.events.iter())
