@@ -10,6 +10,12 @@ use kairo::config::{KairoConfig, LogFormat};
 use kairo_soracom::emulator::{Emulator, EmulatorOptions, Seed};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc: the router allocates many small, short-lived objects from
+/// several threads (events, rule scopes, action parameters), where glibc's
+/// allocator spent close to half of replay's time (`perf`, benches/replay.sh).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Kairo: a self-hosted, plugin-based event router for SORACOM IoT fleets.
 #[derive(Parser)]
 #[command(version, about)]

@@ -32,9 +32,12 @@ pub fn run(
 ) -> anyhow::Result<(String, bool)> {
     let text = std::fs::read_to_string(events_file)
         .with_context(|| format!("{}: cannot read", events_file.display()))?;
-    let events = kairo_router::recorded::read_lines(&text)
-        .with_context(|| format!("{}", events_file.display()))?;
-    let (new, mut problems) = plan_of(config, versions.rules, versions.handlers, &events)?;
+    let (events, times): (Vec<_>, Vec<_>) = kairo_router::recorded::read_lines(&text)
+        .with_context(|| format!("{}", events_file.display()))?
+        .into_iter()
+        .unzip();
+    let events = (events.as_slice(), times.as_slice());
+    let (new, mut problems) = plan_of(config, versions.rules, versions.handlers, events)?;
     let Some(against) = versions.against else {
         let mut out = String::new();
         for planned in &new.actions {
@@ -43,7 +46,7 @@ pub fn run(
         return Ok((out, report(&problems)));
     };
     let against_handlers = versions.against_handlers.unwrap_or(versions.handlers);
-    let (old, more) = plan_of(config, against, against_handlers, &events)?;
+    let (old, more) = plan_of(config, against, against_handlers, events)?;
     problems.extend(more);
     let differences = diff(&old.actions, &new.actions);
     let out = if as_json {
@@ -70,11 +73,11 @@ fn plan_of(
     config: &KairoConfig,
     rules: &Path,
     handlers: &Path,
-    events: &[(kairo_core::Event, i64)],
+    (events, times): (&[kairo_core::Event], &[i64]),
 ) -> anyhow::Result<(ActionPlan, Vec<String>)> {
     let plan = Plan::compile(config, rules, handlers, &[], reqwest::Client::new())?;
     let mut replayer = Replayer::new(&plan);
-    let actions = replay(&mut replayer, events);
+    let actions = replay(&mut replayer, events, times);
     let mut problems = plan.left_out();
     problems.extend(actions.errors.iter().cloned());
     Ok((actions, problems))

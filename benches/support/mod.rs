@@ -9,6 +9,10 @@ use kairo_core::Event;
 use kairo_script::{Limits, RuleSet, engine};
 use kairo_store::{Batch, PendingAction, StoredEvent};
 
+/// The benches allocate as the `kairo` binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The generic (non per-SIM) rules, cycled through for 10% of a rule set.
 pub const GENERIC_RULES: [&str; 4] = [
     r#"if payload.otaStatus == "finished" { set_group(simId, "group-to-id"); slack(`OTA finished for ${simId}`); }"#,

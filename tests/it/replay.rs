@@ -111,8 +111,8 @@ async fn a_replay_across_a_month_boundary_plans_what_the_live_router_did() {
         reqwest::Client::new(),
     )
     .unwrap();
-    let replayed =
-        kairo_router::replay::replay(&mut Replayer::new(&plan), &read_lines(&lines).unwrap());
+    let (recorded, times): (Vec<_>, Vec<_>) = read_lines(&lines).unwrap().into_iter().unzip();
+    let replayed = kairo_router::replay::replay(&mut Replayer::new(&plan), &recorded, &times);
     let replayed: BTreeSet<Row> = (replayed.actions.into_iter())
         .map(|p| {
             (

@@ -73,8 +73,8 @@ pub struct ActionPlan {
     pub events: usize,
 }
 
-/// Replays `events` (each with the time it arrives) from empty state.
-pub fn replay(replayer: &mut Replayer, events: &[(Event, i64)]) -> ActionPlan {
+/// Replays `events` from empty state, `times[i]` being when `events[i]` arrives.
+pub fn replay(replayer: &mut Replayer, events: &[Event], times: &[i64]) -> ActionPlan {
     replayer.restart();
     let mut plan = ActionPlan {
         events: events.len(),
@@ -88,15 +88,14 @@ pub fn replay(replayer: &mut Replayer, events: &[(Event, i64)]) -> ActionPlan {
         plan.actions.extend(planned);
     };
     if timeless {
-        for chunk in events.chunks(CHUNK) {
-            let batch: Vec<Event> = chunk.iter().map(|(e, _)| e.clone()).collect();
-            let last = chunk.last().map_or(0, |(_, at)| *at);
-            for ((_, at), evaluated) in chunk.iter().zip(replayer.step_batch(&batch, last)) {
+        for (chunk, at) in events.chunks(CHUNK).zip(times.chunks(CHUNK)) {
+            let last = at.last().copied().unwrap_or_default();
+            for (evaluated, at) in replayer.step_batch(chunk, last).into_iter().zip(at) {
                 record(evaluated, *at);
             }
         }
     } else {
-        for (event, at) in events {
+        for (event, at) in events.iter().zip(times) {
             record(replayer.step(event, *at), *at);
         }
     }
