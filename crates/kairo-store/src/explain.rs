@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 
-use crate::store::{DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, time_key};
+use crate::store::{
+    DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, record_bound, time_key,
+};
 use crate::{
     DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Store, StoreError,
     StoredEvent, TraceEntry,
@@ -44,31 +46,37 @@ impl Store {
             };
             let previous = traces.get(id).map_err(|e| self.err(e))?.map(|old| {
                 self.decode::<EventRecord>("traces", id, old.value())
-                    .map(|old| [old.accepted.received_at_ms, old.evaluated_at_ms])
+                    .map(|old| match old.order {
+                        Some(order) => vec![format!("{order}/{id}")],
+                        // Records from before the sequence were indexed by
+                        // receive or by evaluation time.
+                        None => vec![
+                            time_key(old.accepted.received_at_ms, id),
+                            time_key(old.evaluated_at_ms, id),
+                        ],
+                    })
             });
-            // (Records written before the index was by receive time were
-            // indexed by evaluation time: remove either key.)
-            for at in previous.transpose()?.into_iter().flatten() {
-                by_time
-                    .remove(time_key(at, id).as_str())
-                    .map_err(|e| self.err(e))?;
+            for key in previous.transpose()?.into_iter().flatten() {
+                by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
             }
-            let mut record = Vec::with_capacity(event.len() + entry.trace.as_str().len() + 64);
+            let received = received_at.unwrap_or(entry.evaluated_at_ms);
+            let seq = self
+                .record_seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let order = format!("{}{seq:012}", record_bound(received));
+            let mut record = Vec::with_capacity(event.len() + entry.trace.as_str().len() + 96);
             record.extend_from_slice(b"{\"accepted\":");
             record.extend_from_slice(event);
-            record.extend_from_slice(
-                format!(",\"evaluatedAtMs\":{},\"trace\":", entry.evaluated_at_ms).as_bytes(),
-            );
+            let evaluated = entry.evaluated_at_ms;
+            let middle = format!(",\"evaluatedAtMs\":{evaluated},\"order\":\"{order}\",\"trace\":");
+            record.extend_from_slice(middle.as_bytes());
             record.extend_from_slice(entry.trace.as_str().as_bytes());
             record.push(b'}');
             traces
                 .insert(id, record.as_slice())
                 .map_err(|e| self.err(e))?;
             by_time
-                .insert(
-                    time_key(received_at.unwrap_or(entry.evaluated_at_ms), id).as_str(),
-                    0,
-                )
+                .insert(format!("{order}/{id}").as_str(), 0)
                 .map_err(|e| self.err(e))?;
         }
         Ok(())
@@ -134,7 +142,7 @@ impl Store {
         let tx = self.read()?;
         let traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
         let by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-        let (start, end) = (time_key(since_ms, ""), time_key(until_ms, ""));
+        let (start, end) = (record_bound(since_ms), record_bound(until_ms));
         let mut page = RecordedPage::default();
         let range = by_time
             .range(start.as_str()..end.as_str())
@@ -170,7 +178,7 @@ impl Store {
             let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
             let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
             let total = by_time.len().map_err(|e| self.err(e))?;
-            let cutoff = time_key(before_ms, "");
+            let cutoff = record_bound(before_ms);
             let old_by_age = by_time
                 .range(..cutoff.as_str())
                 .map_err(|e| self.err(e))?
@@ -267,6 +275,35 @@ mod tests {
                 .len(),
             5
         );
+    }
+
+    #[test]
+    fn events_received_in_the_same_millisecond_keep_their_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("k.redb")).unwrap();
+        let ids = ["z", "b", "m"];
+        let accept = Batch {
+            accept: ids.iter().map(|id| accepted(id, 7)).collect(),
+            ..Batch::default()
+        };
+        store.commit(&accept, 7, 0).unwrap();
+        for id in ids {
+            let evaluated = Batch {
+                evaluated: vec![(id.to_string(), Vec::new())],
+                traces: vec![traced(id, 9)],
+                ..Batch::default()
+            };
+            store.commit(&evaluated, 9, 0).unwrap();
+        }
+        let page = store.recorded_events(7, 8, None, 10).unwrap();
+        let order: Vec<&str> = page.events.iter().map(|e| e.id()).collect();
+        assert_eq!(order, ids, "not in id order");
+        assert_eq!(
+            store.prune_traces(7, 10).unwrap(),
+            0,
+            "received at 7 is not before 7"
+        );
+        assert_eq!(store.prune_traces(8, 10).unwrap(), 3);
     }
 
     #[test]

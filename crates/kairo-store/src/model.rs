@@ -201,6 +201,9 @@ pub struct EventRecord {
     /// The trace as the router serialized it (kept as JSON text: it is
     /// written on every evaluation and read only when asked for).
     pub trace: Box<serde_json::value::RawValue>,
+    /// Its place in the index of records by arrival (`MS.SEQ`).
+    #[serde(default)]
+    pub order: Option<String>,
 }
 
 /// An evaluated event's trace, to keep with the event as it was accepted

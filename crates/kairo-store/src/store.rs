@@ -92,6 +92,9 @@ pub struct Store {
     db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
     cache_bytes: usize,
+    /// Orders the records of events received in the same millisecond by
+    /// when they were evaluated (their arrival order).
+    pub(crate) record_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -113,6 +116,7 @@ impl Store {
         }
         let db = open_database(&path, cache_bytes)?;
         let store = Self {
+            record_seq: std::sync::atomic::AtomicU64::new(0),
             db: std::sync::RwLock::new(Some(db)),
             path,
             cache_bytes,
@@ -532,6 +536,12 @@ pub(crate) fn encode(value: &impl Serialize) -> Vec<u8> {
 /// A key that sorts by time: zero-padded milliseconds, `/`, then `suffix`.
 pub(crate) fn time_key(ms: i64, suffix: &str) -> String {
     format!("{:020}/{suffix}", ms.max(0))
+}
+
+/// The start of millisecond `ms` in the records' index, whose keys are
+/// `MS.SEQ/ID` (and `MS/ID` for records written before the sequence).
+pub(crate) fn record_bound(ms: i64) -> String {
+    format!("{:020}.", ms.max(0))
 }
 
 #[cfg(test)]
