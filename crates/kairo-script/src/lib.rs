@@ -21,7 +21,7 @@ pub mod watch;
 
 pub use capture::{ScriptContext, with_context};
 pub use engine::{Limits, engine, engine_with_actions};
-pub use literal::{LiteralCall, literal_action_calls};
+pub use literal::{LiteralCall, call_sites, literal_action_calls};
 pub use rules::{
     Evaluation, Reevaluation, Rule, RuleError, RuleRun, RuleSet, SHADOW_SUFFIX, ScriptError,
 };

@@ -39,6 +39,35 @@ pub fn literal_action_calls(rule: &Rule, plugins: &[&str]) -> Vec<LiteralCall> {
     calls
 }
 
+/// Where `rule` calls `action` (by its name or through `action("NAME", ..)`):
+/// 1-based line and column of each call, in source order.
+pub fn call_sites(rule: &Rule, action: &str) -> Vec<(usize, usize)> {
+    let mut sites = Vec::new();
+    rule.ast().walk(&mut |path: &[ASTNode]| {
+        let found = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, position))) => Some((call.as_ref(), *position)),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => Some((call.as_ref(), *position)),
+            _ => None,
+        };
+        if let Some((call, position)) = found {
+            let named = match (call.name.as_str(), call.args.first()) {
+                ("action", Some(first)) => first
+                    .get_literal_value(None)
+                    .and_then(|v: Dynamic| v.into_string().ok())
+                    .is_some_and(|name| name == action),
+                (name, _) => name == action,
+            };
+            if let (true, Some(line), Some(column)) = (named, position.line(), position.position())
+            {
+                sites.push((line, column));
+            }
+        }
+        true
+    });
+    sites.sort_unstable();
+    sites
+}
+
 fn literal_call(call: &FnCallExpr, position: Position, plugins: &[&str]) -> Option<LiteralCall> {
     let name = call.name.as_str();
     let literal = |expr: &Expr| -> Option<Value> {

@@ -35,6 +35,9 @@ pub struct CaseReport {
     pub unexpected: Vec<ActionRequest>,
     /// Each event with its arrival time and why each rule did or did not act.
     pub traces: Vec<(Event, i64, EventTrace)>,
+    /// Where each actual action's call is in its rule script
+    /// (`scripts/x.rhai:3:5`), by the action's key.
+    pub call_sites: std::collections::HashMap<String, String>,
 }
 
 impl CaseReport {
@@ -191,13 +194,28 @@ pub fn run_case(replayer: &mut Replayer, case: &Case, scope: Option<&[String]>) 
             None => missing.push(expected.clone()),
         }
     }
+    let call_sites = (matched.iter().map(|(_, a)| a).chain(&actual))
+        .filter_map(|request| Some((request.key(), call_site(replayer, request)?)))
+        .collect();
     CaseReport {
         name: case.name.clone(),
         matched,
         missing,
         unexpected: actual,
         traces,
+        call_sites,
     }
+}
+
+/// Where the rule script that asked for `request` calls its action
+/// (every call site when it has several); `None` for handlers.
+fn call_site(replayer: &Replayer, request: &ActionRequest) -> Option<String> {
+    let id = format!("{}{}", request.rule, shadow_suffix(request.shadow));
+    let rule = replayer.rules().get(&id)?;
+    let sites: Vec<String> = (kairo_script::call_sites(rule, &request.action).iter())
+        .map(|(line, column)| format!("{line}:{column}"))
+        .collect();
+    (!sites.is_empty()).then(|| format!("{}:{}", rule.path.display(), sites.join(",")))
 }
 
 /// True when `request` (caused by an event that arrived at `arrived_ms`) is what `expected` describes.
@@ -232,6 +250,7 @@ impl CaseReport {
     /// Why it failed, for a person: expected and actual actions side by
     /// side, then the trace of each event that tells.
     pub fn describe_failure(&self) -> String {
+        let actual_cell = |a: &ActionRequest| actual_cell(a, self.call_sites.get(&a.key()));
         let mut rows: Vec<(String, String)> = (self.matched.iter())
             .map(|(e, a)| (expected_cell(e), actual_cell(a)))
             .collect();
@@ -291,12 +310,16 @@ fn expected_cell(expected: &Expectation) -> String {
     cell
 }
 
-fn actual_cell(request: &ActionRequest) -> String {
+fn actual_cell(request: &ActionRequest, call_site: Option<&String>) -> String {
     let mut cell = format!("{} {}", request.action, request.params);
     if let Some(due) = request.not_before_ms {
         let _ = write!(cell, " due {}", kairo_core::handler::describe_time(due));
     }
-    let _ = write!(cell, " (rule {}, event {})", request.rule, request.event_id);
+    let _ = write!(cell, " (rule {}, event {}", request.rule, request.event_id);
+    if let Some(site) = call_site {
+        let _ = write!(cell, ", at {site}");
+    }
+    cell.push(')');
     cell
 }
 
