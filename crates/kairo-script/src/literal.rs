@@ -23,20 +23,22 @@ pub struct LiteralCall {
 /// whose arguments are all literals.
 pub fn literal_action_calls(rule: &Rule, plugins: &[&str]) -> Vec<LiteralCall> {
     let mut calls = Vec::new();
+    each_call(rule, |call, position| {
+        calls.extend(literal_call(call, position, plugins));
+    });
+    calls
+}
+
+/// Calls `f` with every function call in `rule` and its position.
+fn each_call(rule: &Rule, mut f: impl FnMut(&FnCallExpr, Position)) {
     rule.ast().walk(&mut |path: &[ASTNode]| {
-        let found = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, position))) => Some((call.as_ref(), *position)),
-            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => Some((call.as_ref(), *position)),
-            _ => None,
-        };
-        if let Some((call, position)) = found
-            && let Some(literal) = literal_call(call, position, plugins)
-        {
-            calls.push(literal);
+        match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, position))) => f(call, *position),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => f(call, *position),
+            _ => {}
         }
         true
     });
-    calls
 }
 
 /// Where `rule` calls `action` (by its name or through `action("NAME", ..)`):
