@@ -236,47 +236,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let log_format = cli.log_format;
     match cli.command {
-        Command::Run { config } => {
-            let config = KairoConfig::load(config.as_deref())?;
-            let redactor = config.redactor();
-            kairo::telemetry::init(
-                cli.log_format.unwrap_or(config.log.format),
-                &config.log.level,
-                redactor.clone(),
-            );
-            kairo::Router::builder()
-                .config(config)
-                .run()
-                .await
-                .map_err(|e| {
-                    let chain = format!("{:#}", anyhow::Error::from(e));
-                    anyhow::anyhow!("{}", redactor.redact(&chain))
-                })?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { config, paths } => {
-            let report = kairo::check::check(config.as_deref(), &paths);
-            for error in &report.errors {
-                eprintln!("{error}");
-            }
-            if report.errors.is_empty() {
-                println!(
-                    "ok: configuration valid, {} rule script(s) compiled, {} event handler(s) checked",
-                    report.rules, report.handlers
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("{} error(s)", report.errors.len());
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        Command::Run { config } => run_router(config, log_format).await,
+        Command::Check { config, paths } => Ok(check(config, &paths)),
         Command::Explain {
             event_file,
             dirs,
             json,
         } => {
-            let run = dirs.dry_run(&event_file, cli.log_format)?;
+            let run = dirs.dry_run(&event_file, log_format)?;
             for error in &run.script_errors {
                 eprintln!("{error}");
             }
@@ -290,31 +259,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             dirs,
             format,
         } => {
-            let (config, rules, handlers) = dirs.resolve(cli.log_format)?;
+            let (config, rules, handlers) = dirs.resolve(log_format)?;
             kairo::suite::run(&config, &rules, &handlers, format)
         }
         Command::Test {
             event_file: Some(event_file),
             dirs,
             ..
-        } => {
-            let run = dirs.dry_run(&event_file, cli.log_format)?;
-            for request in &run.requests {
-                println!("{}", serde_json::to_string(request)?);
-            }
-            for error in &run.script_errors {
-                eprintln!("{error}");
-            }
-            for error in &run.rule_errors {
-                eprintln!("{error}");
-            }
-            let failed = !(run.script_errors.is_empty() && run.rule_errors.is_empty());
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        } => dry_test(&dirs, &event_file, log_format),
         Command::Replay {
             events_file,
             dirs,
@@ -322,7 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             against_handlers,
             json,
         } => {
-            let (config, rules, handlers) = dirs.resolve(cli.log_format)?;
+            let (config, rules, handlers) = dirs.resolve(log_format)?;
             let versions = kairo::replay::Versions {
                 rules: &rules,
                 handlers: &handlers,
@@ -331,61 +283,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let (out, clean) = kairo::replay::run(&config, &events_file, &versions, json)?;
             print!("{out}");
-            Ok(if clean {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(exit(clean))
         }
-        Command::Plugins { config, json } => {
-            let config = KairoConfig::load(config.as_deref())?;
-            let clients = kairo::builtin::Clients::new(&config, reqwest::Client::new());
-            let registry = kairo::plugins::registry(&config, &clients, &[])
-                .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
-            if !json {
-                println!(
-                    "{:<18} {:<10} {:<10} {:<5} ORIGIN",
-                    "NAME", "FAMILY", "VERSION", "ABI"
-                );
-            }
-            for info in registry.infos() {
-                if json {
-                    println!("{}", serde_json::to_string(&info)?);
-                    continue;
-                }
-                let origin = match &info.origin {
-                    kairo_plugin::Origin::BuiltIn => "built-in".to_string(),
-                    kairo_plugin::Origin::Static => "static".to_string(),
-                    kairo_plugin::Origin::Dynamic(path) => format!("dynamic {}", path.display()),
-                };
-                let abi = info.abi_version.map_or("-".to_string(), |v| v.to_string());
-                let version = if info.version.is_empty() {
-                    "-"
-                } else {
-                    info.version.as_str()
-                };
-                println!(
-                    "{:<18} {:<10} {:<10} {:<5} {origin}",
-                    info.name, info.family, version, abi
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Dlq { config, command } => {
-            let config = KairoConfig::load(config.as_deref())?;
-            let command = match command {
-                DlqCommand::List => kairo::dlq::DlqCommand::List,
-                DlqCommand::Retry { ids, all } => {
-                    anyhow::ensure!(all || !ids.is_empty(), "give dead letter ids or --all");
-                    kairo::dlq::DlqCommand::Retry { ids, all }
-                }
-                DlqCommand::Drop { id } => kairo::dlq::DlqCommand::Drop { id },
-            };
-            for line in kairo::dlq::run(&config, command).await? {
-                println!("{line}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Plugins { config, json } => plugins(config, json),
+        Command::Dlq { config, command } => dlq(config, command).await,
         Command::Events {
             config,
             command: EventsCommand::Export { since, until },
@@ -399,48 +300,170 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("{count} event(s)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Emulator(command) => {
-            kairo::telemetry::init(
-                cli.log_format.unwrap_or_default(),
-                "info",
-                kairo_core::Redactor::default(),
-            );
-            let cancel = CancellationToken::new();
-            kairo::shutdown::cancel_on_signal(cancel.clone());
-            let shutdown = async move { cancel.cancelled().await };
-            match command {
-                EmulatorCommand::Soracom {
-                    listen,
-                    seed,
-                    strict,
-                    rate_limit,
-                    latency_ms,
-                } => {
-                    let seed = match seed {
-                        Some(path) => Seed::from_file(&path)?,
-                        None => Seed::default(),
-                    };
-                    let emulator = Emulator::new(EmulatorOptions {
-                        seed,
-                        auto_create: !strict,
-                        rate_limit_per_minute: rate_limit,
-                        latency: std::time::Duration::from_millis(latency_ms),
-                    });
-                    let listener = tokio::net::TcpListener::bind(listen)
-                        .await
-                        .with_context(|| format!("binding {listen}"))?;
-                    tracing::info!(addr = %listener.local_addr()?, "SORACOM API emulator listening");
-                    emulator.serve(listener, shutdown).await?;
-                }
-                EmulatorCommand::Catcher { listen } => {
-                    let listener = tokio::net::TcpListener::bind(listen)
-                        .await
-                        .with_context(|| format!("binding {listen}"))?;
-                    tracing::info!(addr = %listener.local_addr()?, "request catcher listening");
-                    kairo::catcher::serve(listener, shutdown).await?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Emulator(command) => emulator(command, log_format).await,
+    }
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_router(
+    config: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    let config = KairoConfig::load(config.as_deref())?;
+    let redactor = config.redactor();
+    kairo::telemetry::init(
+        log_format.unwrap_or(config.log.format),
+        &config.log.level,
+        redactor.clone(),
+    );
+    kairo::Router::builder()
+        .config(config)
+        .run()
+        .await
+        .map_err(|e| {
+            let chain = format!("{:#}", anyhow::Error::from(e));
+            anyhow::anyhow!("{}", redactor.redact(&chain))
+        })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(config: Option<PathBuf>, paths: &[PathBuf]) -> ExitCode {
+    let report = kairo::check::check(config.as_deref(), paths);
+    for error in &report.errors {
+        eprintln!("{error}");
+    }
+    if report.errors.is_empty() {
+        println!(
+            "ok: configuration valid, {} rule script(s) compiled, {} event handler(s) checked",
+            report.rules, report.handlers
+        );
+    } else {
+        eprintln!("{} error(s)", report.errors.len());
+    }
+    exit(report.errors.is_empty())
+}
+
+fn dry_test(
+    dirs: &Dirs,
+    event_file: &std::path::Path,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    let run = dirs.dry_run(event_file, log_format)?;
+    for request in &run.requests {
+        println!("{}", serde_json::to_string(request)?);
+    }
+    for error in &run.script_errors {
+        eprintln!("{error}");
+    }
+    for error in &run.rule_errors {
+        eprintln!("{error}");
+    }
+    Ok(exit(
+        run.script_errors.is_empty() && run.rule_errors.is_empty(),
+    ))
+}
+
+fn plugins(config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let config = KairoConfig::load(config.as_deref())?;
+    let clients = kairo::builtin::Clients::new(&config, reqwest::Client::new());
+    let registry = kairo::plugins::registry(&config, &clients, &[])
+        .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+    if !json {
+        println!(
+            "{:<18} {:<10} {:<10} {:<5} ORIGIN",
+            "NAME", "FAMILY", "VERSION", "ABI"
+        );
+    }
+    for info in registry.infos() {
+        if json {
+            println!("{}", serde_json::to_string(&info)?);
+            continue;
+        }
+        let origin = match &info.origin {
+            kairo_plugin::Origin::BuiltIn => "built-in".to_string(),
+            kairo_plugin::Origin::Static => "static".to_string(),
+            kairo_plugin::Origin::Dynamic(path) => format!("dynamic {}", path.display()),
+        };
+        let abi = info.abi_version.map_or("-".to_string(), |v| v.to_string());
+        let version = if info.version.is_empty() {
+            "-"
+        } else {
+            info.version.as_str()
+        };
+        println!(
+            "{:<18} {:<10} {:<10} {:<5} {origin}",
+            info.name, info.family, version, abi
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dlq(config: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<ExitCode> {
+    let config = KairoConfig::load(config.as_deref())?;
+    let command = match command {
+        DlqCommand::List => kairo::dlq::DlqCommand::List,
+        DlqCommand::Retry { ids, all } => {
+            anyhow::ensure!(all || !ids.is_empty(), "give dead letter ids or --all");
+            kairo::dlq::DlqCommand::Retry { ids, all }
+        }
+        DlqCommand::Drop { id } => kairo::dlq::DlqCommand::Drop { id },
+    };
+    for line in kairo::dlq::run(&config, command).await? {
+        println!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn emulator(
+    command: EmulatorCommand,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    kairo::telemetry::init(
+        log_format.unwrap_or_default(),
+        "info",
+        kairo_core::Redactor::default(),
+    );
+    let cancel = CancellationToken::new();
+    kairo::shutdown::cancel_on_signal(cancel.clone());
+    let shutdown = async move { cancel.cancelled().await };
+    match command {
+        EmulatorCommand::Soracom {
+            listen,
+            seed,
+            strict,
+            rate_limit,
+            latency_ms,
+        } => {
+            let seed = match seed {
+                Some(path) => Seed::from_file(&path)?,
+                None => Seed::default(),
+            };
+            let emulator = Emulator::new(EmulatorOptions {
+                seed,
+                auto_create: !strict,
+                rate_limit_per_minute: rate_limit,
+                latency: std::time::Duration::from_millis(latency_ms),
+            });
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "SORACOM API emulator listening");
+            emulator.serve(listener, shutdown).await?;
+        }
+        EmulatorCommand::Catcher { listen } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "request catcher listening");
+            kairo::catcher::serve(listener, shutdown).await?;
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
