@@ -19,4 +19,5 @@ mod reload;
 mod replay;
 mod rule_tests;
 mod shadow;
+mod soracom_api;
 mod webhook;

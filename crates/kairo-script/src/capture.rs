@@ -51,6 +51,18 @@ fn map_arg(function: &str, map: Map) -> Result<Value, Box<EvalAltResult>> {
     to_json(function, &Dynamic::from_map(map))
 }
 
+/// `soracom(method, path[, body])`: any SORACOM API operation.
+fn soracom_call(method: &Dynamic, path: &Dynamic, body: Option<&Dynamic>) -> FnResult {
+    let method = string_arg("soracom", "method", method)?;
+    let path = string_arg("soracom", "path", path)?;
+    let mut params = json!({"method": method, "path": path});
+    if let Some(body) = body {
+        params["body"] = to_json("soracom", body)?;
+    }
+    record("soracom", params);
+    Ok(())
+}
+
 /// Registers every built-in action function on `engine`, and the state
 /// functions `traffic_mib(...)` and `reevaluate(...)`.
 pub fn register(engine: &mut Engine) {
@@ -98,6 +110,15 @@ pub fn register(engine: &mut Engine) {
         record("set_imei_lock", json!({"simId": sim_id, "imei": imei}));
         Ok(())
     });
+    engine.register_fn("soracom", |method: Dynamic, path: Dynamic| -> FnResult {
+        soracom_call(&method, &path, None)
+    });
+    engine.register_fn(
+        "soracom",
+        |method: Dynamic, path: Dynamic, body: Dynamic| -> FnResult {
+            soracom_call(&method, &path, Some(&body))
+        },
+    );
     engine.register_fn("slack", |text: Dynamic| -> FnResult {
         let text = string_arg("slack", "text", &text)?;
         record("slack", json!({"text": text}));

@@ -124,6 +124,8 @@ fn positional(name: &str, arity: usize) -> Option<&'static [&'static str]> {
         ("webhook", 2) => &["url", "body"],
         ("publish", 2) => &["subject", "payload"],
         ("slack", 1) => &["text"],
+        ("soracom", 2) => &["method", "path"],
+        ("soracom", 3) => &["method", "path", "body"],
         (
             "unset_group" | "activate" | "deactivate" | "suspend" | "set_to_standby"
             | "unset_imei_lock" | "set_imei_lock",
@@ -144,6 +146,8 @@ fn placeholder(param: &str) -> Value {
         match param {
             "to" => "someone@example.invalid",
             "url" => "http://example.invalid/",
+            "method" => "GET",
+            "path" => "/v1/x",
             _ => "x",
         }
         .into(),

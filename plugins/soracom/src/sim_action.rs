@@ -45,8 +45,9 @@ pub struct SimAction {
     client: Arc<SoracomClient>,
 }
 
-/// Every SORACOM SIM action, sharing `client`.
+/// Every SORACOM action (the SIM operations and `soracom`), sharing `client`.
 pub fn actions(client: Arc<SoracomClient>) -> Vec<Arc<dyn Action>> {
+    let api: Arc<dyn Action> = Arc::new(crate::ApiAction::new(client.clone()));
     KINDS
         .iter()
         .map(|&(name, kind)| {
@@ -56,6 +57,7 @@ pub fn actions(client: Arc<SoracomClient>) -> Vec<Arc<dyn Action>> {
                 client: client.clone(),
             }) as Arc<dyn Action>
         })
+        .chain(std::iter::once(api))
         .collect()
 }
 
@@ -141,7 +143,8 @@ impl Action for SimAction {
     }
 }
 
-fn to_action_error(error: SoracomError) -> ActionError {
+/// A SORACOM API error as an action error of the same class.
+pub(crate) fn to_action_error(error: SoracomError) -> ActionError {
     let retry_after = error.retry_after;
     let action_error = if error.is_retryable() {
         ActionError::retryable(error.message)

@@ -136,6 +136,7 @@ fn answer(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut answer = match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "sims", sim_id]) => get_sim(state, sim_id),
+        (&Method::PUT, ["v1", "sims", sim_id, "tags"]) => put_tags(state, sim_id, body),
         (&Method::POST, ["v1", "sims", sim_id, operation]) => {
             sim_operation(state, sim_id, operation, body)
         }
@@ -269,6 +270,30 @@ fn not_found(what: &str, id: &str) -> Answer {
 fn get_sim(state: &mut EmulatorState, sim_id: &str) -> Answer {
     match sim_mut(state, sim_id) {
         Some(sim) => Answer::ok(json!(sim)),
+        None => not_found("SIM", sim_id),
+    }
+}
+
+/// `PUT /v1/sims/{simId}/tags`: `[{"tagName", "tagValue"}]` added to or replacing the SIM's tags.
+fn put_tags(state: &mut EmulatorState, sim_id: &str, body: &Value) -> Answer {
+    let tags: Option<Vec<(String, Value)>> = body.as_array().and_then(|items| {
+        items
+            .iter()
+            .map(|item| {
+                let name = item.get("tagName")?.as_str()?.to_string();
+                Some((name, item.get("tagValue")?.clone()))
+            })
+            .collect()
+    });
+    let Some(tags) = tags else {
+        let message = "expected an array of {tagName, tagValue}";
+        return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", message);
+    };
+    match sim_mut(state, sim_id) {
+        Some(sim) => {
+            sim.tags.extend(tags);
+            Answer::ok(json!(sim))
+        }
         None => not_found("SIM", sim_id),
     }
 }
