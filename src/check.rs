@@ -17,6 +17,8 @@ pub struct CheckReport {
     pub handlers: usize,
     /// Every problem, one line each, naming the file (and line and column where known).
     pub errors: Vec<String>,
+    /// What the handlers need at run time that the configuration does not give.
+    pub warnings: Vec<String>,
 }
 
 /// Validates the configuration, every rule script and every event handler
@@ -41,7 +43,6 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
     };
     let engine = kairo_router::rules::engine(&config, &registry);
     let plugin_names = registry.names();
-    let operator_address = config.plugins.email.operator_address.clone();
     let (paths, handler_paths): (Vec<PathBuf>, Vec<PathBuf>) = if paths.is_empty() {
         (
             vec![config.rules.dir.clone()],
@@ -54,15 +55,18 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
             .partition(|p| p.extension().and_then(|e| e.to_str()) == Some("json"));
         (scripts, handlers)
     };
+    let mut handlers = Vec::new();
     for path in handler_paths {
-        let (count, errors) = if path.is_dir() || !path.exists() {
-            kairo_router::handlers::check_dir(&path, operator_address.clone())
+        let (found, errors) = if path.is_dir() || !path.exists() {
+            kairo_router::handlers::check_dir(&path)
         } else {
-            check_handler_file(&path, operator_address.clone())
+            check_handler_file(&path)
         };
-        report.handlers += count;
+        handlers.extend(found);
         report.errors.extend(errors);
     }
+    report.handlers = handlers.len();
+    report.warnings = kairo_router::handlers::runtime_warnings(&handlers, &config);
     for path in paths {
         let files = match script_files(&path) {
             Ok(files) => files,
@@ -94,20 +98,18 @@ pub fn check(config_file: Option<&Path>, paths: &[PathBuf]) -> CheckReport {
     report
 }
 
-fn check_handler_file(path: &Path, operator_address: Option<String>) -> (usize, Vec<String>) {
+fn check_handler_file(path: &Path) -> (Vec<kairo_core::handler::Handler>, Vec<String>) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) => return (0, vec![format!("{}: cannot read: {e}", path.display())]),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![format!("{}: cannot read: {e}", path.display())],
+            );
+        }
     };
-    let options = kairo_core::handler::CompileOptions {
-        operator_address_set: operator_address.is_some(),
-    };
-    let (handlers, errors) =
-        kairo_core::handler::parse_file(&text, &path.display().to_string(), options);
-    (
-        handlers.len(),
-        errors.iter().map(ToString::to_string).collect(),
-    )
+    let (handlers, errors) = kairo_core::handler::parse_file(&text, &path.display().to_string());
+    (handlers, errors.iter().map(ToString::to_string).collect())
 }
 
 /// Validates `action("name", #{...})` and `name(#{...})` calls whose parameters

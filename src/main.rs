@@ -42,6 +42,9 @@ enum Command {
         config: Option<PathBuf>,
         /// Rule script files or directories (default: the configured rules directory).
         paths: Vec<PathBuf>,
+        /// Treat warnings (something a handler needs at run time is not configured) as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the rule tests (`*.test.toml` beside the rules and handlers); or, given
     /// an event file, print the action requests the rules and handlers would make
@@ -239,7 +242,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let log_format = cli.log_format;
     match cli.command {
         Command::Run { config } => run_router(config, log_format).await,
-        Command::Check { config, paths } => Ok(check(config, &paths)),
+        Command::Check {
+            config,
+            paths,
+            strict,
+        } => Ok(check(config, &paths, strict)),
         Command::Explain {
             event_file,
             dirs,
@@ -334,15 +341,23 @@ async fn run_router(
     Ok(ExitCode::SUCCESS)
 }
 
-fn check(config: Option<PathBuf>, paths: &[PathBuf]) -> ExitCode {
-    let report = kairo::check::check(config.as_deref(), paths);
+fn check(config: Option<PathBuf>, paths: &[PathBuf], strict: bool) -> ExitCode {
+    let mut report = kairo::check::check(config.as_deref(), paths);
+    if strict {
+        report.errors.append(&mut report.warnings);
+    }
     for error in &report.errors {
         eprintln!("{error}");
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if report.errors.is_empty() {
         println!(
-            "ok: configuration valid, {} rule script(s) compiled, {} event handler(s) checked",
-            report.rules, report.handlers
+            "ok: configuration valid, {} rule script(s) compiled, {} event handler(s) checked, {} warning(s)",
+            report.rules,
+            report.handlers,
+            report.warnings.len()
         );
     } else {
         eprintln!("{} error(s)", report.errors.len());

@@ -64,6 +64,7 @@ pub async fn soracom(strict: bool) -> Soracom {
             sims,
             groups,
             auth_keys: Vec::new(),
+            operator_email: None,
         },
         auto_create: !strict,
         rate_limit_per_minute: None,

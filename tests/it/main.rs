@@ -12,6 +12,7 @@ mod explain;
 mod handlers;
 mod hardening;
 mod nats;
+mod operator_mail;
 mod ota;
 mod plugins;
 mod recorded;

@@ -40,9 +40,14 @@ pub fn actions(config: &KairoConfig, clients: &Clients) -> Vec<Arc<dyn Action>> 
     actions.push(Arc::new(kairo_plugin_slack::SlackAction::new(
         config.plugins.slack.clone(),
     )));
-    actions.push(Arc::new(kairo_plugin_email::EmailAction::new(
-        &config.plugins.email,
+    let email: Arc<dyn Action> =
+        Arc::new(kairo_plugin_email::EmailAction::new(&config.plugins.email));
+    actions.push(Arc::new(crate::operator_mail::OperatorMail::new(
+        clients.soracom.clone(),
+        email.clone(),
+        config.plugins.email.operator_address.clone(),
     )));
+    actions.push(email);
     actions.push(Arc::new(kairo_plugin_webhook::WebhookAction));
     let mut nats = config.plugins.nats.clone();
     nats.url = nats.url.or_else(|| config.nats.url.clone());

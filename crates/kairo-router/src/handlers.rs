@@ -10,25 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use kairo_core::handler::{CompileOptions, Handler, HandlerSet, parse_file};
+use kairo_core::handler::{Handler, HandlerSet, parse_file};
 use kairo_core::sources::{Loaded, SourceDir};
 
 /// The handlers of one directory, swapped atomically on reload.
 pub struct HandlerStore {
-    options: CompileOptions,
-    operator_address: Option<String>,
     sources: Mutex<SourceDir<Handler>>,
     current: ArcSwap<HandlerSet>,
 }
 
 impl HandlerStore {
     /// Loads `dir` (a missing directory means no handlers); returns the store and every error.
-    pub fn load(dir: &Path, operator_address: Option<String>) -> (Self, Vec<String>) {
+    pub fn load(dir: &Path) -> (Self, Vec<String>) {
         let store = Self {
-            options: CompileOptions {
-                operator_address_set: operator_address.is_some(),
-            },
-            operator_address,
             sources: Mutex::new(SourceDir::new(dir, "json")),
             current: ArcSwap::from_pointee(HandlerSet::default()),
         };
@@ -45,12 +39,11 @@ impl HandlerStore {
     /// (each naming file, handler and JSON path).
     pub fn reload(&self) -> HandlerReload {
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
-        let options = self.options;
         let rescan = sources.rescan(
             false,
             |path, content| {
                 let text = String::from_utf8_lossy(content);
-                let (mut items, errors) = parse_file(&text, &path.display().to_string(), options);
+                let (mut items, errors) = parse_file(&text, &path.display().to_string());
                 let shadow = path.to_string_lossy().ends_with(".shadow.json");
                 items
                     .iter_mut()
@@ -72,10 +65,7 @@ impl HandlerStore {
         .collect();
         if rescan.changed() {
             let handlers = sources.items().map(|(_, h)| h.clone()).collect();
-            self.current.store(Arc::new(HandlerSet::new(
-                handlers,
-                self.operator_address.clone(),
-            )));
+            self.current.store(Arc::new(HandlerSet::new(handlers)));
         }
         HandlerReload {
             changed,
@@ -135,10 +125,57 @@ pub struct HandlerReload {
     pub errors: Vec<String>,
 }
 
-/// Checks every handler file in `dir` (for `kairo check`); returns the handler count and errors.
-pub fn check_dir(dir: &Path, operator_address: Option<String>) -> (usize, Vec<String>) {
-    let (store, errors) = HandlerStore::load(dir, operator_address);
-    (store.snapshot().handlers().len(), errors)
+/// Checks every handler file in `dir` (for `kairo check`); returns the
+/// handlers that passed and every error.
+pub fn check_dir(dir: &Path) -> (Vec<Handler>, Vec<String>) {
+    let (store, errors) = HandlerStore::load(dir);
+    (store.snapshot().handlers().to_vec(), errors)
+}
+
+/// What `handlers` need at run time that `config` does not give, one line
+/// each (for `kairo check`, which warns, or fails with `--strict`).
+pub fn runtime_warnings(handlers: &[Handler], config: &crate::KairoConfig) -> Vec<String> {
+    use kairo_core::handler::ActionKind;
+    let soracom_missing = config.soracom.missing_credentials();
+    let mut warnings = Vec::new();
+    for handler in handlers {
+        for action in &handler.actions {
+            let name = action.kind.soracom_name();
+            let mut warn = |what: String| {
+                warnings.push(format!("handler {} ({name}): {what}", handler.id));
+            };
+            let calls_soracom = !matches!(
+                action.kind,
+                ActionKind::SendMail { .. }
+                    | ActionKind::SendMailToOperator { .. }
+                    | ActionKind::WebRequest { .. }
+            );
+            if calls_soracom && !soracom_missing.is_empty() {
+                warn(format!(
+                    "needs {} to call the SORACOM API",
+                    soracom_missing.join(" and ")
+                ));
+            }
+            let mails = matches!(
+                action.kind,
+                ActionKind::SendMail { .. } | ActionKind::SendMailToOperator { .. }
+            );
+            if mails && config.plugins.email.smtp_url.is_none() {
+                warn("needs plugins.email.smtp_url to send mail".into());
+            }
+            let to_operator = matches!(action.kind, ActionKind::SendMailToOperator { .. });
+            if to_operator
+                && config.plugins.email.operator_address.is_none()
+                && !soracom_missing.is_empty()
+            {
+                warn(format!(
+                    "needs plugins.email.operator_address, or {} to read the operator's address from the SORACOM API",
+                    soracom_missing.join(" and ")
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// `[handlers]`.

@@ -27,6 +27,7 @@ pub mod handlers;
 pub mod limits;
 mod matcher;
 pub mod metrics;
+pub mod operator_mail;
 pub mod pipeline;
 pub mod plan;
 pub mod plugins;

@@ -175,7 +175,7 @@ fn evaluate_with_state(
 mod tests {
     use super::*;
     use kairo_core::ActionRequest;
-    use kairo_core::handler::{CompileOptions, compile};
+    use kairo_core::handler::compile;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -192,10 +192,7 @@ mod tests {
             "actionConfigList": [{"type": "ChangeSpeedClassAction", "properties": {
                 "speedClass": "s1.minimum", "executionDateTimeConst": "IMMEDIATELY"}}],
         });
-        let options = CompileOptions {
-            operator_address_set: false,
-        };
-        HandlerSet::new(vec![compile(&model, "h.json", 0, options).unwrap()], None)
+        HandlerSet::new(vec![compile(&model, "h.json", 0).unwrap()])
     }
 
     fn engine() -> Arc<rhai::Engine> {

@@ -59,8 +59,7 @@ impl Plan {
         };
         let engine = Arc::new(crate::rules::engine(config, &registry));
         let (rules, report) = RuleStore::load(rules_dir, engine);
-        let (handlers, handler_errors) =
-            HandlerStore::load(handlers_dir, config.plugins.email.operator_address.clone());
+        let (handlers, handler_errors) = HandlerStore::load(handlers_dir);
         Ok(Self {
             clients,
             registry,

@@ -118,6 +118,7 @@ impl SimOperation {
 struct Session {
     api_key: String,
     token: String,
+    operator_id: Option<String>,
     refresh_at: Instant,
 }
 
@@ -126,6 +127,8 @@ struct Session {
 struct AuthResponse {
     api_key: String,
     token: String,
+    #[serde(default)]
+    operator_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -183,6 +186,44 @@ impl SoracomClient {
             None,
         )
         .await
+    }
+
+    /// The operator's primary notification address (where SORACOM sends
+    /// SendMailToOperatorAction mail): the first address of the `primary`
+    /// system notification, else the operator's own email.
+    pub async fn operator_email(&self) -> Result<String, SoracomError> {
+        let operator = self.session(false).await?.operator_id.ok_or_else(|| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                "the auth response named no operatorId",
+            )
+        })?;
+        let base = format!("/v1/operators/{}", encode(&operator));
+        let primary = self
+            .call(
+                Method::GET,
+                &format!("{base}/system_notifications/primary"),
+                None,
+            )
+            .await;
+        let email_id = primary
+            .ok()
+            .and_then(|p| p["emailIdList"][0].as_str().map(str::to_string));
+        if let Some(email_id) = email_id {
+            let path = format!("{base}/emails/{}", encode(&email_id));
+            if let Ok(email) = self.call(Method::GET, &path, None).await
+                && let Some(address) = email["email"].as_str()
+            {
+                return Ok(address.to_string());
+            }
+        }
+        let own = self.call(Method::GET, &base, None).await?;
+        own["email"].as_str().map(str::to_string).ok_or_else(|| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                format!("{base} answered no email"),
+            )
+        })
     }
 
     /// Calls an authenticated endpoint, re-authenticating once on 401.
@@ -299,6 +340,7 @@ impl SoracomClient {
         Ok(Session {
             api_key: auth.api_key,
             token: auth.token,
+            operator_id: auth.operator_id,
             refresh_at: Instant::now() + refresh_after,
         })
     }

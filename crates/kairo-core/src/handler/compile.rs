@@ -10,13 +10,6 @@ use super::timing::{DateConst, MAX_OFFSET_MINUTES};
 
 const LIMIT_MAX: i64 = 2_147_483_647;
 
-/// What compiling may depend on outside the handler.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CompileOptions {
-    /// Whether an operator mail address is configured (for SendMailToOperatorAction).
-    pub operator_address_set: bool,
-}
-
 struct Checker<'a> {
     file: &'a str,
     handler: String,
@@ -115,12 +108,7 @@ fn join(base: &str, key: &str) -> String {
 
 /// Checks one `EventHandlerModel` from `file` (its `position` in the file
 /// names it when it has no name) and compiles it, or lists every problem.
-pub fn compile(
-    value: &Value,
-    file: &str,
-    position: usize,
-    options: CompileOptions,
-) -> Result<Handler, Vec<HandlerError>> {
+pub fn compile(value: &Value, file: &str, position: usize) -> Result<Handler, Vec<HandlerError>> {
     let handler_label = value
         .get("name")
         .and_then(Value::as_str)
@@ -182,7 +170,7 @@ pub fn compile(
         }
     };
     let rule = compile_rule(&mut check, object, target.as_ref());
-    let actions = compile_actions(&mut check, object, rule.as_ref(), options);
+    let actions = compile_actions(&mut check, object, rule.as_ref());
     if !check.errors.is_empty() {
         return Err(check.errors);
     }
@@ -382,7 +370,6 @@ fn compile_actions(
     check: &mut Checker<'_>,
     object: &Map<String, Value>,
     rule: Option<&RuleConfig>,
-    options: CompileOptions,
 ) -> Vec<HandlerAction> {
     let Some(list) = object.get("actionConfigList").and_then(Value::as_array) else {
         check.error("actionConfigList", "required: a list of 1 to 5 actions");
@@ -484,12 +471,6 @@ fn compile_actions(
                 Some(ActionKind::SendMail { to, title, message })
             }
             "SendMailToOperatorAction" => {
-                if !options.operator_address_set {
-                    check.error(
-                        &join(&base, "type"),
-                        "SendMailToOperatorAction needs plugins.email.operator_address to be configured",
-                    );
-                }
                 let title = check
                     .string(properties, &pbase, "title", true)
                     .unwrap_or_default()

@@ -32,20 +32,16 @@ pub mod event_types {
 
 const MIB: i64 = 1024 * 1024;
 
-/// A set of compiled handlers and what their actions need from configuration.
+/// A set of compiled handlers.
 #[derive(Debug, Clone, Default)]
 pub struct HandlerSet {
     handlers: Vec<Handler>,
-    operator_address: Option<String>,
 }
 
 impl HandlerSet {
-    /// The handlers, evaluated in this order; `operator_address` receives SendMailToOperatorAction mail.
-    pub fn new(handlers: Vec<Handler>, operator_address: Option<String>) -> Self {
-        Self {
-            handlers,
-            operator_address,
-        }
+    /// The handlers, evaluated in this order.
+    pub fn new(handlers: Vec<Handler>) -> Self {
+        Self { handlers }
     }
 
     /// The handlers.
@@ -145,10 +141,11 @@ impl HandlerSet {
                     "email",
                     json!({"to": to, "subject": render(title, &variables, false), "body": render(message, &variables, false)}),
                 ),
+                // The `email_operator` action finds the operator's address
+                // (configured, or the account's primary one from the API).
                 ActionKind::SendMailToOperator { title, message } => (
-                    "email",
+                    "email_operator",
                     json!({
-                        "to": self.operator_address.clone().unwrap_or_default(),
                         "subject": render(title, &variables, false),
                         "body": render(message, &variables, false),
                     }),

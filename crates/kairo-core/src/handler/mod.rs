@@ -14,7 +14,7 @@ pub mod model;
 pub mod state;
 pub mod timing;
 
-pub use compile::{CompileOptions, compile};
+pub use compile::compile;
 pub use engine::{
     HandlerOutcome, HandlerSet, HandlerTrace, ScheduledAction, describe_time, describe_time_micros,
     event_types, render,
@@ -27,11 +27,7 @@ pub use timing::DateConst;
 /// Returns the handlers that pass every check and the errors of those that do
 /// not (one bad handler does not keep the others from loading); a file that is
 /// not JSON yields no handlers and one error.
-pub fn parse_file(
-    text: &str,
-    file: &str,
-    options: CompileOptions,
-) -> (Vec<Handler>, Vec<HandlerError>) {
+pub fn parse_file(text: &str, file: &str) -> (Vec<Handler>, Vec<HandlerError>) {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(value) => value,
         Err(e) => {
@@ -51,7 +47,7 @@ pub fn parse_file(
     let mut handlers = Vec::new();
     let mut errors = Vec::new();
     for (position, item) in items.iter().enumerate() {
-        match compile(item, file, position, options) {
+        match compile(item, file, position) {
             Ok(handler) => handlers.push(handler),
             Err(mut e) => errors.append(&mut e),
         }

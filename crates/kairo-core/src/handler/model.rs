@@ -241,6 +241,23 @@ pub enum ActionKind {
     },
 }
 
+impl ActionKind {
+    /// SORACOM's name for the action type, e.g. `ChangeSpeedClassAction`.
+    pub fn soracom_name(&self) -> &'static str {
+        match self {
+            Self::ChangeSpeedClass(_) => "ChangeSpeedClassAction",
+            Self::Activation => "ActivationAction",
+            Self::Deactivation => "DeactivationAction",
+            Self::Standby => "StandbyAction",
+            Self::Suspend => "SuspendAction",
+            Self::ImeiLock => "ImeiLockAction",
+            Self::SendMail { .. } => "SendMailAction",
+            Self::SendMailToOperator { .. } => "SendMailToOperatorAction",
+            Self::WebRequest { .. } => "ExecuteWebRequestAction",
+        }
+    }
+}
+
 /// An action with its execution time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandlerAction {

@@ -41,6 +41,9 @@ pub struct Seed {
     /// Accepted AuthKeys; empty means the default pair.
     #[serde(default)]
     pub auth_keys: Vec<AuthKey>,
+    /// The operator's primary notification address (default `operator@example.com`).
+    #[serde(default)]
+    pub operator_email: Option<String>,
 }
 
 /// An AuthKey pair the emulator accepts.

@@ -140,6 +140,9 @@ fn answer(
         (&Method::POST, ["v1", "sims", sim_id, operation]) => {
             sim_operation(state, sim_id, operation, body)
         }
+        (&Method::GET, ["v1", "operators", operator, rest @ ..]) => {
+            operator_api(state, operator, rest)
+        }
         (&Method::POST, ["v1", "groups"]) => create_group(state, body),
         (&Method::GET, ["v1", "groups"]) => {
             Answer::ok(json!(state.groups.values().collect::<Vec<_>>()))
@@ -271,6 +274,34 @@ fn get_sim(state: &mut EmulatorState, sim_id: &str) -> Answer {
     match sim_mut(state, sim_id) {
         Some(sim) => Answer::ok(json!(sim)),
         None => not_found("SIM", sim_id),
+    }
+}
+
+/// `GET /v1/operators/{id}`, its `system_notifications/primary` and `emails/{emailId}`:
+/// the operator's primary notification address, as SendMailToOperatorAction uses it.
+fn operator_api(state: &EmulatorState, operator: &str, rest: &[&str]) -> Answer {
+    if operator != super::state::OPERATOR_ID {
+        return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "Invalid Operator Id");
+    }
+    const EMAIL_ID: &str = "email-primary";
+    let email = state.operator_email.clone();
+    match rest {
+        [] => Answer::ok(json!({
+            "operatorId": operator, "rootOperatorId": operator, "email": email,
+            "description": "", "createDate": "2020-01-01", "updateDate": "2020-01-01",
+        })),
+        ["system_notifications", "primary"] => Answer::ok(json!({
+            "type": "primary", "emailIdList": [EMAIL_ID], "updateDateTime": 0,
+        })),
+        ["emails", EMAIL_ID] => Answer::ok(json!({
+            "emailId": EMAIL_ID, "email": email, "verified": true,
+            "createDateTime": 0, "updateDateTime": 0,
+        })),
+        _ => Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0004",
+            "no such operator resource",
+        ),
     }
 }
 

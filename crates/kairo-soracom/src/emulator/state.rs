@@ -148,7 +148,12 @@ pub struct EmulatorState {
     pub next_id: u64,
     /// Delay before answering each API request.
     pub latency: std::time::Duration,
+    /// The operator's primary notification address.
+    pub operator_email: String,
 }
+
+/// The operator's primary notification address when the seed gives none.
+pub const DEFAULT_OPERATOR_EMAIL: &str = "operator@example.com";
 
 impl EmulatorState {
     /// State built from `options`.
@@ -184,6 +189,8 @@ impl EmulatorState {
             windows: HashMap::new(),
             next_id: 1,
             latency: options.latency,
+            operator_email: (options.seed.operator_email)
+                .unwrap_or_else(|| DEFAULT_OPERATOR_EMAIL.into()),
         }
     }
 
