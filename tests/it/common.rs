@@ -570,3 +570,56 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The AWS Lambda Invoke API stand-in (tests/support/lambda_double.py), which
+/// verifies SigV4 signatures with botocore.
+pub struct LambdaDouble {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for LambdaDouble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl LambdaDouble {
+    /// A double accepting `access_key`/`secret_key` for `region`.
+    pub fn start(access_key: &str, secret_key: &str, region: &str) -> Self {
+        let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let probe = Command::new(&python)
+            .args(["-c", "import botocore"])
+            .status();
+        assert!(
+            matches!(probe, Ok(s) if s.success()),
+            "the Lambda double needs {python} with botocore: run `make test` (it installs it) \
+             or `{python} -m pip install botocore`, or set TEST_PYTHON"
+        );
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lambda_double.py");
+        let child = Command::new(&python)
+            .arg(script)
+            .args([&port.to_string(), access_key, secret_key, region])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Lambda double");
+        wait_for_port(port, Duration::from_secs(15));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// What it received: path, payload, whether the signature verified, and why.
+    pub async fn calls(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/_calls", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}

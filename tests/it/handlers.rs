@@ -332,6 +332,13 @@ async fn one_unsupported_handler_does_not_keep_the_others_in_its_file_from_loadi
 
     let (loaded, errors) = kairo::handlers::check_dir(handlers.path());
     assert_eq!(loaded.len(), 1);
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert!(errors[0].contains("InvokeAWSLambdaAction"), "{errors:?}");
+    assert_eq!(
+        errors.len(),
+        3,
+        "accessKey, secretAccessKey, credentialsId: {errors:?}"
+    );
+    assert!(
+        errors[0].contains("accessKey: deprecated by SORACOM"),
+        "{errors:?}"
+    );
 }

@@ -11,6 +11,7 @@ mod examples;
 mod explain;
 mod handlers;
 mod hardening;
+mod lambda;
 mod nats;
 mod operator_mail;
 mod ota;

@@ -49,6 +49,9 @@ pub fn actions(config: &KairoConfig, clients: &Clients) -> Vec<Arc<dyn Action>> 
     )));
     actions.push(email);
     actions.push(Arc::new(kairo_plugin_webhook::WebhookAction));
+    actions.push(Arc::new(kairo_plugin_lambda::LambdaAction::new(
+        config.credentials.clone(),
+    )));
     let mut nats = config.plugins.nats.clone();
     nats.url = nats.url.or_else(|| config.nats.url.clone());
     actions.push(Arc::new(kairo_plugin_nats::PublishAction::new(&nats)));

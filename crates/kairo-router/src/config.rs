@@ -44,6 +44,9 @@ pub struct KairoConfig {
     pub log: LogConfig,
     /// `[plugins.*]`: per-plugin sections.
     pub plugins: PluginsConfig,
+    /// `[credentials.<id>]`: AWS keys for SORACOM handlers' `credentialsId`
+    /// (InvokeAWSLambdaAction).
+    pub credentials: BTreeMap<String, kairo_plugin_lambda::AwsCredentials>,
 }
 
 /// `[plugins]`: the dynamic plugin directory and every plugin's section.
@@ -165,8 +168,8 @@ impl KairoConfig {
 
     /// A redactor for every secret this configuration holds: the server
     /// token, the SORACOM AuthKey secret, passwords and tokens in the SMTP and
-    /// NATS URLs, the Slack webhook URL, and values of plugin settings whose
-    /// name says secret, password, token or key.
+    /// NATS URLs, the Slack webhook URL, AWS secret keys, and values of plugin
+    /// settings whose name says secret, password, token or key.
     pub fn redactor(&self) -> kairo_core::Redactor {
         use kairo_core::redact::{url_credentials, url_path};
         let mut secrets: Vec<String> = Vec::new();
@@ -189,6 +192,11 @@ impl KairoConfig {
         for section in self.plugins.sections.values() {
             collect_secret_values(section, &mut secrets);
         }
+        secrets.extend(
+            self.credentials
+                .values()
+                .map(|c| c.secret_access_key.clone()),
+        );
         kairo_core::Redactor::new(secrets)
     }
 

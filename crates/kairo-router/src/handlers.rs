@@ -149,6 +149,7 @@ pub fn runtime_warnings(handlers: &[Handler], config: &crate::KairoConfig) -> Ve
                 ActionKind::SendMail { .. }
                     | ActionKind::SendMailToOperator { .. }
                     | ActionKind::WebRequest { .. }
+                    | ActionKind::Lambda { .. }
             );
             if calls_soracom && !soracom_missing.is_empty() {
                 warn(format!(
@@ -162,6 +163,13 @@ pub fn runtime_warnings(handlers: &[Handler], config: &crate::KairoConfig) -> Ve
             );
             if mails && config.plugins.email.smtp_url.is_none() {
                 warn("needs plugins.email.smtp_url to send mail".into());
+            }
+            if let ActionKind::Lambda { credentials_id, .. } = &action.kind
+                && !config.credentials.contains_key(credentials_id)
+            {
+                warn(format!(
+                    "needs [credentials.{credentials_id}] access_key_id and secret_access_key"
+                ));
             }
             let to_operator = matches!(action.kind, ActionKind::SendMailToOperator { .. });
             if to_operator

@@ -482,14 +482,7 @@ fn compile_actions(
                 Some(ActionKind::SendMailToOperator { title, message })
             }
             "ExecuteWebRequestAction" => web_request(check, properties, &pbase),
-            "InvokeAWSLambdaAction" => {
-                check.error(
-                    &join(&base, "type"),
-                    "InvokeAWSLambdaAction is not supported by Kairo (it would need AWS credentials held by SORACOM); \
-                     call the function through an ExecuteWebRequestAction to a Lambda function URL or API Gateway instead",
-                );
-                None
-            }
+            "InvokeAWSLambdaAction" => lambda(check, properties, &pbase),
             other => {
                 check.error(
                     &join(&base, "type"),
@@ -507,6 +500,52 @@ fn compile_actions(
         }
     }
     actions
+}
+
+/// InvokeAWSLambdaAction: endpoint, function and the credentials' id; the
+/// deprecated inline keys are refused (they would sit in every request).
+fn lambda(
+    check: &mut Checker<'_>,
+    properties: &Map<String, Value>,
+    base: &str,
+) -> Option<ActionKind> {
+    for deprecated in ["accessKey", "secretAccessKey"] {
+        if properties.get(deprecated).is_some_and(|v| !v.is_null()) {
+            let message = "deprecated by SORACOM and not accepted: set credentialsId and configure \
+                 [credentials.<id>] access_key_id and secret_access_key";
+            check.error(&join(base, deprecated), message);
+        }
+    }
+    let endpoint = check
+        .string(properties, base, "endpoint", true)
+        .map(str::to_string);
+    if let Some(url) = &endpoint
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        check.error(
+            &join(base, "endpoint"),
+            format!("must be an http(s) URL, got {url:?}"),
+        );
+    }
+    let function_name = check
+        .string(properties, base, "functionName", true)
+        .map(str::to_string);
+    let credentials_id = check
+        .string(properties, base, "credentialsId", true)
+        .map(str::to_string);
+    let parameters = (1..=5)
+        .filter_map(|n| {
+            let key = format!("parameter{n}");
+            let value = check.string(properties, base, &key, false)?.to_string();
+            Some((key, value))
+        })
+        .collect();
+    Some(ActionKind::Lambda {
+        endpoint: endpoint?,
+        function_name: function_name?,
+        credentials_id: credentials_id?,
+        parameters,
+    })
 }
 
 fn web_request(

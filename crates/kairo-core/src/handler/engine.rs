@@ -150,6 +150,19 @@ impl HandlerSet {
                         "body": render(message, &variables, false),
                     }),
                 ),
+                ActionKind::Lambda {
+                    endpoint,
+                    function_name,
+                    credentials_id,
+                    parameters,
+                } => {
+                    let payload: Map<String, Value> = (parameters.iter())
+                        .map(|(k, v)| (k.clone(), Value::String(render(v, &variables, false))))
+                        .collect();
+                    let params = json!({"endpoint": endpoint, "functionName": function_name,
+                        "credentialsId": credentials_id, "payload": payload});
+                    ("aws_lambda", params)
+                }
                 ActionKind::WebRequest {
                     url,
                     method,

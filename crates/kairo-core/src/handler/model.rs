@@ -239,6 +239,17 @@ pub enum ActionKind {
         /// Body template (POST and PUT only).
         body: Option<String>,
     },
+    /// `InvokeAWSLambdaAction`.
+    Lambda {
+        /// The Lambda API endpoint, e.g. `https://lambda.ap-northeast-1.amazonaws.com`.
+        endpoint: String,
+        /// The function (with `:version` or `:alias`, if any).
+        function_name: String,
+        /// Which `[credentials.<id>]` signs the call.
+        credentials_id: String,
+        /// `parameter1`..`parameter5` templates, by name.
+        parameters: Vec<(String, String)>,
+    },
 }
 
 impl ActionKind {
@@ -254,6 +265,7 @@ impl ActionKind {
             Self::SendMail { .. } => "SendMailAction",
             Self::SendMailToOperator { .. } => "SendMailToOperatorAction",
             Self::WebRequest { .. } => "ExecuteWebRequestAction",
+            Self::Lambda { .. } => "InvokeAWSLambdaAction",
         }
     }
 }

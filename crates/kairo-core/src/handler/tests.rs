@@ -758,17 +758,30 @@ fn constraints_are_enforced_with_file_handler_and_path() {
         ))[0]
             .contains("1 to 5 actions")
     );
-    let lambda = json!([{"type": "InvokeAWSLambdaAction", "properties": {"executionDateTimeConst": "IMMEDIATELY", "endpoint": "https://lambda", "functionName": "f", "credentialsId": "c"}}]);
-    let errors = errors(model(
-        "SimExpiredRule",
-        json!({"inactiveTimeoutDateConst": "IMMEDIATELY"}),
-        ("targetSimId", "s"),
-        lambda,
-    ));
+    let lambda = |properties: Value| {
+        errors(model(
+            "SimExpiredRule",
+            json!({"inactiveTimeoutDateConst": "IMMEDIATELY"}),
+            ("targetSimId", "s"),
+            json!([{"type": "InvokeAWSLambdaAction", "properties": properties}]),
+        ))
+    };
+    let good = lambda(json!({"executionDateTimeConst": "IMMEDIATELY",
+        "endpoint": "https://lambda.ap-northeast-1.amazonaws.com", "functionName": "f", "credentialsId": "c"}));
+    assert!(good.is_empty(), "{good:?}");
+    let inline = lambda(json!({"executionDateTimeConst": "IMMEDIATELY",
+        "endpoint": "https://lambda.x", "functionName": "f", "accessKey": "k", "secretAccessKey": "s"}));
     assert!(
-        errors[0]
-            .contains("actionConfigList[0].type: InvokeAWSLambdaAction is not supported by Kairo"),
-        "{errors:?}"
+        inline
+            .iter()
+            .any(|e| e.contains("properties.accessKey: deprecated by SORACOM and not accepted")),
+        "{inline:?}"
+    );
+    assert!(
+        inline
+            .iter()
+            .any(|e| e.contains("properties.credentialsId: required")),
+        "{inline:?}"
     );
     let mut two_targets = model(
         "SimExpiredRule",
@@ -806,6 +819,10 @@ fn soracom_api_reference_examples_are_accepted() {
     let (handlers, errors) = parse_file(text, "soracom-event-handlers.json");
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(handlers.len(), 16);
+    let lambda = include_str!("../../../../docs/examples/soracom-event-handlers-lambda.json");
+    let (handlers, errors) = parse_file(lambda, "soracom-event-handlers-lambda.json");
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(handlers.len(), 5, "all 21 of SORACOM's examples load");
 }
 
 #[test]
