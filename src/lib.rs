@@ -8,6 +8,7 @@
 //! - [`events`]: `kairo events export`
 //! - [`explain`]: `kairo explain`
 //! - [`replay`]: `kairo replay`
+//! - [`soracom`]: `kairo soracom forward`
 //! - [`suite`]: `kairo test` without an event file: the rule tests
 //! - [`catcher`]: `kairo emulator catcher`, a request catcher for local demos
 
@@ -17,6 +18,7 @@ pub mod dlq;
 pub mod events;
 pub mod explain;
 pub mod replay;
+pub mod soracom;
 pub mod suite;
 
 pub use kairo_router::*;

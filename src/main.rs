@@ -111,9 +111,38 @@ enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Connect a SORACOM account.
+    Soracom {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: SoracomCommand,
+    },
     /// Run an emulator for local use.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+}
+
+#[derive(Subcommand)]
+enum SoracomCommand {
+    /// Create or update (by name, idempotently) SORACOM event handlers that post
+    /// every status, speed-class, expiry, IMEI-mismatch, session and OTA event
+    /// to Kairo's webhook; the account's other handlers are left alone.
+    Forward {
+        /// Kairo's webhook as SORACOM reaches it, e.g. https://kairo.example.com/v1/events.
+        #[arg(long)]
+        url: String,
+        /// Bearer token SORACOM sends (default: server.token).
+        #[arg(long)]
+        token: Option<String>,
+        /// Which SIMs: operator, group:ID or sim:ID.
+        #[arg(long, default_value = "operator")]
+        target: kairo_soracom::forward::ForwardTarget,
+        /// Print the handlers' JSON instead of creating them.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -305,6 +334,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?;
             std::io::Write::flush(&mut out)?;
             eprintln!("{count} event(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Soracom {
+            config,
+            command:
+                SoracomCommand::Forward {
+                    url,
+                    token,
+                    target,
+                    dry_run,
+                },
+        } => {
+            let config = KairoConfig::load(config.as_deref())?;
+            let lines =
+                kairo::soracom::forward(&config, &url, token.as_deref(), &target, dry_run).await?;
+            for line in lines {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator(command) => emulator(command, log_format).await,

@@ -9,6 +9,7 @@ mod durability;
 mod email;
 mod examples;
 mod explain;
+mod forward;
 mod handlers;
 mod hardening;
 mod lambda;

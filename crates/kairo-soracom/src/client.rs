@@ -188,6 +188,16 @@ impl SoracomClient {
         .await
     }
 
+    /// The operator id of the session (authenticating when needed).
+    pub async fn operator_id(&self) -> Result<String, SoracomError> {
+        self.session(false).await?.operator_id.ok_or_else(|| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                "the auth response named no operatorId",
+            )
+        })
+    }
+
     /// The operator's primary notification address (where SORACOM sends
     /// SendMailToOperatorAction mail): the first address of the `primary`
     /// system notification, else the operator's own email.

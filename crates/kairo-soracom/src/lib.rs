@@ -5,10 +5,12 @@
 //! - [`client`]: [`SoracomClient`] and the [`SimOperation`]s it performs
 //! - [`error`]: [`SoracomError`] with a [`SoracomErrorKind`]
 //! - [`emulator`]: an in-memory SORACOM API served with axum
+//! - [`forward`]: SORACOM event handlers that forward events to Kairo's webhook
 
 pub mod client;
 pub mod emulator;
 pub mod error;
+pub mod forward;
 
 pub use client::{ClientConfig, SimOperation, SoracomClient};
 pub use error::{SoracomError, SoracomErrorKind};

@@ -143,6 +143,7 @@ fn answer(
         (&Method::GET, ["v1", "operators", operator, rest @ ..]) => {
             operator_api(state, operator, rest)
         }
+        (method, ["v1", "event_handlers", rest @ ..]) => event_handlers(state, method, rest, body),
         (&Method::POST, ["v1", "groups"]) => create_group(state, body),
         (&Method::GET, ["v1", "groups"]) => {
             Answer::ok(json!(state.groups.values().collect::<Vec<_>>()))
@@ -301,6 +302,73 @@ fn operator_api(state: &EmulatorState, operator: &str, rest: &[&str]) -> Answer 
             StatusCode::NOT_FOUND,
             "EMU0004",
             "no such operator resource",
+        ),
+    }
+}
+
+/// Event handler CRUD: list, create (201 with `handlerId`), get, replace
+/// (200, no body) and delete (204), each checked to have its required fields.
+fn event_handlers(
+    state: &mut EmulatorState,
+    method: &Method,
+    rest: &[&str],
+    body: &Value,
+) -> Answer {
+    let valid = |body: &Value| {
+        ["name", "status", "ruleConfig", "actionConfigList"]
+            .iter()
+            .all(|key| body.get(key).is_some_and(|v| !v.is_null()))
+    };
+    let invalid = || {
+        Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            "name, status, ruleConfig and actionConfigList are required",
+        )
+    };
+    let missing = |id: &str| {
+        Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0005",
+            format!("no event handler {id}"),
+        )
+    };
+    match (method, rest) {
+        (&Method::GET, []) => Answer::ok(json!(state.event_handlers.values().collect::<Vec<_>>())),
+        (&Method::POST, []) if valid(body) => {
+            let id = state.fresh_id("handler-");
+            let mut handler = body.clone();
+            handler["handlerId"] = Value::String(id.clone());
+            state.event_handlers.insert(id, handler.clone());
+            let mut answer = Answer::ok(handler);
+            answer.status = StatusCode::CREATED;
+            answer
+        }
+        (&Method::GET, [id]) => match state.event_handlers.get(*id) {
+            Some(handler) => Answer::ok(handler.clone()),
+            None => missing(id),
+        },
+        (&Method::PUT, [id]) if valid(body) => match state.event_handlers.get_mut(*id) {
+            Some(handler) => {
+                *handler = body.clone();
+                handler["handlerId"] = Value::String(id.to_string());
+                Answer::ok(Value::Null)
+            }
+            None => missing(id),
+        },
+        (&Method::DELETE, [id]) => match state.event_handlers.remove(*id) {
+            Some(_) => {
+                let mut answer = Answer::ok(Value::Null);
+                answer.status = StatusCode::NO_CONTENT;
+                answer
+            }
+            None => missing(id),
+        },
+        (&Method::POST | &Method::PUT, _) => invalid(),
+        _ => Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0004",
+            "no such event handler API",
         ),
     }
 }

@@ -150,6 +150,8 @@ pub struct EmulatorState {
     pub latency: std::time::Duration,
     /// The operator's primary notification address.
     pub operator_email: String,
+    /// Event handlers by id, as created through the API.
+    pub event_handlers: BTreeMap<String, serde_json::Value>,
 }
 
 /// The operator's primary notification address when the seed gives none.
@@ -191,6 +193,7 @@ impl EmulatorState {
             latency: options.latency,
             operator_email: (options.seed.operator_email)
                 .unwrap_or_else(|| DEFAULT_OPERATOR_EMAIL.into()),
+            event_handlers: BTreeMap::new(),
         }
     }
 
