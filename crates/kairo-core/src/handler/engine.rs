@@ -118,79 +118,12 @@ impl HandlerSet {
 
     fn actions(&self, handler: &Handler, event: &Event, now_ms: i64) -> Vec<ActionRequest> {
         let variables = variables(event, now_ms);
-        let sim = event.sim_id.clone();
         let mut out = Vec::new();
         for (index, action) in handler.actions.iter().enumerate() {
             let Some(due) = action.execute.after(now_ms, action.offset_minutes) else {
                 continue;
             };
-            let (name, params) = match &action.kind {
-                ActionKind::ChangeSpeedClass(class) => (
-                    "set_speed_class",
-                    json!({"simId": sim, "speedClass": class}),
-                ),
-                ActionKind::Activation => ("activate", json!({"simId": sim})),
-                ActionKind::Deactivation => ("deactivate", json!({"simId": sim})),
-                ActionKind::Standby => ("set_to_standby", json!({"simId": sim})),
-                ActionKind::Suspend => ("suspend", json!({"simId": sim})),
-                ActionKind::ImeiLock => match event.payload().get("imei").and_then(Value::as_str) {
-                    Some(imei) => ("set_imei_lock", json!({"simId": sim, "imei": imei})),
-                    None => ("set_imei_lock", json!({"simId": sim})),
-                },
-                ActionKind::SendMail { to, title, message } => (
-                    "email",
-                    json!({"to": to, "subject": render(title, &variables, false), "body": render(message, &variables, false)}),
-                ),
-                // The `email_operator` action finds the operator's address
-                // (configured, or the account's primary one from the API).
-                ActionKind::SendMailToOperator { title, message } => (
-                    "email_operator",
-                    json!({
-                        "subject": render(title, &variables, false),
-                        "body": render(message, &variables, false),
-                    }),
-                ),
-                ActionKind::Lambda {
-                    endpoint,
-                    function_name,
-                    credentials_id,
-                    parameters,
-                } => {
-                    let payload: Map<String, Value> = (parameters.iter())
-                        .map(|(k, v)| (k.clone(), Value::String(render(v, &variables, false))))
-                        .collect();
-                    let params = json!({"endpoint": endpoint, "functionName": function_name,
-                        "credentialsId": credentials_id, "payload": payload});
-                    ("aws_lambda", params)
-                }
-                ActionKind::WebRequest {
-                    url,
-                    method,
-                    content_type,
-                    headers,
-                    body,
-                } => {
-                    let json_body = content_type.to_ascii_lowercase().contains("json");
-                    let mut header_map = Map::new();
-                    header_map.insert("Content-Type".into(), Value::String(content_type.clone()));
-                    for (name, value) in headers {
-                        // SORACOM's examples carry the content type as a `contentType` header entry.
-                        if name != "contentType" {
-                            header_map.insert(
-                                name.clone(),
-                                Value::String(render(value, &variables, false)),
-                            );
-                        }
-                    }
-                    let mut params = json!({"url": render(url, &variables, false), "method": method, "headers": header_map});
-                    if matches!(method.as_str(), "POST" | "PUT")
-                        && let Some(body) = body
-                    {
-                        params["body"] = Value::String(render(body, &variables, json_body));
-                    }
-                    ("webhook", params)
-                }
-            };
+            let (name, params) = request_for(&action.kind, event, &variables);
             out.push(ActionRequest {
                 action: name.to_string(),
                 params,
@@ -448,6 +381,103 @@ pub fn describe_time_micros(us: i64) -> String {
         || us.to_string(),
         |t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
     )
+}
+
+/// The Kairo action and parameters for one handler action on `event`.
+fn request_for(
+    kind: &ActionKind,
+    event: &Event,
+    variables: &HashMap<String, String>,
+) -> (&'static str, Value) {
+    let sim = event.sim_id.clone();
+    match kind {
+        ActionKind::ChangeSpeedClass(class) => (
+            "set_speed_class",
+            json!({"simId": sim, "speedClass": class}),
+        ),
+        ActionKind::Activation => ("activate", json!({"simId": sim})),
+        ActionKind::Deactivation => ("deactivate", json!({"simId": sim})),
+        ActionKind::Standby => ("set_to_standby", json!({"simId": sim})),
+        ActionKind::Suspend => ("suspend", json!({"simId": sim})),
+        ActionKind::ImeiLock => match event.payload().get("imei").and_then(Value::as_str) {
+            Some(imei) => ("set_imei_lock", json!({"simId": sim, "imei": imei})),
+            None => ("set_imei_lock", json!({"simId": sim})),
+        },
+        ActionKind::SendMail { to, title, message } => (
+            "email",
+            json!({"to": to, "subject": render(title, variables, false), "body": render(message, variables, false)}),
+        ),
+        // The `email_operator` action finds the operator's address
+        // (configured, or the account's primary one from the API).
+        ActionKind::SendMailToOperator { title, message } => (
+            "email_operator",
+            json!({
+                "subject": render(title, variables, false),
+                "body": render(message, variables, false),
+            }),
+        ),
+        ActionKind::Lambda {
+            endpoint,
+            function_name,
+            credentials_id,
+            parameters,
+        } => {
+            let payload: Map<String, Value> = (parameters.iter())
+                .map(|(k, v)| (k.clone(), Value::String(render(v, variables, false))))
+                .collect();
+            let params = json!({"endpoint": endpoint, "functionName": function_name,
+                "credentialsId": credentials_id, "payload": payload});
+            ("aws_lambda", params)
+        }
+        ActionKind::WebRequest {
+            url,
+            method,
+            content_type,
+            headers,
+            body,
+        } => {
+            let request = WebRequest {
+                url,
+                method,
+                content_type,
+                headers,
+                body,
+            };
+            ("webhook", web_request_params(&request, variables))
+        }
+    }
+}
+
+/// An ExecuteWebRequestAction's fields.
+struct WebRequest<'a> {
+    url: &'a str,
+    method: &'a String,
+    content_type: &'a str,
+    headers: &'a [(String, String)],
+    body: &'a Option<String>,
+}
+
+/// The `webhook` parameters of a web request, its templates rendered.
+fn web_request_params(request: &WebRequest<'_>, variables: &HashMap<String, String>) -> Value {
+    let json_body = request.content_type.to_ascii_lowercase().contains("json");
+    let mut header_map = Map::new();
+    header_map.insert(
+        "Content-Type".into(),
+        Value::String(request.content_type.to_string()),
+    );
+    for (name, value) in request.headers {
+        // SORACOM's examples carry the content type as a `contentType` header entry.
+        if name != "contentType" {
+            header_map.insert(name.clone(), Value::String(render(value, variables, false)));
+        }
+    }
+    let mut params = json!({"url": render(request.url, variables, false), "method": request.method, "headers": header_map});
+    if matches!(request.method.as_str(), "POST" | "PUT")
+        && let Some(body) = request.body
+    {
+        params["body"] = Value::String(render(body, variables, json_body));
+    }
+    params
 }
 
 /// The `${...}` variables SORACOM documents, from the event and the match time (UTC).
