@@ -23,4 +23,5 @@ mod replay;
 mod rule_tests;
 mod shadow;
 mod soracom_api;
+mod watch;
 mod webhook;

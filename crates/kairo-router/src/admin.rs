@@ -36,6 +36,8 @@ pub struct AdminState {
     pub handlers: Arc<crate::handlers::HandlerStore>,
     /// Per-rule numbers.
     pub stats: Arc<crate::stats::Stats>,
+    /// The SORACOM watcher's progress.
+    pub watch: Arc<std::sync::Mutex<crate::watcher::WatchStatus>>,
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
@@ -51,6 +53,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/events", get(recorded_events))
         .route("/v1/events/{*id}", get(explain_event))
         .route("/v1/rules", get(list_rules))
+        .route("/v1/sources", get(sources))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
@@ -153,6 +156,12 @@ async fn history(State(state): State<AdminState>, Query(query): Query<HistoryQue
     let limit = query.limit.unwrap_or(100);
     let entries = blocking(move || state.store.history(limit)).await?;
     Ok(Json(json!(entries)))
+}
+
+/// `GET /v1/sources`: the SORACOM watcher's progress and lag.
+async fn sources(State(state): State<AdminState>) -> Answer {
+    let watch = crate::watcher::status_now(&state.watch, state.clock.now_ms());
+    Ok(Json(json!({"soracomWatch": watch})))
 }
 
 async fn status(State(state): State<AdminState>) -> Answer {

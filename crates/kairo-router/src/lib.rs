@@ -41,6 +41,7 @@ mod sink;
 pub mod stats;
 pub mod telemetry;
 pub mod trace;
+pub mod watcher;
 pub mod writer;
 
 pub use config::KairoConfig;

@@ -46,6 +46,10 @@ pub struct Metrics {
     pub action_attempts: Family<ActionLabels, Counter>,
     /// Latency of action attempts, seconds.
     pub action_latency: Histogram,
+    /// Sweeps of the SORACOM watcher through the fleet, by outcome.
+    pub watch_sweeps: Family<RejectLabels, Counter>,
+    /// Events the SORACOM watcher produced.
+    pub watch_events: Counter,
 }
 
 impl Default for Metrics {
@@ -58,6 +62,18 @@ impl Default for Metrics {
         let rule_fires = Family::<RuleLabels, Counter>::default();
         let action_attempts = Family::<ActionLabels, Counter>::default();
         let action_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let watch_sweeps = Family::<RejectLabels, Counter>::default();
+        let watch_events = Counter::default();
+        registry.register(
+            "watch_sweeps",
+            "Sweeps of the SORACOM watcher through the fleet, by outcome (reason: ok or error)",
+            watch_sweeps.clone(),
+        );
+        registry.register(
+            "watch_events",
+            "Events the SORACOM watcher produced",
+            watch_events.clone(),
+        );
         registry.register(
             "events_accepted",
             "Events accepted from any source",
@@ -102,6 +118,8 @@ impl Default for Metrics {
             rule_fires,
             action_attempts,
             action_latency,
+            watch_sweeps,
+            watch_events,
         }
     }
 }

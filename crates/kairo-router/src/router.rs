@@ -252,6 +252,27 @@ impl RouterBuilder {
             clock: clock.clone(),
             source: "webhook".into(),
         });
+        let watch_status = Arc::new(std::sync::Mutex::new(crate::watcher::WatchStatus {
+            enabled: config.soracom.watch.enabled,
+            interval_seconds: config.soracom.watch.interval_seconds,
+            ..Default::default()
+        }));
+        let watch_task = config.soracom.watch.enabled.then(|| {
+            let watcher = crate::watcher::Watcher {
+                client: clients.soracom.clone(),
+                config: config.soracom.watch.clone(),
+                store: store.clone(),
+                writer: writer.clone(),
+                sink: Arc::new(RouterSink {
+                    source: "soracom-watch".into(),
+                    ..sink.as_ref().clone()
+                }),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                status: watch_status.clone(),
+            };
+            tokio::spawn(watcher.run(cancel.clone()))
+        });
         let nats = match &config.nats.url {
             Some(url) => Some(subscribe_nats(url, &config).await?),
             None => None,
@@ -275,6 +296,7 @@ impl RouterBuilder {
                 rules: rules.clone(),
                 handlers: handlers.clone(),
                 stats,
+                watch: watch_status,
             }));
         drop(dispatcher);
         drop(writer);
@@ -299,6 +321,11 @@ impl RouterBuilder {
                 nats_task
                     .await
                     .map_err(|e| RouterError::Task("NATS ingest", e))?;
+            }
+            if let Some(watch_task) = watch_task {
+                watch_task
+                    .await
+                    .map_err(|e| RouterError::Task("SORACOM watcher", e))?;
             }
             // Ingest has stopped: evaluate what was accepted, then let the
             // dispatcher finish due work within its grace period.

@@ -27,6 +27,8 @@ pub struct ClientConfig {
     pub auth_key: Option<String>,
     /// Lifetime asked for each API token, in seconds (SORACOM allows up to 172800).
     pub token_timeout_seconds: u64,
+    /// `[soracom.watch]`: polling the API for changes.
+    pub watch: crate::watch::WatchConfig,
 }
 
 impl Default for ClientConfig {
@@ -36,6 +38,7 @@ impl Default for ClientConfig {
             auth_key_id: None,
             auth_key: None,
             token_timeout_seconds: 86_400,
+            watch: crate::watch::WatchConfig::default(),
         }
     }
 }
@@ -243,6 +246,41 @@ impl SoracomClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, SoracomError> {
+        self.call_page(method, path, body)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// One page of a paginated list (`limit`, `last_evaluated_key`): the
+    /// items and the key of the next page (`x-soracom-next-key`), if any.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), SoracomError> {
+        let mut query = format!("{path}?limit={limit}");
+        if let Some(after) = after {
+            query.push_str(&format!("&last_evaluated_key={}", encode(after)));
+        }
+        let (value, next) = self.call_page(Method::GET, &query, None).await?;
+        let items = match value {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => {
+                let message = format!("{path} answered {other}, not a list");
+                return Err(SoracomError::new(SoracomErrorKind::Server, message));
+            }
+        };
+        Ok((items, next.filter(|n| !n.is_empty())))
+    }
+
+    async fn call_page(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(Value, Option<String>), SoracomError> {
         let session = self.session(false).await?;
         match self
             .send(&session, method.clone(), path, body.as_ref())
@@ -263,7 +301,7 @@ impl SoracomClient {
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, SoracomError> {
+    ) -> Result<(Value, Option<String>), SoracomError> {
         if path.len() > MAX_PATH_BYTES {
             // No SORACOM id is this long: the request can never succeed.
             return Err(SoracomError::new(
@@ -284,7 +322,10 @@ impl SoracomClient {
             request = request.json(body);
         }
         let response = request.send().await.map_err(transport)?;
-        read_response(response).await
+        let next = (response.headers().get("x-soracom-next-key"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((read_response(response).await?, next))
     }
 
     /// The current session, authenticating when there is none, it is due for

@@ -6,11 +6,13 @@
 //! - [`error`]: [`SoracomError`] with a [`SoracomErrorKind`]
 //! - [`emulator`]: an in-memory SORACOM API served with axum
 //! - [`forward`]: SORACOM event handlers that forward events to Kairo's webhook
+//! - [`watch`]: what the watcher keeps of a SIM and the events its changes make
 
 pub mod client;
 pub mod emulator;
 pub mod error;
 pub mod forward;
+pub mod watch;
 
 pub use client::{ClientConfig, SimOperation, SoracomClient};
 pub use error::{SoracomError, SoracomErrorKind};

@@ -20,6 +20,9 @@ pub struct Batch {
     pub state: Vec<(String, i64)>,
     /// Traces of events evaluated in this batch (listed in `evaluated`).
     pub traces: Vec<TraceEntry>,
+    /// Source snapshots to keep: (key, JSON text), e.g. what the SORACOM
+    /// watcher last saw of a SIM.
+    pub sources: Vec<(String, String)>,
 }
 
 impl Batch {
@@ -32,6 +35,7 @@ impl Batch {
             && self.dead.is_empty()
             && self.state.is_empty()
             && self.traces.is_empty()
+            && self.sources.is_empty()
     }
 
     /// Moves everything from `other` into this batch.
@@ -43,6 +47,7 @@ impl Batch {
         self.dead.append(&mut other.dead);
         self.state.append(&mut other.state);
         self.traces.append(&mut other.traces);
+        self.sources.append(&mut other.sources);
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) const HISTORY_BY_ACTION: TableDefinition<&str, &str> =
 pub(crate) const TRACES: TableDefinition<&str, &[u8]> = TableDefinition::new("traces");
 /// The same ids by evaluation time, for pruning: `{time:020}/{id}` → 0.
 pub(crate) const TRACES_BY_TIME: TableDefinition<&str, u8> = TableDefinition::new("traces_by_time");
+/// What sources (the SORACOM watcher) last saw, by key: JSON text.
+pub(crate) const SOURCES: TableDefinition<&str, &str> = TableDefinition::new("sources");
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,7 @@ impl Store {
         tx.open_table(TRACES_BY_TIME).map_err(|e| store.err(e))?;
         tx.open_table(HISTORY_BY_ACTION).map_err(|e| store.err(e))?;
         tx.open_table(STATE).map_err(|e| store.err(e))?;
+        tx.open_table(SOURCES).map_err(|e| store.err(e))?;
         tx.commit().map_err(|e| store.err(e))?;
         Ok(store)
     }
@@ -196,6 +199,14 @@ impl Store {
                 state
                     .insert(key.as_str(), *value)
                     .map_err(|e| self.err(e))?;
+            }
+            if !batch.sources.is_empty() {
+                let mut sources = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+                for (key, value) in &batch.sources {
+                    sources
+                        .insert(key.as_str(), value.as_str())
+                        .map_err(|e| self.err(e))?;
+                }
             }
             for event in &batch.accept {
                 let id = event.id();
@@ -287,6 +298,21 @@ impl Store {
         let mut letters: Vec<DeadLetter> = self.read_all(DEAD, "dead_letters")?;
         letters.sort_by_key(|l| l.failed_at_ms);
         Ok(letters)
+    }
+
+    /// Every source snapshot whose key starts with `prefix`: (key, JSON text).
+    pub fn sources(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = self.read()?;
+        let table = tx.open_table(SOURCES).map_err(|e| self.err(e))?;
+        let mut found = Vec::new();
+        for item in table.range(prefix..).map_err(|e| self.err(e))? {
+            let (key, value) = item.map_err(|e| self.err(e))?;
+            if !key.value().starts_with(prefix) {
+                break;
+            }
+            found.push((key.value().to_string(), value.value().to_string()));
+        }
+        Ok(found)
     }
 
     /// The most recent `limit` finished actions, oldest first.

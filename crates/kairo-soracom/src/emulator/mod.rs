@@ -7,6 +7,7 @@
 //!
 //! For tests and demos it also serves, without authentication:
 //! `GET /_emulator/sims` and `GET /_emulator/sims/{id}` (inspect SIMs),
+//! `POST /_emulator/sims/{id}/session` (`{"online", "imei"}`: open or close a session),
 //! `GET /_emulator/requests` (every API request received, with its answer),
 //! `POST /_emulator/faults` (`{"path", "status", "count", "retryAfterSeconds"}`:
 //! answer the next requests to a path with an error) and

@@ -94,6 +94,9 @@ async fn handle(
             "EMU0001",
             format!("request body is not valid JSON: {e}"),
         ),
+        Ok(ref value) if method == Method::GET && path == "/v1/sims" => {
+            list_sims(&mut state, &headers, uri.query().unwrap_or(""))
+        }
         Ok(ref value) => answer(&mut state, &method, &path, &headers, value),
     };
     let mut body = json_body.unwrap_or(Value::Null);
@@ -495,8 +498,67 @@ fn create_group(state: &mut EmulatorState, body: &Value) -> Answer {
     Answer::with(StatusCode::CREATED, json!(group))
 }
 
+/// `GET /v1/sims?limit=N&last_evaluated_key=SIM_ID`: SIMs in id order, a
+/// page at a time, the next page's key in `x-soracom-next-key`.
+fn list_sims(state: &mut EmulatorState, headers: &HeaderMap, query: &str) -> Answer {
+    if let Err(answer) = authenticated(state, headers) {
+        return answer;
+    }
+    let param = |name: &str| {
+        query.split('&').find_map(|pair| {
+            pair.strip_prefix(name)?
+                .strip_prefix('=')
+                .map(str::to_string)
+        })
+    };
+    let limit = param("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(100)
+        .max(1);
+    let after = param("last_evaluated_key");
+    let sims: Vec<&Sim> = (state.sims.values())
+        .filter(|s| after.as_deref().is_none_or(|a| s.sim_id.as_str() > a))
+        .take(limit + 1)
+        .collect();
+    let more = sims.len() > limit;
+    let page: Vec<&Sim> = sims.into_iter().take(limit).collect();
+    let next = page.last().map(|s| s.sim_id.clone()).filter(|_| more);
+    let mut answer = Answer::ok(json!(page));
+    if let Some(next) = next {
+        answer.headers.push(("x-soracom-next-key", next));
+    }
+    answer
+}
+
+/// `POST /_emulator/sims/{id}/session` `{"online": bool, "imei": "..."}`: a
+/// session opens or closes.
+fn set_session(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
+    let Ok(change) = serde_json::from_slice::<Value>(body) else {
+        return Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            "expected {\"online\", \"imei\"}",
+        );
+    };
+    let Some(sim) = state.sims.get_mut(sim_id) else {
+        return not_found("SIM", sim_id);
+    };
+    let now = now_ms();
+    sim.session_status = Some(json!({
+        "online": change["online"].as_bool().unwrap_or(false),
+        "imei": change["imei"],
+        "lastUpdatedAt": now,
+    }));
+    sim.last_modified_time = now;
+    Answer::ok(json!(sim))
+}
+
 fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes) -> Answer {
     match (method, rest) {
+        (&Method::POST, path) if path.starts_with("sims/") && path.ends_with("/session") => {
+            let sim_id = &path["sims/".len()..path.len() - "/session".len()];
+            set_session(state, sim_id, body)
+        }
         (&Method::GET, "requests") => Answer::ok(json!(state.requests)),
         (&Method::GET, "sims") => Answer::ok(json!(state.sims.values().collect::<Vec<_>>())),
         (&Method::GET, path) if path.starts_with("sims/") => {

@@ -40,6 +40,9 @@ pub struct Sim {
     /// Last change, epoch milliseconds.
     #[serde(default)]
     pub last_modified_time: i64,
+    /// The current session: `{"online", "imei", "lastUpdatedAt"}` once one was seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_status: Option<Value>,
 }
 
 fn operator() -> String {
@@ -65,6 +68,7 @@ impl Sim {
             imei_lock: None,
             tags: Map::new(),
             last_modified_time: 0,
+            session_status: None,
         }
     }
 }

@@ -1,0 +1,215 @@
+//! The SORACOM watcher: sweeps the fleet with listSims every
+//! `soracom.watch.interval_seconds`, compares each SIM with what it saw last
+//! (kept in the store, so a restart neither misses nor repeats a change) and
+//! turns the changes into events, accepted like the webhook's. The first
+//! sight of a SIM is its baseline and makes no event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kairo_core::{Clock, Event};
+use kairo_ingest::EventSink;
+use kairo_soracom::watch::{SimState, WatchConfig, changes};
+use kairo_soracom::{SoracomClient, SoracomError, SoracomErrorKind};
+use kairo_store::{Batch, Store};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{Metrics, RejectLabels};
+use crate::writer::StoreWriter;
+
+/// Where the watcher keeps each SIM's last state in the store.
+const KEY_PREFIX: &str = "watch/sim/";
+
+/// The watcher's progress, for `GET /v1/sources`.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchStatus {
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Seconds between sweeps.
+    pub interval_seconds: u64,
+    /// Sweeps finished.
+    pub sweeps: u64,
+    /// SIMs seen in the last finished sweep.
+    pub sims: usize,
+    /// Events produced so far.
+    pub events: u64,
+    /// When the last sweep finished, epoch milliseconds.
+    pub last_sweep_at_ms: Option<i64>,
+    /// How long ago the last sweep finished, seconds: how late a change can be seen.
+    pub lag_seconds: Option<i64>,
+    /// Sweeps that failed.
+    pub errors: u64,
+    /// The last failure.
+    pub last_error: Option<String>,
+}
+
+/// What the watcher needs from the router.
+pub(crate) struct Watcher {
+    pub(crate) client: Arc<SoracomClient>,
+    pub(crate) config: WatchConfig,
+    pub(crate) store: Arc<Store>,
+    pub(crate) writer: StoreWriter,
+    pub(crate) sink: Arc<dyn EventSink>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) status: Arc<Mutex<WatchStatus>>,
+}
+
+/// A sweep that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SweepError {
+    #[error("SORACOM API: {0}")]
+    Api(#[from] SoracomError),
+    #[error("store: {0}")]
+    Store(#[from] kairo_store::StoreError),
+    #[error("committing: {0}")]
+    Commit(#[from] crate::writer::CommitError),
+    #[error("accepting events: {0}")]
+    Sink(#[from] kairo_ingest::SinkError),
+}
+
+impl Watcher {
+    /// Sweeps until `cancel`; a failed sweep is logged and the next one tries again
+    /// (after SORACOM's rate-limit wait, when it asked for one).
+    pub(crate) async fn run(self, cancel: CancellationToken) {
+        let interval = Duration::from_secs(self.config.interval_seconds.max(1));
+        let mut seen: Option<HashMap<String, SimState>> = None;
+        loop {
+            let started = tokio::time::Instant::now();
+            let mut wait = interval;
+            match self.sweep(&mut seen).await {
+                Ok(sims) => self.finished(sims),
+                Err(error) => {
+                    if let SweepError::Api(api) = &error
+                        && api.kind == SoracomErrorKind::RateLimited
+                    {
+                        wait = wait.max(api.retry_after.unwrap_or(Duration::from_secs(60)));
+                    }
+                    self.failed(&error);
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + wait) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass through the fleet, a page at a time: events first (durable
+    /// once accepted), then the new states; returns the SIMs seen.
+    async fn sweep(
+        &self,
+        seen: &mut Option<HashMap<String, SimState>>,
+    ) -> Result<usize, SweepError> {
+        let seen = match seen {
+            Some(seen) => seen,
+            None => seen.insert(self.load()?),
+        };
+        let operator = self.client.operator_id().await?;
+        let (mut after, mut count) = (None, 0);
+        loop {
+            let page = self
+                .client
+                .list_page("/v1/sims", self.config.page_size, after.as_deref());
+            let (sims, next) = page.await?;
+            let mut events = Vec::new();
+            let mut states = Vec::new();
+            for sim in sims.iter().filter(|s| self.config.in_scope(s)) {
+                let Some((id, state)) = SimState::of(sim) else {
+                    continue;
+                };
+                count += 1;
+                if let Some(old) = seen.get(&id) {
+                    if *old == state {
+                        continue;
+                    }
+                    events.extend(changes(&id, old, &state, &operator));
+                }
+                states.push((id, state));
+            }
+            self.publish(events).await?;
+            let sources = (states.iter())
+                .map(|(id, s)| {
+                    (
+                        format!("{KEY_PREFIX}{id}"),
+                        serde_json::to_string(s).expect("JSON"),
+                    )
+                })
+                .collect();
+            self.writer
+                .commit(Batch {
+                    sources,
+                    ..Batch::default()
+                })
+                .await?;
+            seen.extend(states);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(count),
+            }
+        }
+    }
+
+    /// What the store kept from earlier sweeps.
+    fn load(&self) -> Result<HashMap<String, SimState>, SweepError> {
+        let kept = self.store.sources(KEY_PREFIX)?;
+        Ok(kept
+            .into_iter()
+            .filter_map(|(key, text)| {
+                let id = key.strip_prefix(KEY_PREFIX)?.to_string();
+                Some((id, serde_json::from_str(&text).ok()?))
+            })
+            .collect())
+    }
+
+    async fn publish(&self, events: Vec<serde_json::Value>) -> Result<(), SweepError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<Event> = events
+            .into_iter()
+            .filter_map(|e| Event::from_value(e).ok())
+            .collect();
+        let count = events.len() as u64;
+        let duplicates = self.sink.accept(events).await?;
+        let new = count - duplicates as u64;
+        self.metrics.watch_events.inc_by(new);
+        self.status.lock().unwrap_or_else(|e| e.into_inner()).events += new;
+        tracing::info!(target: "kairo::watch", events = new, duplicates, "SORACOM changes turned into events");
+        Ok(())
+    }
+
+    fn finished(&self, sims: usize) {
+        let now = self.clock.now_ms();
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.sweeps += 1;
+        status.sims = sims;
+        status.last_sweep_at_ms = Some(now);
+        self.metrics
+            .watch_sweeps
+            .get_or_create(&RejectLabels { reason: "ok" })
+            .inc();
+        tracing::debug!(target: "kairo::watch", sims, sweeps = status.sweeps, "sweep finished");
+    }
+
+    fn failed(&self, error: &SweepError) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        status.errors += 1;
+        status.last_error = Some(error.to_string());
+        self.metrics
+            .watch_sweeps
+            .get_or_create(&RejectLabels { reason: "error" })
+            .inc();
+        tracing::warn!(target: "kairo::watch", %error, "sweep failed; trying again at the next interval");
+    }
+}
+
+/// `status` as of `now_ms`, its lag filled in.
+pub fn status_now(status: &Mutex<WatchStatus>, now_ms: i64) -> WatchStatus {
+    let mut status = status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    status.lag_seconds = status.last_sweep_at_ms.map(|at| (now_ms - at) / 1000);
+    status
+}

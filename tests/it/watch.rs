@@ -1,0 +1,131 @@
+//! The SORACOM watcher against the emulator: a status change and a session
+//! each become one event that fires the matching handler or rule once, also
+//! across a restart of Kairo between sweeps; the first sweep is a baseline.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const STATUS_RULE: &str = r#"
+if eventType == "StatusChanged" { webhook(WEBHOOK, #{ sim: simId, to: payload.newStatus }); }
+if eventType == "SessionStatus" { webhook(WEBHOOK, #{ sim: simId, session: payload.sessionStatus, imei: payload.imei }); }
+"#;
+
+fn suspend_handler(url: &str) -> Value {
+    json!({
+        "name": "tell on suspend", "handlerId": "on-suspend", "status": "active", "targetSimId": SIM_1,
+        "ruleConfig": {"type": "SimStatusAttributeRule",
+            "properties": {"inactiveTimeoutDateConst": "IMMEDIATELY", "targetStatus": "suspended"}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
+            "contentType": "application/json", "body": "{\"handler\":\"${simId} ${newStatus}\"}"}}]
+    })
+}
+
+struct Setup {
+    rules: tempfile::TempDir,
+    handlers: tempfile::TempDir,
+    data: tempfile::TempDir,
+}
+
+async fn start(setup: &Setup, soracom: &Soracom) -> kairo::RunningRouter {
+    let mut config = test_config(setup.rules.path(), setup.data.path());
+    use_soracom(&mut config, soracom);
+    config.handlers.dir = setup.handlers.path().to_path_buf();
+    config.soracom.watch.enabled = true;
+    config.soracom.watch.interval_seconds = 1;
+    config.soracom.watch.page_size = 1;
+    kairo::Router::builder()
+        .config(config)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn sweeps(router: &kairo::RunningRouter) -> u64 {
+    let url = format!("http://{}/v1/sources", router.local_addr());
+    let sources: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    sources["soracomWatch"]["sweeps"].as_u64().unwrap_or(0)
+}
+
+async fn wait_sweeps(router: &kairo::RunningRouter, at_least: u64) {
+    for _ in 0..200 {
+        if sweeps(router).await >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the watcher did not finish {at_least} sweep(s)");
+}
+
+fn set_status(soracom: &Soracom, sim: &str, status: &str, at: i64) {
+    soracom.emulator.with_state(|s| {
+        let sim = s.sims.get_mut(sim).unwrap();
+        sim.status = status.into();
+        sim.last_modified_time = at;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
+    let soracom = soracom(false).await;
+    let target = catcher().await;
+    let setup = Setup {
+        rules: tempfile::tempdir().unwrap(),
+        handlers: tempfile::tempdir().unwrap(),
+        data: tempfile::tempdir().unwrap(),
+    };
+    let rule = STATUS_RULE.replace("WEBHOOK", &format!("\"{}\"", target.url));
+    std::fs::write(setup.rules.path().join("watch.rhai"), rule).unwrap();
+    let handler = suspend_handler(&target.url).to_string();
+    std::fs::write(setup.handlers.path().join("suspend.json"), handler).unwrap();
+
+    let router = start(&setup, &soracom).await;
+    wait_sweeps(&router, 2).await;
+    assert!(
+        target.bodies().is_empty(),
+        "the first sweep is a baseline: {:?}",
+        target.bodies()
+    );
+
+    set_status(&soracom, SIM_1, "suspended", 1_000);
+    let session = json!({"online": true, "imei": "356000000000001"});
+    let control = format!("{}/_emulator/sims/{SIM_2}/session", soracom.url);
+    reqwest::Client::new()
+        .post(control)
+        .json(&session)
+        .send()
+        .await
+        .unwrap();
+    let seen = sweeps(&router).await;
+    wait_sweeps(&router, seen + 3).await;
+    router.idle().await;
+    let bodies = target.bodies();
+    assert_eq!(bodies.len(), 3, "{bodies:#?}");
+    assert!(
+        bodies.contains(&json!({"sim": SIM_1, "to": "suspended"})),
+        "{bodies:#?}"
+    );
+    assert!(
+        bodies.contains(&json!({"handler": format!("{SIM_1} suspended")})),
+        "{bodies:#?}"
+    );
+    let session_body = json!({"sim": SIM_2, "session": "Created", "imei": "356000000000001"});
+    assert!(bodies.contains(&session_body), "{bodies:#?}");
+
+    router.shutdown().await.unwrap();
+    set_status(&soracom, SIM_1, "active", 2_000);
+    let router = start(&setup, &soracom).await;
+    wait_sweeps(&router, 2).await;
+    router.idle().await;
+    let bodies = target.bodies();
+    assert_eq!(
+        bodies.len(),
+        4,
+        "the change made while Kairo was down, once: {bodies:#?}"
+    );
+    assert_eq!(bodies[3], json!({"sim": SIM_1, "to": "active"}));
+    router.shutdown().await.unwrap();
+}
