@@ -11,7 +11,10 @@ use crate::common::*;
 const STATUS_RULE: &str = r#"
 if eventType == "StatusChanged" { webhook(WEBHOOK, #{ sim: simId, to: payload.newStatus }); }
 if eventType == "SessionStatus" { webhook(WEBHOOK, #{ sim: simId, session: payload.sessionStatus, imei: payload.imei }); }
+if eventType == "TrafficUsage" { webhook(WEBHOOK, #{ sim: simId, bytes: payload.bytes }); }
 "#;
+
+const MIB: i64 = 1 << 20;
 
 fn suspend_handler(url: &str) -> Value {
     json!({
@@ -22,6 +25,30 @@ fn suspend_handler(url: &str) -> Value {
             "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
             "contentType": "application/json", "body": "{\"handler\":\"${simId} ${newStatus}\"}"}}]
     })
+}
+
+fn traffic_handler(url: &str) -> Value {
+    json!({
+        "name": "daily cap", "handlerId": "daily-cap", "status": "active", "targetSimId": SIM_1,
+        "ruleConfig": {"type": "SimDailyTotalTrafficRule", "properties": {
+            "inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_DAY", "limitTotalTrafficMegaByte": "1"}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
+            "contentType": "application/json", "body": "{\"cap\":\"${simId}\"}"}}]
+    })
+}
+
+fn add_traffic(soracom: &Soracom, sim: &str, bytes: i64) -> impl std::future::Future<Output = ()> {
+    let url = format!("{}/_emulator/sims/{sim}/traffic", soracom.url);
+    async move {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"bytes": bytes}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 204);
+    }
 }
 
 struct Setup {
@@ -79,8 +106,11 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     };
     let rule = STATUS_RULE.replace("WEBHOOK", &format!("\"{}\"", target.url));
     std::fs::write(setup.rules.path().join("watch.rhai"), rule).unwrap();
-    let handler = suspend_handler(&target.url).to_string();
-    std::fs::write(setup.handlers.path().join("suspend.json"), handler).unwrap();
+    let handlers = json!([suspend_handler(&target.url), traffic_handler(&target.url)]).to_string();
+    std::fs::write(setup.handlers.path().join("watched.json"), handlers).unwrap();
+    soracom
+        .emulator
+        .with_state(|s| s.sims.get_mut(SIM_1).unwrap().imsi = Some("440103000000001".into()));
 
     let router = start(&setup, &soracom).await;
     wait_sweeps(&router, 2).await;
@@ -93,39 +123,44 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     set_status(&soracom, SIM_1, "suspended", 1_000);
     let session = json!({"online": true, "imei": "356000000000001"});
     let control = format!("{}/_emulator/sims/{SIM_2}/session", soracom.url);
-    reqwest::Client::new()
-        .post(control)
-        .json(&session)
-        .send()
-        .await
-        .unwrap();
+    let opened = reqwest::Client::new().post(control).json(&session).send();
+    assert!(opened.await.unwrap().status().is_success());
+    add_traffic(&soracom, SIM_1, 2 * MIB).await;
     let seen = sweeps(&router).await;
     wait_sweeps(&router, seen + 3).await;
     router.idle().await;
     let bodies = target.bodies();
-    assert_eq!(bodies.len(), 3, "{bodies:#?}");
-    assert!(
-        bodies.contains(&json!({"sim": SIM_1, "to": "suspended"})),
-        "{bodies:#?}"
-    );
-    assert!(
-        bodies.contains(&json!({"handler": format!("{SIM_1} suspended")})),
-        "{bodies:#?}"
-    );
-    let session_body = json!({"sim": SIM_2, "session": "Created", "imei": "356000000000001"});
-    assert!(bodies.contains(&session_body), "{bodies:#?}");
+    assert_eq!(bodies.len(), 5, "{bodies:#?}");
+    let expected = [
+        json!({"sim": SIM_1, "to": "suspended"}),
+        json!({"handler": format!("{SIM_1} suspended")}),
+        json!({"sim": SIM_2, "session": "Created", "imei": "356000000000001"}),
+        json!({"sim": SIM_1, "bytes": 2 * MIB}),
+        json!({"cap": SIM_1}),
+    ];
+    for body in &expected {
+        assert!(bodies.contains(body), "{body} in {bodies:#?}");
+    }
 
     router.shutdown().await.unwrap();
     set_status(&soracom, SIM_1, "active", 2_000);
+    add_traffic(&soracom, SIM_1, MIB).await;
     let router = start(&setup, &soracom).await;
     wait_sweeps(&router, 2).await;
     router.idle().await;
     let bodies = target.bodies();
     assert_eq!(
         bodies.len(),
-        4,
-        "the change made while Kairo was down, once: {bodies:#?}"
+        7,
+        "the changes made while Kairo was down, once: {bodies:#?}"
     );
-    assert_eq!(bodies[3], json!({"sim": SIM_1, "to": "active"}));
+    assert!(
+        bodies[5..].contains(&json!({"sim": SIM_1, "to": "active"})),
+        "{bodies:#?}"
+    );
+    assert!(
+        bodies[5..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
+        "{bodies:#?}"
+    );
     router.shutdown().await.unwrap();
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use kairo_core::{Clock, Event};
 use kairo_ingest::EventSink;
-use kairo_soracom::watch::{SimState, WatchConfig, changes};
+use kairo_soracom::watch::{
+    DailyBytes, SimState, WatchConfig, changes, parse_air_stats, traffic_events,
+};
 use kairo_soracom::{SoracomClient, SoracomError, SoracomErrorKind};
 use kairo_store::{Batch, Store};
 use serde::Serialize;
@@ -21,6 +23,21 @@ use crate::writer::StoreWriter;
 
 /// Where the watcher keeps each SIM's last state in the store.
 const KEY_PREFIX: &str = "watch/sim/";
+/// Where it keeps each IMSI's bytes per UTC day (yesterday and today).
+const TRAFFIC_PREFIX: &str = "watch/traffic/";
+/// Set once the first traffic sweep (the baseline) is kept.
+const TRAFFIC_BASELINE: &str = "watch/meta/traffic-baseline";
+const DAY_MS: i64 = 86_400_000;
+
+/// What the watcher saw last, loaded from the store on the first sweep.
+#[derive(Default)]
+struct Seen {
+    sims: HashMap<String, SimState>,
+    traffic: HashMap<String, DailyBytes>,
+    /// Whether the traffic baseline is kept: after it, an IMSI without a
+    /// record had no traffic, and all it has now is new.
+    traffic_baseline: bool,
+}
 
 /// The watcher's progress, for `GET /v1/sources`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,7 +93,7 @@ impl Watcher {
     /// (after SORACOM's rate-limit wait, when it asked for one).
     pub(crate) async fn run(self, cancel: CancellationToken) {
         let interval = Duration::from_secs(self.config.interval_seconds.max(1));
-        let mut seen: Option<HashMap<String, SimState>> = None;
+        let mut seen: Option<Seen> = None;
         loop {
             let started = tokio::time::Instant::now();
             let mut wait = interval;
@@ -98,17 +115,30 @@ impl Watcher {
         }
     }
 
-    /// One pass through the fleet, a page at a time: events first (durable
-    /// once accepted), then the new states; returns the SIMs seen.
-    async fn sweep(
-        &self,
-        seen: &mut Option<HashMap<String, SimState>>,
-    ) -> Result<usize, SweepError> {
+    /// One pass through the fleet: SIMs a page at a time, then traffic;
+    /// events first (durable once accepted), then the new states; returns
+    /// the SIMs seen.
+    async fn sweep(&self, seen: &mut Option<Seen>) -> Result<usize, SweepError> {
         let seen = match seen {
             Some(seen) => seen,
-            None => seen.insert(self.load()?),
+            None => seen.insert(Seen {
+                sims: self.load(KEY_PREFIX)?,
+                traffic: self.load(TRAFFIC_PREFIX)?,
+                traffic_baseline: !self.store.sources(TRAFFIC_BASELINE)?.is_empty(),
+            }),
         };
         let operator = self.client.operator_id().await?;
+        let count = self.sweep_sims(&mut seen.sims, &operator).await?;
+        self.sweep_traffic(seen, &operator).await?;
+        Ok(count)
+    }
+
+    /// listSims page by page: status, speed-class and session changes.
+    async fn sweep_sims(
+        &self,
+        seen: &mut HashMap<String, SimState>,
+        operator: &str,
+    ) -> Result<usize, SweepError> {
         let (mut after, mut count) = (None, 0);
         loop {
             let page = self
@@ -126,7 +156,7 @@ impl Watcher {
                     if *old == state {
                         continue;
                     }
-                    events.extend(changes(&id, old, &state, &operator));
+                    events.extend(changes(&id, old, &state, operator));
                 }
                 states.push((id, state));
             }
@@ -153,13 +183,64 @@ impl Watcher {
         }
     }
 
-    /// What the store kept from earlier sweeps.
-    fn load(&self) -> Result<HashMap<String, SimState>, SweepError> {
-        let kept = self.store.sources(KEY_PREFIX)?;
+    /// Traffic of yesterday and today (UTC) for every IMSI, from one bulk
+    /// export: the growth since the last sweep becomes `TrafficUsage` events.
+    /// The first traffic sweep is the baseline.
+    async fn sweep_traffic(&self, seen: &mut Seen, operator: &str) -> Result<(), SweepError> {
+        let now = self.clock.now_ms();
+        let from = (now / DAY_MS - 1) * DAY_MS / 1000;
+        let csv = self.client.export_air_stats(from, now / 1000).await?;
+        let sim_of: HashMap<&str, &str> = (seen.sims.iter())
+            .filter_map(|(id, s)| Some((s.imsi.as_deref()?, id.as_str())))
+            .collect();
+        let mut events = Vec::new();
+        let mut kept = Vec::new();
+        for (imsi, days) in parse_air_stats(&csv) {
+            let Some(sim) = sim_of.get(imsi.as_str()) else {
+                continue; // not a SIM in scope
+            };
+            if seen.traffic.get(&imsi) == Some(&days) {
+                continue;
+            }
+            if seen.traffic_baseline {
+                let old = seen.traffic.get(&imsi).cloned().unwrap_or_default();
+                events.extend(traffic_events(&imsi, Some(sim), &old, &days, operator, now));
+            }
+            kept.push((imsi, days));
+        }
+        self.publish(events).await?;
+        let mut sources: Vec<(String, String)> = (kept.iter())
+            .map(|(imsi, days)| {
+                (
+                    format!("{TRAFFIC_PREFIX}{imsi}"),
+                    serde_json::to_string(days).expect("JSON"),
+                )
+            })
+            .collect();
+        if !seen.traffic_baseline {
+            sources.push((TRAFFIC_BASELINE.into(), "true".into()));
+        }
+        self.writer
+            .commit(Batch {
+                sources,
+                ..Batch::default()
+            })
+            .await?;
+        seen.traffic.extend(kept);
+        seen.traffic_baseline = true;
+        Ok(())
+    }
+
+    /// What the store kept from earlier sweeps under `prefix`.
+    fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<HashMap<String, T>, SweepError> {
+        let kept = self.store.sources(prefix)?;
         Ok(kept
             .into_iter()
             .filter_map(|(key, text)| {
-                let id = key.strip_prefix(KEY_PREFIX)?.to_string();
+                let id = key.strip_prefix(prefix)?.to_string();
                 Some((id, serde_json::from_str(&text).ok()?))
             })
             .collect())

@@ -117,6 +117,9 @@ impl SimOperation {
     }
 }
 
+/// How many times (a second apart) an export's file is asked for before giving up.
+const EXPORT_POLLS: usize = 120;
+
 #[derive(Debug, Clone)]
 struct Session {
     api_key: String,
@@ -189,6 +192,43 @@ impl SoracomClient {
             None,
         )
         .await
+    }
+
+    /// The traffic of every IMSI per UTC day from `from_s` to `to_s` (epoch
+    /// seconds), as the CSV of exportAirStats (async: export, wait until the
+    /// file is ready, download it).
+    pub async fn export_air_stats(&self, from_s: i64, to_s: i64) -> Result<String, SoracomError> {
+        let operator = self.operator_id().await?;
+        let path = format!(
+            "/v1/stats/air/operators/{}/export?export_mode=async",
+            encode(&operator)
+        );
+        let body = json!({"from": from_s, "to": to_s, "period": "day"});
+        let export = self.call(Method::POST, &path, Some(body)).await?;
+        let id = export["exportedFileId"].as_str().ok_or_else(|| {
+            SoracomError::new(
+                SoracomErrorKind::Server,
+                format!("export answered no exportedFileId: {export}"),
+            )
+        })?;
+        let file_path = format!("/v1/files/exported/{}", encode(id));
+        for _ in 0..EXPORT_POLLS {
+            let file = self.call(Method::GET, &file_path, None).await?;
+            match (file["status"].as_str(), file["url"].as_str()) {
+                (Some("exported"), Some(url)) => {
+                    // A pre-signed URL: no SORACOM headers.
+                    let response = self.http.get(url).send().await.map_err(transport)?;
+                    return response.text().await.map_err(transport);
+                }
+                (Some("failed"), _) => {
+                    let message = format!("the export {id} failed");
+                    return Err(SoracomError::new(SoracomErrorKind::Server, message));
+                }
+                _ => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
+        let message = format!("the export {id} was not ready after {EXPORT_POLLS} s");
+        Err(SoracomError::new(SoracomErrorKind::Server, message))
     }
 
     /// The operator id of the session (authenticating when needed).

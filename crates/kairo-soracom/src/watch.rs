@@ -138,6 +138,81 @@ pub fn changes(sim_id: &str, old: &SimState, new: &SimState, operator_id: &str) 
     events
 }
 
+/// Bytes per UTC day (`yyyyMMdd`) of one IMSI, as the watcher keeps them.
+pub type DailyBytes = BTreeMap<String, i64>;
+
+/// The exportAirStats CSV as bytes per IMSI and UTC day (upload plus
+/// download, summed over the rows of every speed class); columns are found
+/// by name, a leading BOM is skipped.
+pub fn parse_air_stats(csv: &str) -> BTreeMap<String, DailyBytes> {
+    let mut lines = csv.trim_start_matches('\u{feff}').lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let column = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(imsi), Some(date), Some(up), Some(down)) = (
+        column("imsi"),
+        column("date"),
+        column("uploadByteSizeTotal"),
+        column("downloadByteSizeTotal"),
+    ) else {
+        return BTreeMap::new();
+    };
+    let mut totals: BTreeMap<String, DailyBytes> = BTreeMap::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let number = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let (Some(imsi), Some(date)) = (fields.get(imsi), fields.get(date)) else {
+            continue;
+        };
+        let day = totals.entry(imsi.to_string()).or_default();
+        *day.entry(date.to_string()).or_default() += number(up) + number(down);
+    }
+    totals
+}
+
+/// The `TrafficUsage` events for one IMSI whose daily totals went from
+/// `old` to `new`: one per day that grew, with the growth, at `now_ms` (at the
+/// last millisecond of an earlier day, so it counts in that day).
+pub fn traffic_events(
+    imsi: &str,
+    sim_id: Option<&str>,
+    old: &DailyBytes,
+    new: &DailyBytes,
+    operator_id: &str,
+    now_ms: i64,
+) -> Vec<Value> {
+    new.iter()
+        .filter_map(|(day, total)| {
+            let grown = total - old.get(day).copied().unwrap_or(0);
+            (grown > 0).then(|| {
+                let at = end_of_day(day).map_or(now_ms, |end| end.min(now_ms));
+                json!({
+                    "id": format!("watch:{imsi}:traffic:{day}:{total}"),
+                    "eventType": "TrafficUsage", "imsi": imsi, "simId": sim_id,
+                    "operatorId": operator_id, "timestamp": at,
+                    "payload": {"bytes": grown, "day": day},
+                })
+            })
+        })
+        .collect()
+}
+
+/// The last millisecond of the UTC day `yyyyMMdd`.
+fn end_of_day(day: &str) -> Option<i64> {
+    let date = chrono::NaiveDate::parse_from_str(day, "%Y%m%d").ok()?;
+    let next = date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc();
+    Some(next.timestamp_millis() - 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +248,38 @@ mod tests {
             "deterministic"
         );
         assert!(changes("s1", &after, &after, "OP1").is_empty());
+    }
+
+    #[test]
+    fn traffic_is_read_by_column_name_and_only_growth_is_an_event() {
+        let csv = "\u{feff}imsi,date,type,uploadByteSizeTotal,uploadPacketCountTotal,downloadByteSizeTotal,downloadPacketCountTotal,tag:name\n\
+                   4401,20260301,s1.fast,10,1,90,1,a\n4401,20260301,s1.minimum,0,0,100,1,a\n4401,20260302,s1.fast,5,1,5,1,a\n";
+        let totals = parse_air_stats(csv);
+        assert_eq!(
+            totals["4401"],
+            [("20260301".to_string(), 200), ("20260302".to_string(), 10)].into()
+        );
+        let old: DailyBytes = [("20260301".to_string(), 150)].into();
+        let events = traffic_events("4401", Some("s1"), &old, &totals["4401"], "OP1", 7);
+        let grown: Vec<i64> = events
+            .iter()
+            .map(|e| e["payload"]["bytes"].as_i64().unwrap())
+            .collect();
+        assert_eq!(grown, [50, 10]);
+        assert_eq!(events[0]["id"], "watch:4401:traffic:20260301:200");
+        assert_eq!(events[0]["timestamp"], 7, "not after now");
+        let late = traffic_events(
+            "4401",
+            None,
+            &DailyBytes::new(),
+            &totals["4401"],
+            "OP1",
+            i64::MAX,
+        );
+        assert_eq!(
+            late[0]["timestamp"], 1_772_409_599_999_i64,
+            "the end of March 1"
+        );
     }
 
     #[test]

@@ -80,6 +80,13 @@ async fn handle(
 ) -> Response {
     let path = uri.path().to_string();
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = path.strip_prefix("/_emulator/files/") {
+        // An exported file's download URL: the file itself, not JSON.
+        return match state.exported.get(id) {
+            Some(csv) => ([("content-type", "text/csv")], csv.clone()).into_response(),
+            None => not_found("file", id).into_response(),
+        };
+    }
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return control(&mut state, &method, rest, &body).into_response();
     }
@@ -147,6 +154,10 @@ fn answer(
             operator_api(state, operator, rest)
         }
         (method, ["v1", "event_handlers", rest @ ..]) => event_handlers(state, method, rest, body),
+        (&Method::POST, ["v1", "stats", "air", "operators", _, "export"]) => {
+            export_air_stats(state, body)
+        }
+        (&Method::GET, ["v1", "files", "exported", id]) => exported_file(state, headers, id),
         (&Method::POST, ["v1", "groups"]) => create_group(state, body),
         (&Method::GET, ["v1", "groups"]) => {
             Answer::ok(json!(state.groups.values().collect::<Vec<_>>()))
@@ -530,6 +541,73 @@ fn list_sims(state: &mut EmulatorState, headers: &HeaderMap, query: &str) -> Ans
     answer
 }
 
+/// `POST /v1/stats/air/operators/{id}/export` (async; `{from, to}` in
+/// seconds, `period` day): the CSV of every IMSI's traffic per UTC day in
+/// the window, ready at once.
+fn export_air_stats(state: &mut EmulatorState, body: &Value) -> Answer {
+    let day = |seconds: i64| {
+        chrono::DateTime::from_timestamp(seconds, 0).map(|t| t.format("%Y%m%d").to_string())
+    };
+    let (Some(from), Some(to)) = (
+        body["from"].as_i64().and_then(day),
+        body["to"].as_i64().and_then(day),
+    ) else {
+        return Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            "from and to (seconds) are required",
+        );
+    };
+    let mut csv = String::from(
+        "\u{feff}imsi,date,type,uploadByteSizeTotal,uploadPacketCountTotal,downloadByteSizeTotal,downloadPacketCountTotal\n",
+    );
+    for ((imsi, date), (up, down)) in &state.air_stats {
+        if *date >= from && *date <= to {
+            csv.push_str(&format!("{imsi},{date},s1.standard,{up},0,{down},0\n"));
+        }
+    }
+    let id = state.fresh_id("fe_");
+    state.exported.insert(id.clone(), csv);
+    Answer::ok(json!({"exportedFileId": id, "exportedFilePath": format!("//files/exported/{id}")}))
+}
+
+/// `GET /v1/files/exported/{id}`: ready, with a download URL on this emulator.
+fn exported_file(state: &EmulatorState, headers: &HeaderMap, id: &str) -> Answer {
+    if !state.exported.contains_key(id) {
+        return Answer::error(
+            StatusCode::NOT_FOUND,
+            "EMU0005",
+            format!("no exported file {id}"),
+        );
+    }
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    Answer::ok(json!({"status": "exported", "url": format!("http://{host}/_emulator/files/{id}")}))
+}
+
+/// `POST /_emulator/sims/{id}/traffic` `{"bytes": N}`: the SIM's IMSI used N
+/// more download bytes today (UTC).
+fn add_traffic(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
+    let bytes = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["bytes"].as_i64());
+    let Some(bytes) = bytes else {
+        return Answer::error(
+            StatusCode::BAD_REQUEST,
+            "EMU0001",
+            "expected {\"bytes\": N}",
+        );
+    };
+    let Some(imsi) = state.sims.get(sim_id).and_then(|s| s.imsi.clone()) else {
+        return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "the SIM has no IMSI");
+    };
+    let today = chrono::Utc::now().format("%Y%m%d").to_string();
+    state.air_stats.entry((imsi, today)).or_default().1 += bytes;
+    Answer::with(StatusCode::NO_CONTENT, Value::Null)
+}
+
 /// `POST /_emulator/sims/{id}/session` `{"online": bool, "imei": "..."}`: a
 /// session opens or closes.
 fn set_session(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
@@ -559,6 +637,11 @@ fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes)
             let sim_id = &path["sims/".len()..path.len() - "/session".len()];
             set_session(state, sim_id, body)
         }
+        (&Method::POST, path) if path.starts_with("sims/") && path.ends_with("/traffic") => {
+            let sim_id = &path["sims/".len()..path.len() - "/traffic".len()];
+            add_traffic(state, sim_id, body)
+        }
+
         (&Method::GET, "requests") => Answer::ok(json!(state.requests)),
         (&Method::GET, "sims") => Answer::ok(json!(state.sims.values().collect::<Vec<_>>())),
         (&Method::GET, path) if path.starts_with("sims/") => {

@@ -156,6 +156,10 @@ pub struct EmulatorState {
     pub operator_email: String,
     /// Event handlers by id, as created through the API.
     pub event_handlers: BTreeMap<String, serde_json::Value>,
+    /// Data traffic by (IMSI, UTC day `yyyyMMdd`): (upload, download) bytes.
+    pub air_stats: BTreeMap<(String, String), (i64, i64)>,
+    /// Exported files by id: their content.
+    pub exported: HashMap<String, String>,
 }
 
 /// The operator's primary notification address when the seed gives none.
@@ -198,6 +202,8 @@ impl EmulatorState {
             operator_email: (options.seed.operator_email)
                 .unwrap_or_else(|| DEFAULT_OPERATOR_EMAIL.into()),
             event_handlers: BTreeMap::new(),
+            air_stats: BTreeMap::new(),
+            exported: HashMap::new(),
         }
     }
 
