@@ -12,6 +12,8 @@ const STATUS_RULE: &str = r#"
 if eventType == "StatusChanged" { webhook(WEBHOOK, #{ sim: simId, to: payload.newStatus }); }
 if eventType == "SessionStatus" { webhook(WEBHOOK, #{ sim: simId, session: payload.sessionStatus, imei: payload.imei }); }
 if eventType == "TrafficUsage" { webhook(WEBHOOK, #{ sim: simId, bytes: payload.bytes }); }
+if eventType == "Expired" { webhook(WEBHOOK, #{ sim: simId, expired: payload.expiryAction }); }
+if eventType == "MonthlyCharge" { webhook(WEBHOOK, #{ charge: payload.amount }); }
 "#;
 
 const MIB: i64 = 1 << 20;
@@ -126,17 +128,25 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     let opened = reqwest::Client::new().post(control).json(&session).send();
     assert!(opened.await.unwrap().status().is_success());
     add_traffic(&soracom, SIM_1, 2 * MIB).await;
+    let expiry = chrono::Utc::now().timestamp_millis() + 300;
+    soracom.emulator.with_state(|s| {
+        let sim = s.sims.get_mut(SIM_2).unwrap();
+        (sim.expiry_time, sim.expiry_action) = (Some(expiry), Some("doNothing".into()));
+        s.charge = 1200.0;
+    });
     let seen = sweeps(&router).await;
     wait_sweeps(&router, seen + 3).await;
     router.idle().await;
     let bodies = target.bodies();
-    assert_eq!(bodies.len(), 5, "{bodies:#?}");
+    assert_eq!(bodies.len(), 7, "{bodies:#?}");
     let expected = [
         json!({"sim": SIM_1, "to": "suspended"}),
         json!({"handler": format!("{SIM_1} suspended")}),
         json!({"sim": SIM_2, "session": "Created", "imei": "356000000000001"}),
         json!({"sim": SIM_1, "bytes": 2 * MIB}),
         json!({"cap": SIM_1}),
+        json!({"sim": SIM_2, "expired": "doNothing"}),
+        json!({"charge": 1200.0}),
     ];
     for body in &expected {
         assert!(bodies.contains(body), "{body} in {bodies:#?}");
@@ -151,15 +161,15 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     let bodies = target.bodies();
     assert_eq!(
         bodies.len(),
-        7,
+        9,
         "the changes made while Kairo was down, once: {bodies:#?}"
     );
     assert!(
-        bodies[5..].contains(&json!({"sim": SIM_1, "to": "active"})),
+        bodies[7..].contains(&json!({"sim": SIM_1, "to": "active"})),
         "{bodies:#?}"
     );
     assert!(
-        bodies[5..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
+        bodies[7..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
         "{bodies:#?}"
     );
     router.shutdown().await.unwrap();

@@ -27,6 +27,10 @@ const KEY_PREFIX: &str = "watch/sim/";
 const TRAFFIC_PREFIX: &str = "watch/traffic/";
 /// Set once the first traffic sweep (the baseline) is kept.
 const TRAFFIC_BASELINE: &str = "watch/meta/traffic-baseline";
+/// When the last sweep through the SIMs started.
+const LAST_SWEEP: &str = "watch/meta/last-sweep";
+/// This month's fee as last seen.
+const CHARGE: &str = "watch/meta/charge";
 const DAY_MS: i64 = 86_400_000;
 
 /// What the watcher saw last, loaded from the store on the first sweep.
@@ -37,6 +41,10 @@ struct Seen {
     /// Whether the traffic baseline is kept: after it, an IMSI without a
     /// record had no traffic, and all it has now is new.
     traffic_baseline: bool,
+    /// When the last sweep through the SIMs started, epoch milliseconds.
+    last_sweep: i64,
+    /// This month's fee as last seen (getLatestBilling).
+    charge: Option<serde_json::Value>,
 }
 
 /// The watcher's progress, for `GET /v1/sources`.
@@ -125,11 +133,25 @@ impl Watcher {
                 sims: self.load(KEY_PREFIX)?,
                 traffic: self.load(TRAFFIC_PREFIX)?,
                 traffic_baseline: !self.store.sources(TRAFFIC_BASELINE)?.is_empty(),
+                last_sweep: self.kept(LAST_SWEEP)?.and_then(|v| v.as_i64()).unwrap_or(0),
+                charge: self.kept(CHARGE)?,
             }),
         };
         let operator = self.client.operator_id().await?;
-        let count = self.sweep_sims(&mut seen.sims, &operator).await?;
+        let started = self.clock.now_ms();
+        let count = self
+            .sweep_sims(&mut seen.sims, seen.last_sweep, &operator)
+            .await?;
         self.sweep_traffic(seen, &operator).await?;
+        self.sweep_charge(seen, &operator).await?;
+        let last = (LAST_SWEEP.to_string(), started.to_string());
+        self.writer
+            .commit(Batch {
+                sources: vec![last],
+                ..Batch::default()
+            })
+            .await?;
+        seen.last_sweep = started;
         Ok(count)
     }
 
@@ -137,6 +159,7 @@ impl Watcher {
     async fn sweep_sims(
         &self,
         seen: &mut HashMap<String, SimState>,
+        last_sweep: i64,
         operator: &str,
     ) -> Result<usize, SweepError> {
         let (mut after, mut count) = (None, 0);
@@ -153,10 +176,12 @@ impl Watcher {
                 };
                 count += 1;
                 if let Some(old) = seen.get(&id) {
+                    // An unchanged SIM can still expire.
+                    let (before, now) = ((old, last_sweep), (&state, self.clock.now_ms()));
+                    events.extend(changes(&id, before, now, operator));
                     if *old == state {
                         continue;
                     }
-                    events.extend(changes(&id, old, &state, operator));
                 }
                 states.push((id, state));
             }
@@ -229,6 +254,43 @@ impl Watcher {
         seen.traffic.extend(kept);
         seen.traffic_baseline = true;
         Ok(())
+    }
+
+    /// This month's fee so far: a `MonthlyCharge` event when it changed
+    /// (the first sight is the baseline).
+    async fn sweep_charge(&self, seen: &mut Seen, operator: &str) -> Result<(), SweepError> {
+        let latest = self
+            .client
+            .call(reqwest::Method::GET, "/v1/bills/latest", None)
+            .await?;
+        if seen
+            .charge
+            .as_ref()
+            .is_some_and(|old| old["amount"] == latest["amount"])
+        {
+            return Ok(());
+        }
+        if seen.charge.is_some() {
+            let now = self.clock.now_ms();
+            let event =
+                kairo_soracom::watch::charge_event(seen.charge.as_ref(), &latest, operator, now);
+            self.publish(event.into_iter().collect()).await?;
+        }
+        let kept = (CHARGE.to_string(), latest.to_string());
+        self.writer
+            .commit(Batch {
+                sources: vec![kept],
+                ..Batch::default()
+            })
+            .await?;
+        seen.charge = Some(latest);
+        Ok(())
+    }
+
+    /// The JSON the store kept under `key`, if any.
+    fn kept(&self, key: &str) -> Result<Option<serde_json::Value>, SweepError> {
+        let found = self.store.sources(key)?.into_iter().find(|(k, _)| k == key);
+        Ok(found.and_then(|(_, text)| serde_json::from_str(&text).ok()))
     }
 
     /// What the store kept from earlier sweeps under `prefix`.

@@ -71,6 +71,12 @@ pub struct SimState {
     pub imsi: Option<String>,
     /// Group.
     pub group_id: Option<String>,
+    /// When the SIM's validity ends, epoch milliseconds.
+    #[serde(default)]
+    pub expiry_time: Option<i64>,
+    /// What happens then (`doNothing`, `suspend`, …).
+    #[serde(default)]
+    pub expiry_action: Option<String>,
 }
 
 impl SimState {
@@ -87,13 +93,21 @@ impl SimState {
             modified_at: sim["lastModifiedTime"].as_i64().unwrap_or(0),
             imsi: text(&sim["imsi"]),
             group_id: text(&sim["groupId"]),
+            expiry_time: sim["expiryTime"].as_i64(),
+            expiry_action: text(&sim["expiryAction"]),
         };
         Some((text(&sim["simId"])?, state))
     }
 }
 
-/// The events for `sim_id` going from `old` to `new`, in the order they happened.
-pub fn changes(sim_id: &str, old: &SimState, new: &SimState, operator_id: &str) -> Vec<Value> {
+/// The events for `sim_id` going from `old` (seen at `old_at_ms`) to `new`
+/// (seen at `now_ms`), in the order they happened.
+pub fn changes(
+    sim_id: &str,
+    (old, old_at_ms): (&SimState, i64),
+    (new, now_ms): (&SimState, i64),
+    operator_id: &str,
+) -> Vec<Value> {
     let event = |kind: &str, what: String, at: i64, payload: Value| {
         json!({
             "id": format!("watch:{sim_id}:{what}:{at}"),
@@ -135,7 +149,35 @@ pub fn changes(sim_id: &str, old: &SimState, new: &SimState, operator_id: &str) 
             payload,
         ));
     }
+    // The validity period ended since the last look (the setting stays after it).
+    if let Some(expiry) = new.expiry_time
+        && expiry <= now_ms
+        && !(old.expiry_time == Some(expiry) && expiry <= old_at_ms)
+    {
+        let payload = json!({"expiryTime": expiry, "expiryAction": new.expiry_action});
+        events.push(event("Expired", "expired".into(), expiry, payload));
+    }
     events
+}
+
+/// The `MonthlyCharge` event for this month's fee so far (getLatestBilling),
+/// when it changed from `old`.
+pub fn charge_event(
+    old: Option<&Value>,
+    latest: &Value,
+    operator_id: &str,
+    now_ms: i64,
+) -> Option<Value> {
+    let amount = latest["amount"].as_f64()?;
+    if old.is_some_and(|old| old["amount"].as_f64() == Some(amount)) {
+        return None;
+    }
+    let evaluated = latest["lastEvaluatedTime"].as_str().unwrap_or_default();
+    Some(json!({
+        "id": format!("watch:{operator_id}:charge:{evaluated}:{amount}"),
+        "eventType": "MonthlyCharge", "operatorId": operator_id, "timestamp": now_ms,
+        "payload": {"amount": amount, "currency": latest["currency"]},
+    }))
 }
 
 /// Bytes per UTC day (`yyyyMMdd`) of one IMSI, as the watcher keeps them.
@@ -228,7 +270,7 @@ mod tests {
     fn a_change_is_one_event_with_an_id_that_a_second_look_repeats() {
         let before = sim("active", false, 10);
         let after = sim("suspended", true, 20);
-        let events = changes("s1", &before, &after, "OP1");
+        let events = changes("s1", (&before, 10), (&after, 20), "OP1");
         let kinds: Vec<&str> = events
             .iter()
             .map(|e| e["eventType"].as_str().unwrap())
@@ -244,10 +286,21 @@ mod tests {
         );
         assert_eq!(
             events,
-            changes("s1", &before, &after, "OP1"),
+            changes("s1", (&before, 10), (&after, 20), "OP1"),
             "deterministic"
         );
-        assert!(changes("s1", &after, &after, "OP1").is_empty());
+        assert!(changes("s1", (&after, 20), (&after, 30), "OP1").is_empty());
+        let expiring = SimState {
+            expiry_time: Some(25),
+            ..after.clone()
+        };
+        assert!(changes("s1", (&expiring, 20), (&expiring, 24), "OP1").is_empty());
+        let expired = changes("s1", (&expiring, 24), (&expiring, 26), "OP1");
+        assert_eq!(expired[0]["eventType"], "Expired");
+        assert!(
+            changes("s1", (&expiring, 26), (&expiring, 30), "OP1").is_empty(),
+            "once"
+        );
     }
 
     #[test]
@@ -280,6 +333,18 @@ mod tests {
             late[0]["timestamp"], 1_772_409_599_999_i64,
             "the end of March 1"
         );
+    }
+
+    #[test]
+    fn the_charge_is_an_event_when_it_changes() {
+        let latest =
+            json!({"amount": 120.5, "currency": "JPY", "lastEvaluatedTime": "20260301120000"});
+        let event = charge_event(None, &latest, "OP1", 7).unwrap();
+        assert_eq!(
+            event["payload"],
+            json!({"amount": 120.5, "currency": "JPY"})
+        );
+        assert!(charge_event(Some(&latest), &latest, "OP1", 8).is_none());
     }
 
     #[test]

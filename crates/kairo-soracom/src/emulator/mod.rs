@@ -8,6 +8,8 @@
 //! For tests and demos it also serves, without authentication:
 //! `GET /_emulator/sims` and `GET /_emulator/sims/{id}` (inspect SIMs),
 //! `POST /_emulator/sims/{id}/session` (`{"online", "imei"}`: open or close a session),
+//! `POST /_emulator/sims/{id}/traffic` (`{"bytes"}`: traffic today),
+//! `POST /_emulator/charge` (`{"amount"}`: this month's fee),
 //! `GET /_emulator/requests` (every API request received, with its answer),
 //! `POST /_emulator/faults` (`{"path", "status", "count", "retryAfterSeconds"}`:
 //! answer the next requests to a path with an error) and

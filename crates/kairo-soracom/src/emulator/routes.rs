@@ -158,6 +158,10 @@ fn answer(
             export_air_stats(state, body)
         }
         (&Method::GET, ["v1", "files", "exported", id]) => exported_file(state, headers, id),
+        (&Method::GET, ["v1", "bills", "latest"]) => Answer::ok(json!({
+            "amount": state.charge, "currency": "JPY",
+            "lastEvaluatedTime": chrono::Utc::now().format("%Y%m%d%H%M%S").to_string(),
+        })),
         (&Method::POST, ["v1", "groups"]) => create_group(state, body),
         (&Method::GET, ["v1", "groups"]) => {
             Answer::ok(json!(state.groups.values().collect::<Vec<_>>()))
@@ -659,6 +663,17 @@ fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes)
                 StatusCode::BAD_REQUEST,
                 "EMU0001",
                 format!("bad fault: {e}"),
+            ),
+        },
+        (&Method::POST, "charge") => match serde_json::from_slice::<Value>(body) {
+            Ok(value) if value["amount"].is_number() => {
+                state.charge = value["amount"].as_f64().unwrap_or_default();
+                Answer::with(StatusCode::NO_CONTENT, Value::Null)
+            }
+            _ => Answer::error(
+                StatusCode::BAD_REQUEST,
+                "EMU0001",
+                "expected {\"amount\": N}",
             ),
         },
         (&Method::POST, "revoke_tokens") => {

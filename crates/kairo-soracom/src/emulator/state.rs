@@ -43,6 +43,12 @@ pub struct Sim {
     /// The current session: `{"online", "imei", "lastUpdatedAt"}` once one was seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_status: Option<Value>,
+    /// When the validity period ends, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_time: Option<i64>,
+    /// What happens then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_action: Option<String>,
 }
 
 fn operator() -> String {
@@ -69,6 +75,8 @@ impl Sim {
             tags: Map::new(),
             last_modified_time: 0,
             session_status: None,
+            expiry_time: None,
+            expiry_action: None,
         }
     }
 }
@@ -160,6 +168,8 @@ pub struct EmulatorState {
     pub air_stats: BTreeMap<(String, String), (i64, i64)>,
     /// Exported files by id: their content.
     pub exported: HashMap<String, String>,
+    /// This month's fee so far (getLatestBilling), in JPY.
+    pub charge: f64,
 }
 
 /// The operator's primary notification address when the seed gives none.
@@ -204,6 +214,7 @@ impl EmulatorState {
             event_handlers: BTreeMap::new(),
             air_stats: BTreeMap::new(),
             exported: HashMap::new(),
+            charge: 0.0,
         }
     }
 
