@@ -15,6 +15,7 @@
 //! answer the next requests to a path with an error) and
 //! `POST /_emulator/revoke_tokens` (expire every issued token).
 
+mod account;
 mod routes;
 mod state;
 
