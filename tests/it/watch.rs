@@ -14,6 +14,7 @@ if eventType == "SessionStatus" { webhook(WEBHOOK, #{ sim: simId, session: paylo
 if eventType == "TrafficUsage" { webhook(WEBHOOK, #{ sim: simId, bytes: payload.bytes }); }
 if eventType == "Expired" { webhook(WEBHOOK, #{ sim: simId, expired: payload.expiryAction }); }
 if eventType == "MonthlyCharge" { webhook(WEBHOOK, #{ charge: payload.amount }); }
+if eventType == "SubscriptionStatus" { webhook(WEBHOOK, #{ sim: simId, ota: payload.otaStatus, imsi: imsi }); }
 "#;
 
 const MIB: i64 = 1 << 20;
@@ -89,6 +90,19 @@ async fn wait_sweeps(router: &kairo::RunningRouter, at_least: u64) {
     panic!("the watcher did not finish {at_least} sweep(s)");
 }
 
+/// SIM_1's added planX3 subscription (IMSI 295050000000001) in `status`.
+fn set_ota(soracom: &Soracom, status: &str, at: i64) {
+    soracom.emulator.with_state(|s| {
+        let sim = s.sims.get_mut(SIM_1).unwrap();
+        sim.profiles = Some(
+            json!({"8981100000000000001": {"primaryImsi": "440103000000001", "subscribers": {
+            "440103000000001": {"subscription": "plan01s", "status": "active"},
+            "295050000000001": {"subscription": "planX3", "status": status}}}}),
+        );
+        sim.last_modified_time = at;
+    });
+}
+
 fn set_status(soracom: &Soracom, sim: &str, status: &str, at: i64) {
     soracom.emulator.with_state(|s| {
         let sim = s.sims.get_mut(sim).unwrap();
@@ -134,11 +148,15 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
         (sim.expiry_time, sim.expiry_action) = (Some(expiry), Some("doNothing".into()));
         s.charge = 1200.0;
     });
+    set_ota(&soracom, "shipped", 1_500);
     let seen = sweeps(&router).await;
     wait_sweeps(&router, seen + 3).await;
+    set_ota(&soracom, "ready", 1_600);
+    let seen = sweeps(&router).await;
+    wait_sweeps(&router, seen + 2).await;
     router.idle().await;
     let bodies = target.bodies();
-    assert_eq!(bodies.len(), 7, "{bodies:#?}");
+    assert_eq!(bodies.len(), 9, "{bodies:#?}");
     let expected = [
         json!({"sim": SIM_1, "to": "suspended"}),
         json!({"handler": format!("{SIM_1} suspended")}),
@@ -147,6 +165,8 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
         json!({"cap": SIM_1}),
         json!({"sim": SIM_2, "expired": "doNothing"}),
         json!({"charge": 1200.0}),
+        json!({"sim": SIM_1, "ota": "started", "imsi": "440103000000001"}),
+        json!({"sim": SIM_1, "ota": "finished", "imsi": "295050000000001"}),
     ];
     for body in &expected {
         assert!(bodies.contains(body), "{body} in {bodies:#?}");
@@ -161,15 +181,15 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     let bodies = target.bodies();
     assert_eq!(
         bodies.len(),
-        9,
+        11,
         "the changes made while Kairo was down, once: {bodies:#?}"
     );
     assert!(
-        bodies[7..].contains(&json!({"sim": SIM_1, "to": "active"})),
+        bodies[9..].contains(&json!({"sim": SIM_1, "to": "active"})),
         "{bodies:#?}"
     );
     assert!(
-        bodies[7..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
+        bodies[9..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
         "{bodies:#?}"
     );
     router.shutdown().await.unwrap();

@@ -205,7 +205,16 @@ impl Watcher {
                 Some(next) => after = Some(next),
                 None => return Ok(count),
             }
+            tokio::time::sleep(self.pause()).await;
         }
+    }
+
+    /// The pause between two listSims pages: the pages the last sweep took
+    /// spread over half the interval, to stay within SORACOM's rate limits.
+    fn pause(&self) -> Duration {
+        let sims = self.status.lock().unwrap_or_else(|e| e.into_inner()).sims;
+        let pages = sims.div_ceil(self.config.page_size.max(1)).max(1) as u32;
+        Duration::from_secs(self.config.interval_seconds.max(1)) / (2 * pages)
     }
 
     /// Traffic of yesterday and today (UTC) for every IMSI, from one bulk

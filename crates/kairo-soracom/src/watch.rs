@@ -77,6 +77,13 @@ pub struct SimState {
     /// What happens then (`doNothing`, `suspend`, …).
     #[serde(default)]
     pub expiry_action: Option<String>,
+    /// Added subscriptions (subscription containers) by IMSI: plan and
+    /// status (`shipped`: OTA started, `ready`/`active`: finished).
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, (String, String)>,
+    /// The primary IMSI of the profile the added subscriptions belong to.
+    #[serde(default)]
+    pub primary_imsi: Option<String>,
 }
 
 impl SimState {
@@ -95,7 +102,25 @@ impl SimState {
             group_id: text(&sim["groupId"]),
             expiry_time: sim["expiryTime"].as_i64(),
             expiry_action: text(&sim["expiryAction"]),
+            subscriptions: BTreeMap::new(),
+            primary_imsi: None,
         };
+        let mut state = state;
+        for profile in sim["profiles"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            let primary = profile["primaryImsi"].as_str();
+            let subscribers = profile["subscribers"].as_object().into_iter().flatten();
+            for (imsi, subscriber) in subscribers.filter(|(imsi, _)| Some(imsi.as_str()) != primary)
+            {
+                let plan = text(&subscriber["subscription"]).unwrap_or_default();
+                let status = text(&subscriber["status"]).unwrap_or_default();
+                state.subscriptions.insert(imsi.clone(), (plan, status));
+                state.primary_imsi = primary.map(str::to_string);
+            }
+        }
         Some((text(&sim["simId"])?, state))
     }
 }
@@ -149,6 +174,7 @@ pub fn changes(
             payload,
         ));
     }
+    events.extend(ota_events(sim_id, old, new, operator_id));
     // The validity period ended since the last look (the setting stays after it).
     if let Some(expiry) = new.expiry_time
         && expiry <= now_ms
@@ -156,6 +182,36 @@ pub fn changes(
     {
         let payload = json!({"expiryTime": expiry, "expiryAction": new.expiry_action});
         events.push(event("Expired", "expired".into(), expiry, payload));
+    }
+    events
+}
+
+/// `SubscriptionStatus` events for added subscriptions whose OTA started
+/// (now `shipped`) or finished (now `ready` or `active`, from anything else).
+fn ota_events(sim_id: &str, old: &SimState, new: &SimState, operator_id: &str) -> Vec<Value> {
+    let phase = |status: &str| match status {
+        "shipped" | "delivered" => Some("started"),
+        "ready" | "active" => Some("finished"),
+        _ => None,
+    };
+    let mut events = Vec::new();
+    for (imsi, (plan, status)) in &new.subscriptions {
+        let was = old.subscriptions.get(imsi).and_then(|(_, s)| phase(s));
+        let Some(now) = phase(status).filter(|now| Some(*now) != was) else {
+            continue;
+        };
+        // `${imsi}` is the new subscription's once it finished, else the primary one.
+        let event_imsi = if now == "finished" {
+            Some(imsi.as_str())
+        } else {
+            new.primary_imsi.as_deref()
+        };
+        events.push(json!({
+            "id": format!("watch:{sim_id}:ota-{now}:{imsi}"),
+            "eventType": "SubscriptionStatus", "simId": sim_id, "imsi": event_imsi,
+            "groupId": new.group_id, "operatorId": operator_id, "timestamp": new.modified_at,
+            "payload": {"otaStatus": now, "subscription": plan, "primaryImsi": new.primary_imsi},
+        }));
     }
     events
 }
@@ -333,6 +389,31 @@ mod tests {
             late[0]["timestamp"], 1_772_409_599_999_i64,
             "the end of March 1"
         );
+    }
+
+    #[test]
+    fn an_added_subscription_reports_its_ota_started_then_finished() {
+        let with = |status: &str| {
+            SimState::of(
+                &json!({"simId": "s1", "imsi": "4401", "lastModifiedTime": 5, "profiles": {"8981": {
+                "primaryImsi": "4401", "subscribers": {
+                    "4401": {"subscription": "plan01s", "status": "active"},
+                    "2950": {"subscription": "planX3", "status": status}}}}}),
+            )
+            .unwrap()
+            .1
+        };
+        let none = sim("active", false, 0);
+        let started = changes("s1", (&none, 0), (&with("shipped"), 1), "OP1");
+        assert_eq!(
+            started[0]["payload"],
+            json!({"otaStatus": "started", "subscription": "planX3", "primaryImsi": "4401"})
+        );
+        assert_eq!(started[0]["imsi"], "4401");
+        let finished = changes("s1", (&with("shipped"), 1), (&with("ready"), 2), "OP1");
+        assert_eq!(finished[0]["payload"]["otaStatus"], "finished");
+        assert_eq!(finished[0]["imsi"], "2950", "the new subscription's IMSI");
+        assert!(changes("s1", (&with("ready"), 2), (&with("active"), 3), "OP1").is_empty());
     }
 
     #[test]

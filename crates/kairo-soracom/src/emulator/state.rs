@@ -49,6 +49,10 @@ pub struct Sim {
     /// What happens then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_action: Option<String>,
+    /// Profiles by ICCID, with their subscribers (added subscriptions'
+    /// `status` shows their OTA: `shipped`, `delivered`, `ready`, `active`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Value>,
 }
 
 fn operator() -> String {
@@ -77,6 +81,7 @@ impl Sim {
             session_status: None,
             expiry_time: None,
             expiry_action: None,
+            profiles: None,
         }
     }
 }
