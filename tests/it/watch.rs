@@ -41,6 +41,17 @@ fn traffic_handler(url: &str) -> Value {
     })
 }
 
+fn session_handler(url: &str) -> Value {
+    json!({
+        "name": "online", "handlerId": "online", "status": "active", "targetImsi": "440103000000002",
+        "ruleConfig": {"type": "SubscriberSessionStatusRule", "properties": {
+            "inactiveTimeoutDateConst": "IMMEDIATELY", "sessionStatus": "Created"}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
+            "contentType": "application/json", "body": "{\"online\":\"${imsi}\"}"}}]
+    })
+}
+
 fn add_traffic(soracom: &Soracom, sim: &str, bytes: i64) -> impl std::future::Future<Output = ()> {
     let url = format!("{}/_emulator/sims/{sim}/traffic", soracom.url);
     async move {
@@ -103,12 +114,16 @@ fn set_ota(soracom: &Soracom, status: &str, at: i64) {
     });
 }
 
-fn set_status(soracom: &Soracom, sim: &str, status: &str, at: i64) {
-    soracom.emulator.with_state(|s| {
-        let sim = s.sims.get_mut(sim).unwrap();
-        sim.status = status.into();
-        sim.last_modified_time = at;
-    });
+/// Changes a SIM through the emulator's control, as SORACOM would.
+async fn set_state(soracom: &Soracom, sim: &str, change: Value) {
+    let url = format!("{}/_emulator/sims/{sim}/state", soracom.url);
+    let answer = reqwest::Client::new()
+        .post(url)
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,11 +137,17 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     };
     let rule = STATUS_RULE.replace("WEBHOOK", &format!("\"{}\"", target.url));
     std::fs::write(setup.rules.path().join("watch.rhai"), rule).unwrap();
-    let handlers = json!([suspend_handler(&target.url), traffic_handler(&target.url)]).to_string();
+    let handlers = json!([
+        suspend_handler(&target.url),
+        traffic_handler(&target.url),
+        session_handler(&target.url)
+    ])
+    .to_string();
     std::fs::write(setup.handlers.path().join("watched.json"), handlers).unwrap();
-    soracom
-        .emulator
-        .with_state(|s| s.sims.get_mut(SIM_1).unwrap().imsi = Some("440103000000001".into()));
+    soracom.emulator.with_state(|s| {
+        s.sims.get_mut(SIM_1).unwrap().imsi = Some("440103000000001".into());
+        s.sims.get_mut(SIM_2).unwrap().imsi = Some("440103000000002".into());
+    });
 
     let router = start(&setup, &soracom).await;
     wait_sweeps(&router, 2).await;
@@ -136,7 +157,7 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
         target.bodies()
     );
 
-    set_status(&soracom, SIM_1, "suspended", 1_000);
+    set_state(&soracom, SIM_1, json!({"status": "suspended"})).await;
     let session = json!({"online": true, "imei": "356000000000001"});
     let control = format!("{}/_emulator/sims/{SIM_2}/session", soracom.url);
     let opened = reqwest::Client::new().post(control).json(&session).send();
@@ -156,7 +177,7 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     wait_sweeps(&router, seen + 2).await;
     router.idle().await;
     let bodies = target.bodies();
-    assert_eq!(bodies.len(), 9, "{bodies:#?}");
+    assert_eq!(bodies.len(), 10, "{bodies:#?}");
     let expected = [
         json!({"sim": SIM_1, "to": "suspended"}),
         json!({"handler": format!("{SIM_1} suspended")}),
@@ -165,6 +186,7 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
         json!({"cap": SIM_1}),
         json!({"sim": SIM_2, "expired": "doNothing"}),
         json!({"charge": 1200.0}),
+        json!({"online": "440103000000002"}),
         json!({"sim": SIM_1, "ota": "started", "imsi": "440103000000001"}),
         json!({"sim": SIM_1, "ota": "finished", "imsi": "295050000000001"}),
     ];
@@ -173,7 +195,7 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     }
 
     router.shutdown().await.unwrap();
-    set_status(&soracom, SIM_1, "active", 2_000);
+    set_state(&soracom, SIM_1, json!({"status": "active"})).await;
     add_traffic(&soracom, SIM_1, MIB).await;
     let router = start(&setup, &soracom).await;
     wait_sweeps(&router, 2).await;
@@ -181,15 +203,15 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     let bodies = target.bodies();
     assert_eq!(
         bodies.len(),
-        11,
+        12,
         "the changes made while Kairo was down, once: {bodies:#?}"
     );
     assert!(
-        bodies[9..].contains(&json!({"sim": SIM_1, "to": "active"})),
+        bodies[10..].contains(&json!({"sim": SIM_1, "to": "active"})),
         "{bodies:#?}"
     );
     assert!(
-        bodies[9..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
+        bodies[10..].contains(&json!({"sim": SIM_1, "bytes": MIB})),
         "{bodies:#?}"
     );
     router.shutdown().await.unwrap();

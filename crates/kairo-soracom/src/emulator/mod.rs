@@ -7,6 +7,7 @@
 //!
 //! For tests and demos it also serves, without authentication:
 //! `GET /_emulator/sims` and `GET /_emulator/sims/{id}` (inspect SIMs),
+//! `POST /_emulator/sims/{id}/state` (`{"status", "speedClass", "expiryTime", "expiryAction", "profiles"}`),
 //! `POST /_emulator/sims/{id}/session` (`{"online", "imei"}`: open or close a session),
 //! `POST /_emulator/sims/{id}/traffic` (`{"bytes"}`: traffic today),
 //! `POST /_emulator/charge` (`{"amount"}`: this month's fee),

@@ -476,6 +476,36 @@ fn add_traffic(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer 
     Answer::with(StatusCode::NO_CONTENT, Value::Null)
 }
 
+/// `POST /_emulator/sims/{id}/state` `{"status", "speedClass", "expiryTime",
+/// "expiryAction", "profiles"}` (any of them): the SIM changes as if SORACOM
+/// changed it.
+fn set_state(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
+    let Ok(Value::Object(change)) = serde_json::from_slice::<Value>(body) else {
+        return Answer::error(StatusCode::BAD_REQUEST, "EMU0001", "expected a JSON object");
+    };
+    let Some(sim) = state.sims.get_mut(sim_id) else {
+        return not_found("SIM", sim_id);
+    };
+    let text = |key: &str| change.get(key).and_then(Value::as_str).map(str::to_string);
+    if let Some(status) = text("status") {
+        sim.status = status;
+    }
+    if let Some(class) = text("speedClass") {
+        sim.speed_class = class;
+    }
+    if let Some(expiry) = change.get("expiryTime").and_then(Value::as_i64) {
+        sim.expiry_time = Some(expiry);
+    }
+    if let Some(action) = text("expiryAction") {
+        sim.expiry_action = Some(action);
+    }
+    if let Some(profiles) = change.get("profiles") {
+        sim.profiles = Some(profiles.clone());
+    }
+    sim.last_modified_time = now_ms();
+    Answer::ok(json!(sim))
+}
+
 /// `POST /_emulator/sims/{id}/session` `{"online": bool, "imei": "..."}`: a
 /// session opens or closes.
 fn set_session(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
@@ -504,6 +534,10 @@ fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes)
         (&Method::POST, path) if path.starts_with("sims/") && path.ends_with("/session") => {
             let sim_id = &path["sims/".len()..path.len() - "/session".len()];
             set_session(state, sim_id, body)
+        }
+        (&Method::POST, path) if path.starts_with("sims/") && path.ends_with("/state") => {
+            let sim_id = &path["sims/".len()..path.len() - "/state".len()];
+            set_state(state, sim_id, body)
         }
         (&Method::POST, path) if path.starts_with("sims/") && path.ends_with("/traffic") => {
             let sim_id = &path["sims/".len()..path.len() - "/traffic".len()];
