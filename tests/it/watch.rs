@@ -216,3 +216,34 @@ async fn changes_become_events_once_after_a_baseline_and_across_a_restart() {
     );
     router.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_emulator_keeps_status_history_and_session_events() {
+    let soracom = soracom(false).await;
+    set_state(&soracom, SIM_1, json!({"status": "suspended"})).await;
+    let control = format!("{}/_emulator/sims/{SIM_1}/session", soracom.url);
+    let http = reqwest::Client::new();
+    for online in [true, false] {
+        let change = json!({"online": online, "imei": "356000000000009"});
+        http.post(&control).json(&change).send().await.unwrap();
+    }
+    let mut config = kairo::KairoConfig::default();
+    use_soracom(&mut config, &soracom);
+    let client = kairo_soracom::SoracomClient::new(http, config.soracom);
+    let (history_path, sessions_path) = (
+        format!("/v1/sims/{SIM_1}/statuses/history"),
+        format!("/v1/sims/{SIM_1}/events/sessions"),
+    );
+    let history = client
+        .call(reqwest::Method::GET, &history_path, None)
+        .await
+        .unwrap();
+    assert_eq!(history[0]["status"], "suspended", "{history}");
+    let sessions = client
+        .call(reqwest::Method::GET, &sessions_path, None)
+        .await
+        .unwrap();
+    assert_eq!(sessions[0]["event"], "Deleted", "newest first: {sessions}");
+    assert_eq!(sessions[1]["event"], "Created");
+    assert_eq!(sessions[1]["imei"], "356000000000009");
+}

@@ -148,6 +148,12 @@ fn answer(
     let mut answer = match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "sims", sim_id]) => get_sim(state, sim_id),
         (&Method::PUT, ["v1", "sims", sim_id, "tags"]) => put_tags(state, sim_id, body),
+        (&Method::GET, ["v1", "sims", sim_id, "statuses", "history"]) => {
+            newest_first(&state.status_history, sim_id)
+        }
+        (&Method::GET, ["v1", "sims", sim_id, "events", "sessions"]) => {
+            newest_first(&state.session_events, sim_id)
+        }
         (&Method::POST, ["v1", "sims", sim_id, operation]) => {
             sim_operation(state, sim_id, operation, body)
         }
@@ -299,6 +305,14 @@ fn get_sim(state: &mut EmulatorState, sim_id: &str) -> Answer {
         Some(sim) => Answer::ok(json!(sim)),
         None => not_found("SIM", sim_id),
     }
+}
+
+/// A SIM's recorded status history or session events, newest first, as
+/// SORACOM lists them (the emulator does not page these).
+fn newest_first(records: &std::collections::BTreeMap<String, Vec<Value>>, sim_id: &str) -> Answer {
+    let mut list = records.get(sim_id).cloned().unwrap_or_default();
+    list.reverse();
+    Answer::ok(Value::Array(list))
 }
 
 /// `PUT /v1/sims/{simId}/tags`: `[{"tagName", "tagValue"}]` added to or replacing the SIM's tags.
@@ -503,7 +517,9 @@ fn set_state(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer {
         sim.profiles = Some(profiles.clone());
     }
     sim.last_modified_time = now_ms();
-    Answer::ok(json!(sim))
+    let answer = Answer::ok(json!(sim));
+    state.record_status(sim_id);
+    answer
 }
 
 /// `POST /_emulator/sims/{id}/session` `{"online": bool, "imei": "..."}`: a
@@ -520,13 +536,21 @@ fn set_session(state: &mut EmulatorState, sim_id: &str, body: &Bytes) -> Answer 
         return not_found("SIM", sim_id);
     };
     let now = now_ms();
-    sim.session_status = Some(json!({
-        "online": change["online"].as_bool().unwrap_or(false),
-        "imei": change["imei"],
-        "lastUpdatedAt": now,
-    }));
+    let online = change["online"].as_bool().unwrap_or(false);
+    sim.session_status =
+        Some(json!({"online": online, "imei": change["imei"], "lastUpdatedAt": now}));
     sim.last_modified_time = now;
-    Answer::ok(json!(sim))
+    let event = json!({
+        "event": if online { "Created" } else { "Deleted" }, "time": now, "simId": sim.sim_id,
+        "imsi": sim.imsi, "imei": change["imei"], "operatorId": sim.operator_id,
+    });
+    let answer = Answer::ok(json!(sim));
+    state
+        .session_events
+        .entry(sim_id.to_string())
+        .or_default()
+        .push(event);
+    answer
 }
 
 fn control(state: &mut EmulatorState, method: &Method, rest: &str, body: &Bytes) -> Answer {

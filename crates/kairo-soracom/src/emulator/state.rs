@@ -175,6 +175,10 @@ pub struct EmulatorState {
     pub exported: HashMap<String, String>,
     /// This month's fee so far (getLatestBilling), in JPY.
     pub charge: f64,
+    /// Status history entries by SIM, oldest first (listSimStatusHistory).
+    pub status_history: BTreeMap<String, Vec<Value>>,
+    /// Session events by SIM, oldest first (listSimSessionEvents).
+    pub session_events: BTreeMap<String, Vec<Value>>,
 }
 
 /// The operator's primary notification address when the seed gives none.
@@ -220,7 +224,25 @@ impl EmulatorState {
             air_stats: BTreeMap::new(),
             exported: HashMap::new(),
             charge: 0.0,
+            status_history: BTreeMap::new(),
+            session_events: BTreeMap::new(),
         }
+    }
+
+    /// Records `sim_id`'s status, speed class and group now in its status history.
+    pub fn record_status(&mut self, sim_id: &str) {
+        let Some(sim) = self.sims.get(sim_id) else {
+            return;
+        };
+        let entry = serde_json::json!({
+            "simId": sim.sim_id, "imsi": sim.imsi, "primaryImsi": sim.imsi, "isPrimary": true,
+            "status": sim.status, "speedClass": sim.speed_class, "groupId": sim.group_id,
+            "applyDateTimeEpochSec": sim.last_modified_time / 1000,
+        });
+        self.status_history
+            .entry(sim_id.to_string())
+            .or_default()
+            .push(entry);
     }
 
     /// A fresh unique id with `prefix`.
