@@ -97,3 +97,30 @@ async fn a_wrong_secret_is_refused_by_the_independent_check_and_a_function_error
         "{history:#?}"
     );
 }
+
+#[test]
+fn credentials_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lambda.json");
+    std::fs::write(
+        &file,
+        lambda_handler("https://lambda.ap-northeast-1.amazonaws.com", "x").to_string(),
+    )
+    .unwrap();
+    let check = |with_env: bool| {
+        let mut command = std::process::Command::new(kairo_bin());
+        command.arg("check").arg(&file).current_dir(dir.path());
+        if with_env {
+            command
+                .env("KAIRO_CREDENTIALS__LAB__ACCESS_KEY_ID", ACCESS_KEY)
+                .env("KAIRO_CREDENTIALS__LAB__SECRET_ACCESS_KEY", SECRET_KEY);
+        }
+        let output = command.output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(check(false).contains("needs [credentials.lab]"));
+    let with_env = check(true);
+    assert!(!with_env.contains("credentials.lab"), "{with_env}");
+    assert!(!with_env.contains(SECRET_KEY), "{with_env}");
+}
