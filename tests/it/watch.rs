@@ -247,3 +247,35 @@ async fn the_emulator_keeps_status_history_and_session_events() {
     assert_eq!(sessions[1]["event"], "Created");
     assert_eq!(sessions[1]["imei"], "356000000000009");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_sweep_waits_as_soracom_says_then_goes_on() {
+    let soracom = soracom(false).await;
+    let setup = Setup {
+        rules: tempfile::tempdir().unwrap(),
+        handlers: tempfile::tempdir().unwrap(),
+        data: tempfile::tempdir().unwrap(),
+    };
+    let fault = json!({"path": "/v1/sims", "status": 429, "count": 1, "retryAfterSeconds": 2});
+    let url = format!("{}/_emulator/faults", soracom.url);
+    reqwest::Client::new()
+        .post(url)
+        .json(&fault)
+        .send()
+        .await
+        .unwrap();
+    let router = start(&setup, &soracom).await;
+    let started = std::time::Instant::now();
+    wait_sweeps(&router, 1).await;
+    let waited = started.elapsed();
+    let url = format!("http://{}/v1/sources", router.local_addr());
+    let sources: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(sources["soracomWatch"]["errors"], 1, "{sources}");
+    let error = sources["soracomWatch"]["lastError"].as_str().unwrap();
+    assert!(error.contains("429"), "{error}");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "waited {waited:?}, not the 2 s SORACOM asked for"
+    );
+    router.shutdown().await.unwrap();
+}

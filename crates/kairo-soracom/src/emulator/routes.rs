@@ -102,10 +102,10 @@ async fn handle(
             "EMU0001",
             format!("request body is not valid JSON: {e}"),
         ),
-        Ok(ref value) if method == Method::GET && path == "/v1/sims" => {
-            list_sims(&mut state, &headers, uri.query().unwrap_or(""))
+        Ok(ref value) => {
+            let request = (method.clone(), path.as_str(), uri.query().unwrap_or(""));
+            answer(&mut state, request, &headers, value)
         }
-        Ok(ref value) => answer(&mut state, &method, &path, &headers, value),
     };
     let mut body = json_body.unwrap_or(Value::Null);
     if let Some(secret) = body.get_mut("authKey") {
@@ -122,11 +122,11 @@ async fn handle(
 
 fn answer(
     state: &mut EmulatorState,
-    method: &Method,
-    path: &str,
+    (method, path, query): (Method, &str, &str),
     headers: &HeaderMap,
     body: &Value,
 ) -> Answer {
+    let method = &method;
     if let Some(fault) = state.take_fault(path) {
         return fault_answer(&fault);
     }
@@ -146,6 +146,7 @@ fn answer(
     }
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut answer = match (method, segments.as_slice()) {
+        (&Method::GET, ["v1", "sims"]) => list_sims(state, query),
         (&Method::GET, ["v1", "sims", sim_id]) => get_sim(state, sim_id),
         (&Method::PUT, ["v1", "sims", sim_id, "tags"]) => put_tags(state, sim_id, body),
         (&Method::GET, ["v1", "sims", sim_id, "statuses", "history"]) => {
@@ -439,10 +440,7 @@ fn create_group(state: &mut EmulatorState, body: &Value) -> Answer {
 
 /// `GET /v1/sims?limit=N&last_evaluated_key=SIM_ID`: SIMs in id order, a
 /// page at a time, the next page's key in `x-soracom-next-key`.
-fn list_sims(state: &mut EmulatorState, headers: &HeaderMap, query: &str) -> Answer {
-    if let Err(answer) = authenticated(state, headers) {
-        return answer;
-    }
+fn list_sims(state: &mut EmulatorState, query: &str) -> Answer {
     let param = |name: &str| {
         query.split('&').find_map(|pair| {
             pair.strip_prefix(name)?
