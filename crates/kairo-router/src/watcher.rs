@@ -105,7 +105,13 @@ impl Watcher {
         loop {
             let started = tokio::time::Instant::now();
             let mut wait = interval;
-            match self.sweep(&mut seen).await {
+            // A sweep stopped half-way is safe: what it accepted is durable,
+            // and the next start sees the rest again (same ids).
+            let swept = tokio::select! {
+                swept = self.sweep(&mut seen) => swept,
+                _ = cancel.cancelled() => return,
+            };
+            match swept {
                 Ok(sims) => self.finished(sims),
                 Err(error) => {
                     if let SweepError::Api(api) = &error
@@ -210,10 +216,14 @@ impl Watcher {
     }
 
     /// The pause between two listSims pages: the pages the last sweep took
-    /// spread over half the interval, to stay within SORACOM's rate limits.
+    /// spread over half the interval, to stay within SORACOM's rate limits
+    /// (none before a sweep has counted them).
     fn pause(&self) -> Duration {
         let sims = self.status.lock().unwrap_or_else(|e| e.into_inner()).sims;
-        let pages = sims.div_ceil(self.config.page_size.max(1)).max(1) as u32;
+        let pages = sims.div_ceil(self.config.page_size.max(1)) as u32;
+        if pages == 0 {
+            return Duration::ZERO;
+        }
         Duration::from_secs(self.config.interval_seconds.max(1)) / (2 * pages)
     }
 
