@@ -162,16 +162,23 @@ impl Smtp {
     }
 }
 
-pub fn smtp_server() -> Smtp {
+/// The Python that runs the test servers (`TEST_PYTHON`, default `python3`),
+/// checked to have `module`: a missing one fails loudly, saying how to get it.
+fn python_with(module: &str, what: &str) -> String {
     let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let probe = Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
+        .args(["-c", &format!("import {module}")])
         .status();
     assert!(
         matches!(probe, Ok(s) if s.success()),
-        "the SMTP test server needs {python} with aiosmtpd: run `make test` (it installs it) \
-         or `{python} -m pip install aiosmtpd`, or set TEST_PYTHON"
+        "{what} needs {python} with {module}: run `make test` (it installs it) \
+         or `{python} -m pip install {module}`, or set TEST_PYTHON"
     );
+    python
+}
+
+pub fn smtp_server() -> Smtp {
+    let python = python_with("aiosmtpd", "the SMTP test server");
     let port = free_port();
     let maildir = tempfile::tempdir().unwrap();
     let child = Command::new(&python)
@@ -588,15 +595,7 @@ impl Drop for LambdaDouble {
 impl LambdaDouble {
     /// A double accepting `access_key`/`secret_key` for `region`.
     pub fn start(access_key: &str, secret_key: &str, region: &str) -> Self {
-        let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let probe = Command::new(&python)
-            .args(["-c", "import botocore"])
-            .status();
-        assert!(
-            matches!(probe, Ok(s) if s.success()),
-            "the Lambda double needs {python} with botocore: run `make test` (it installs it) \
-             or `{python} -m pip install botocore`, or set TEST_PYTHON"
-        );
+        let python = python_with("botocore", "the Lambda double");
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/lambda_double.py");
         let child = Command::new(&python)

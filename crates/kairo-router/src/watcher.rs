@@ -151,12 +151,7 @@ impl Watcher {
         self.sweep_traffic(seen, &operator).await?;
         self.sweep_charge(seen, &operator).await?;
         let last = (LAST_SWEEP.to_string(), started.to_string());
-        self.writer
-            .commit(Batch {
-                sources: vec![last],
-                ..Batch::default()
-            })
-            .await?;
+        self.keep(vec![last]).await?;
         seen.last_sweep = started;
         Ok(count)
     }
@@ -200,12 +195,7 @@ impl Watcher {
                     )
                 })
                 .collect();
-            self.writer
-                .commit(Batch {
-                    sources,
-                    ..Batch::default()
-                })
-                .await?;
+            self.keep(sources).await?;
             seen.extend(states);
             match next {
                 Some(next) => after = Some(next),
@@ -264,12 +254,7 @@ impl Watcher {
         if !seen.traffic_baseline {
             sources.push((TRAFFIC_BASELINE.into(), "true".into()));
         }
-        self.writer
-            .commit(Batch {
-                sources,
-                ..Batch::default()
-            })
-            .await?;
+        self.keep(sources).await?;
         seen.traffic.extend(kept);
         seen.traffic_baseline = true;
         Ok(())
@@ -296,13 +281,18 @@ impl Watcher {
             self.publish(event.into_iter().collect()).await?;
         }
         let kept = (CHARGE.to_string(), latest.to_string());
-        self.writer
-            .commit(Batch {
-                sources: vec![kept],
-                ..Batch::default()
-            })
-            .await?;
+        self.keep(vec![kept]).await?;
         seen.charge = Some(latest);
+        Ok(())
+    }
+
+    /// Keeps `sources` (key, JSON text) in the store.
+    async fn keep(&self, sources: Vec<(String, String)>) -> Result<(), SweepError> {
+        let batch = Batch {
+            sources,
+            ..Batch::default()
+        };
+        self.writer.commit(batch).await?;
         Ok(())
     }
 
