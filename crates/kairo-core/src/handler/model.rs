@@ -123,18 +123,11 @@ impl RuleType {
     }
 
     pub(super) fn timing(self) -> Timing {
-        use RuleType::*;
         match self {
-            SubscriberFirstTraffic => Timing::NeverOnly,
-            SubscriberDailyTraffic
-            | SubscriberMonthlyTraffic
-            | SubscriberCumulativeTraffic
-            | SimDailyTotalTraffic
-            | SimMonthlyTotalTraffic
-            | SimCumulativeTotalTraffic
-            | DailyTotalTraffic
-            | MonthlyTotalTraffic
-            | SimSubscriptionStatus => Timing::NotImmediately,
+            RuleType::SubscriberFirstTraffic => Timing::NeverOnly,
+            RuleType::SimSubscriptionStatus => Timing::NotImmediately,
+            // The rules that compare a traffic counter with a limit.
+            kind if kind.needs_traffic_limit() => Timing::NotImmediately,
             _ => Timing::Any,
         }
     }
