@@ -1,6 +1,21 @@
 //! The request to perform one action, as a rule produced it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+
+/// What a rule or handler in shadow has after its name or id, so it never
+/// shares requests, state or numbers with its live twin.
+pub const SHADOW_SUFFIX: &str = ".shadow";
+
+/// `id`, followed by [`SHADOW_SUFFIX`] when `shadow`.
+pub fn shadow_id(id: &str, shadow: bool) -> Cow<'_, str> {
+    if shadow {
+        Cow::Owned(format!("{id}{SHADOW_SUFFIX}"))
+    } else {
+        Cow::Borrowed(id)
+    }
+}
 
 /// One action a rule asked for: which plugin action, with what parameters, and why.
 ///
@@ -31,8 +46,12 @@ impl ActionRequest {
     /// The stable idempotency key: `event_id/rule/index` (`event_id/rule.shadow/index`
     /// in shadow, so a shadow rule's requests never collide with its live twin's).
     pub fn key(&self) -> String {
-        let shadow = if self.shadow { ".shadow" } else { "" };
-        format!("{}/{}{shadow}/{}", self.event_id, self.rule, self.index)
+        format!("{}/{}/{}", self.event_id, self.rule_id(), self.index)
+    }
+
+    /// The asking rule's id: its name, or `NAME.shadow` in shadow.
+    pub fn rule_id(&self) -> Cow<'_, str> {
+        shadow_id(&self.rule, self.shadow)
     }
 }
 

@@ -15,7 +15,7 @@ pub mod index;
 pub mod redact;
 pub mod sources;
 
-pub use action::ActionRequest;
+pub use action::{ActionRequest, SHADOW_SUFFIX, shadow_id};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Event, EventError};
 pub use index::{FieldPath, Guard, RuleIndex};

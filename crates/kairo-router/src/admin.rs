@@ -334,12 +334,7 @@ async fn list_rules(State(state): State<AdminState>) -> Answer {
         })
         .collect();
     for handler in state.handlers.listing() {
-        let key = if handler.shadow {
-            format!("{}.shadow", handler.id)
-        } else {
-            handler.id.clone()
-        };
-        let stats = state.stats.handler(&key);
+        let stats = (state.stats).handler(&kairo_core::shadow_id(&handler.id, handler.shadow));
         let mut listed_handler =
             entry(&handler.id, "handler", &handler.file, handler.shadow, stats);
         listed_handler["title"] = Value::String(handler.name);

@@ -90,11 +90,7 @@ pub struct RuleTrace {
 impl RuleTrace {
     /// The rule's id: its name, or `NAME.shadow` in shadow.
     pub fn rule_id(&self) -> std::borrow::Cow<'_, str> {
-        if self.shadow {
-            format!("{}{}", self.rule, kairo_script::SHADOW_SUFFIX).into()
-        } else {
-            self.rule.as_str().into()
-        }
+        kairo_core::shadow_id(&self.rule, self.shadow)
     }
 }
 

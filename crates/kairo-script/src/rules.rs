@@ -63,7 +63,7 @@ impl fmt::Display for RuleError {
 }
 
 /// The file-name suffix (before `.rhai`) of a shadow rule.
-pub const SHADOW_SUFFIX: &str = ".shadow";
+pub use kairo_core::SHADOW_SUFFIX;
 
 /// One compiled rule script.
 #[derive(Debug)]

@@ -268,11 +268,7 @@ pub struct HandlerTrace {
 impl HandlerTrace {
     /// What tells the handler apart: its id, or `ID.shadow` in shadow.
     pub fn handler_id(&self) -> std::borrow::Cow<'_, str> {
-        if self.shadow {
-            format!("{}.shadow", self.handler).into()
-        } else {
-            self.handler.as_str().into()
-        }
+        crate::shadow_id(&self.handler, self.shadow)
     }
 }
 

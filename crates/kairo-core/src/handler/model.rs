@@ -298,11 +298,7 @@ impl Handler {
     /// What its state (suppression times) is kept under: its id, with
     /// `.shadow` in shadow so it never shares state with its live twin.
     pub fn state_id(&self) -> String {
-        if self.shadow {
-            format!("{}.shadow", self.id)
-        } else {
-            self.id.clone()
-        }
+        crate::shadow_id(&self.id, self.shadow).into_owned()
     }
 }
 

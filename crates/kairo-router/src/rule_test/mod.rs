@@ -153,17 +153,14 @@ fn namesake(plan: &Plan, path: &Path) -> Option<Vec<String>> {
     let handler_file = dir.join(format!("{name}.json"));
     let ids: Vec<String> = (plan.handlers.listing().into_iter())
         .filter(|listed| listed.file == handler_file)
-        .map(|listed| format!("handler:{}{}", listed.id, shadow_suffix(listed.shadow)))
+        .map(|listed| {
+            format!(
+                "handler:{}",
+                kairo_core::shadow_id(&listed.id, listed.shadow)
+            )
+        })
         .collect();
     (!ids.is_empty()).then_some(ids)
-}
-
-fn shadow_suffix(shadow: bool) -> &'static str {
-    if shadow {
-        kairo_script::SHADOW_SUFFIX
-    } else {
-        ""
-    }
 }
 
 /// Runs `case` from empty state; only the actions of the rules in `scope` (all when `None`) count.
@@ -174,10 +171,11 @@ pub fn run_case(replayer: &mut Replayer, case: &Case, scope: Option<&[String]>) 
     for (event, at) in &case.events {
         let evaluated = replayer.step(event, *at);
         traces.push((event.clone(), *at, replayer.explain(event, &evaluated)));
-        actual.extend((evaluated.requests.into_iter()).filter(|r| {
-            let id = format!("{}{}", r.rule, shadow_suffix(r.shadow));
-            scope.is_none_or(|rules| rules.contains(&id))
-        }));
+        actual.extend(
+            (evaluated.requests.into_iter()).filter(|r| {
+                scope.is_none_or(|rules| rules.iter().any(|rule| *rule == r.rule_id()))
+            }),
+        );
     }
     let arrival = |event_id: &str| {
         (case.events.iter())
@@ -210,8 +208,7 @@ pub fn run_case(replayer: &mut Replayer, case: &Case, scope: Option<&[String]>) 
 /// Where the rule script that asked for `request` calls its action
 /// (every call site when it has several); `None` for handlers.
 fn call_site(replayer: &Replayer, request: &ActionRequest) -> Option<String> {
-    let id = format!("{}{}", request.rule, shadow_suffix(request.shadow));
-    let rule = replayer.rules().get(&id)?;
+    let rule = replayer.rules().get(&request.rule_id())?;
     let sites: Vec<String> = (kairo_script::call_sites(rule, &request.action).iter())
         .map(|(line, column)| format!("{line}:{column}"))
         .collect();
