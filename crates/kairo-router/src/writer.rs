@@ -21,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 /// Most write requests merged into one transaction.
 const MAX_MERGED: usize = 1_024;
-/// How often old dedupe ids and history are pruned.
+/// How often old dedupe ids, history and event records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Records of each kind removed in one pruning transaction, at most; a
+/// backlog is pruned step by step between commits, so no commit waits for
+/// more than one step.
+const PRUNE_STEP: usize = 2_000;
 /// How often an unusable store is reopened.
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// How often a commit that must land is retried while the store is unusable.
@@ -196,20 +200,40 @@ struct Writer {
 impl Writer {
     fn run(self, mut rx: mpsc::UnboundedReceiver<WriteRequest>) {
         let mut last_prune = Instant::now();
-        while let Some(first) = rx.blocking_recv() {
-            let mut requests = vec![first];
-            while requests.len() < MAX_MERGED {
+        let mut pruning = false;
+        loop {
+            // While a pruning backlog remains, only look at what is queued.
+            let first = if pruning {
                 match rx.try_recv() {
-                    Ok(request) => requests.push(request),
-                    Err(_) => break,
+                    Ok(request) => Some(request),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match rx.blocking_recv() {
+                    Some(request) => Some(request),
+                    None => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut requests = vec![first];
+                while requests.len() < MAX_MERGED {
+                    match rx.try_recv() {
+                        Ok(request) => requests.push(request),
+                        Err(_) => break,
+                    }
+                }
+                if !self.commit(requests) {
+                    self.reopen();
+                    continue;
                 }
             }
-            if !self.commit(requests) {
-                self.reopen();
-            }
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                last_prune = Instant::now();
-                self.prune();
+            if pruning || last_prune.elapsed() >= PRUNE_EVERY {
+                if !pruning {
+                    last_prune = Instant::now();
+                    self.prune_state();
+                }
+                pruning = self.prune_step();
             }
         }
     }
@@ -267,24 +291,32 @@ impl Writer {
         }
     }
 
-    fn prune(&self) {
+    /// One bounded step of pruning ids, history and event records; true
+    /// when more is due.
+    fn prune_step(&self) -> bool {
         let now = self.clock.now_ms();
-        if let Err(error) = self.store.prune(
-            now - self.retention.dedupe_window_ms,
-            now - self.retention.history_ms,
-        ) {
-            tracing::warn!(%error, "pruning the store failed");
+        let retention = &self.retention;
+        let seen = self.store.prune(
+            now - retention.dedupe_window_ms,
+            now - retention.history_ms,
+            PRUNE_STEP,
+        );
+        let records =
+            self.store
+                .prune_traces(now - retention.event_ms, retention.event_count, PRUNE_STEP);
+        let mut more = false;
+        for (what, result) in [("event ids and history", seen), ("event records", records)] {
+            match result {
+                Ok(pruned) => more |= pruned.more,
+                Err(error) => tracing::warn!(%error, "pruning {what} failed"),
+            }
         }
-        if let Err(error) = self
-            .store
-            .prune_traces(now - self.retention.event_ms, self.retention.event_count)
-        {
-            tracing::warn!(%error, "pruning event traces failed");
-        }
-        if let Err(error) = self
-            .store
-            .prune_state(&kairo_core::handler::Retention::as_of(now))
-        {
+        more
+    }
+
+    fn prune_state(&self) {
+        let retention = kairo_core::handler::Retention::as_of(self.clock.now_ms());
+        if let Err(error) = self.store.prune_state(&retention) {
             tracing::warn!(%error, "pruning event handler state failed");
         }
     }

@@ -10,6 +10,9 @@ use rhai::{AST, Dynamic, Engine, Scope};
 use crate::access::Access;
 use crate::capture::capturing;
 
+/// Events in a batch from which [`RuleSet::evaluate_batch`] uses all cores.
+const PARALLEL_FROM: usize = 64;
+
 /// Variables every rule sees, in this order.
 const VARIABLES: [&str; 5] = ["event", "payload", "imsi", "simId", "eventType"];
 
@@ -307,13 +310,19 @@ impl RuleSet {
         self.evaluate_rules(event, self.rules.iter().enumerate())
     }
 
-    /// Evaluates many events, spread over all cores.
+    /// Evaluates many events, spread over all cores when there are enough
+    /// of them to pay for waking the pool: a few microseconds an event do
+    /// not, and idle pool threads spin on the cores the server needs.
     pub fn evaluate_batch(&self, events: &[Event]) -> Vec<Evaluation> {
         use rayon::prelude::*;
-        if events.len() < 4 {
+        if events.len() < PARALLEL_FROM {
             return events.iter().map(|e| self.evaluate(e)).collect();
         }
-        events.par_iter().map(|e| self.evaluate(e)).collect()
+        events
+            .par_iter()
+            .with_min_len(PARALLEL_FROM / 2)
+            .map(|e| self.evaluate(e))
+            .collect()
     }
 
     /// How many rules have no guard and are evaluated for every event.

@@ -9,7 +9,7 @@ use crate::store::{
     DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, record_bound, time_key,
 };
 use crate::{
-    DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Store, StoreError,
+    DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Pruned, Store, StoreError,
     StoredEvent, TraceEntry,
 };
 
@@ -170,37 +170,50 @@ impl Store {
         Ok(page)
     }
 
-    /// Forgets records of events received before `before_ms`, then the
-    /// oldest beyond `max_count`; returns how many were forgotten.
-    pub fn prune_traces(&self, before_ms: i64, max_count: u64) -> Result<u64, StoreError> {
+    /// Forgets the oldest records beyond `max_count`, and those of events
+    /// received before `before_ms`, at most `limit` in this transaction;
+    /// [`Pruned::more`] says to call again.
+    pub fn prune_traces(
+        &self,
+        before_ms: i64,
+        max_count: u64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
         let tx = self.write()?;
-        let removed = {
+        let mut pruned = Pruned::default();
+        {
             let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
             let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-            let total = by_time.len().map_err(|e| self.err(e))?;
-            let cutoff = record_bound(before_ms);
-            let old_by_age = by_time
-                .range(..cutoff.as_str())
+            let excess = by_time
+                .len()
                 .map_err(|e| self.err(e))?
-                .count() as u64;
-            let remove = old_by_age.max(total.saturating_sub(max_count));
+                .saturating_sub(max_count);
+            let cutoff = record_bound(before_ms);
+            // Oldest first: the excess over the count, then whatever is too old.
             let keys: Vec<String> = by_time
                 .iter()
                 .map_err(|e| self.err(e))?
-                .take(remove as usize)
-                .map(|item| item.map(|(k, _)| k.value().to_string()))
+                .enumerate()
+                .take(limit)
+                .map_while(|(i, item)| match item {
+                    Ok((key, _)) if (i as u64) < excess || key.value() < cutoff.as_str() => {
+                        Some(Ok(key.value().to_string()))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<Result<_, _>>()
                 .map_err(|e| self.err(e))?;
+            pruned.add(keys.len(), limit);
             for key in &keys {
                 by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
                 if let Some((_, id)) = key.split_once('/') {
                     traces.remove(id).map_err(|e| self.err(e))?;
                 }
             }
-            keys.len() as u64
-        };
+        }
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(removed)
+        Ok(pruned)
     }
 }
 
@@ -299,11 +312,11 @@ mod tests {
         let order: Vec<&str> = page.events.iter().map(|e| e.id()).collect();
         assert_eq!(order, ids, "not in id order");
         assert_eq!(
-            store.prune_traces(7, 10).unwrap(),
+            store.prune_traces(7, 10, 100).unwrap().removed,
             0,
             "received at 7 is not before 7"
         );
-        assert_eq!(store.prune_traces(8, 10).unwrap(), 3);
+        assert_eq!(store.prune_traces(8, 10, 100).unwrap().removed, 3);
     }
 
     #[test]
@@ -318,17 +331,32 @@ mod tests {
             100
         );
         assert_eq!(
-            store.prune_traces(25, 100).unwrap(),
+            store.prune_traces(25, 100, 100).unwrap().removed,
             2,
             "e1 and e2 are too old"
         );
         assert!(store.event_record("e2").unwrap().is_none());
         assert_eq!(
-            store.prune_traces(0, 1).unwrap(),
+            store.prune_traces(0, 1, 100).unwrap().removed,
             2,
             "only the newest one stays"
         );
         assert!(store.event_record("e4").unwrap().is_none());
         assert!(store.event_record("e5").unwrap().is_some());
+    }
+
+    #[test]
+    fn pruning_removes_at_most_its_limit_a_call_and_says_whether_more_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = five_recorded(dir.path());
+        // All five are too old: three calls of at most two each.
+        let steps: Vec<(u64, bool)> = (0..3)
+            .map(|_| store.prune_traces(1_000, 100, 2).unwrap())
+            .map(|p| (p.removed, p.more))
+            .collect();
+        assert_eq!(steps, [(2, true), (2, true), (1, false)]);
+        assert!(store.event_record("e5").unwrap().is_none());
+        let done = store.prune_traces(1_000, 100, 2).unwrap();
+        assert_eq!((done.removed, done.more), (0, false));
     }
 }

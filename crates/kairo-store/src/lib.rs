@@ -20,4 +20,4 @@ pub use model::{
     DeadLetter, DeadLetterKind, EventActions, EventRecord, HistoryEntry, HistoryStatus,
     PendingAction, StoredEvent, TraceEntry, TraceJson,
 };
-pub use store::{Store, StoreError};
+pub use store::{Pruned, Store, StoreError};

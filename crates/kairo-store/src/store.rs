@@ -84,6 +84,22 @@ pub enum StoreError {
     },
 }
 
+/// What one bounded pruning step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Records removed.
+    pub removed: u64,
+    /// The step stopped at its limit: more may be due.
+    pub more: bool,
+}
+
+impl Pruned {
+    pub(crate) fn add(&mut self, removed: usize, limit: usize) {
+        self.removed += removed as u64;
+        self.more |= removed >= limit;
+    }
+}
+
 /// The page cache [`Store::open`] gives the database: 32 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
@@ -426,19 +442,24 @@ impl Store {
         Ok(removed as usize)
     }
 
-    /// Forgets event ids seen before `seen_before_ms` and history older than `history_before_ms`.
-    pub fn prune(&self, seen_before_ms: i64, history_before_ms: i64) -> Result<(), StoreError> {
+    /// Forgets event ids seen before `seen_before_ms` and history older than
+    /// `history_before_ms`, at most `limit` of each in this transaction (so
+    /// the commits queued behind it wait for one bounded step, never for a
+    /// day's backlog); [`Pruned::more`] says to call again.
+    pub fn prune(
+        &self,
+        seen_before_ms: i64,
+        history_before_ms: i64,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
         let tx = self.write()?;
+        let mut pruned = Pruned::default();
         {
             let mut seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
             let mut seen_by_time = tx.open_table(SEEN_BY_TIME).map_err(|e| self.err(e))?;
             let cutoff = time_key(seen_before_ms, "");
-            let old: Vec<String> = seen_by_time
-                .range(..cutoff.as_str())
-                .map_err(|e| self.err(e))?
-                .map(|item| item.map(|(k, _)| k.value().to_string()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
+            let old = self.first_keys(&seen_by_time, ..cutoff.as_str(), limit)?;
+            pruned.add(old.len(), limit);
             for key in old {
                 seen_by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
                 if let Some((_, id)) = key.split_once('/') {
@@ -448,12 +469,8 @@ impl Store {
             let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
             let mut by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
             let cutoff = time_key(history_before_ms, "");
-            let old: Vec<String> = history
-                .range(..cutoff.as_str())
-                .map_err(|e| self.err(e))?
-                .map(|item| item.map(|(k, _)| k.value().to_string()))
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
+            let old = self.first_keys(&history, ..cutoff.as_str(), limit)?;
+            pruned.add(old.len(), limit);
             for key in old {
                 history.remove(key.as_str()).map_err(|e| self.err(e))?;
                 if let Some((_, action)) = key.split_once('/') {
@@ -462,7 +479,23 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(())
+        Ok(pruned)
+    }
+
+    /// The first `limit` keys of `table` in `range`.
+    fn first_keys<V: redb::Value + 'static>(
+        &self,
+        table: &impl ReadableTable<&'static str, V>,
+        range: std::ops::RangeTo<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        table
+            .range(range)
+            .map_err(|e| self.err(e))?
+            .take(limit)
+            .map(|item| item.map(|(k, _)| k.value().to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     fn read_all<T: DeserializeOwned>(

@@ -277,7 +277,7 @@ fn prune_forgets_old_ids_and_history() {
             0,
         )
         .unwrap();
-    store.prune(20, 20).unwrap();
+    store.prune(20, 20, 100).unwrap();
     let again = Batch {
         accept: vec![event("old", 1), event("new", 1)],
         ..Batch::default()
@@ -285,5 +285,29 @@ fn prune_forgets_old_ids_and_history() {
     assert_eq!(
         store.commit(&again, 60, 0).unwrap().accepted_new,
         vec![true, false]
+    );
+}
+
+#[test]
+fn prune_removes_at_most_its_limit_a_call_and_says_whether_more_remain() {
+    let (_dir, store) = open();
+    let old = Batch {
+        accept: (0..5).map(|i| event(&format!("old-{i}"), 1)).collect(),
+        ..Batch::default()
+    };
+    store.commit(&old, 10, 0).unwrap();
+    let steps: Vec<(u64, bool)> = (0..3)
+        .map(|_| store.prune(20, 20, 2).unwrap())
+        .map(|p| (p.removed, p.more))
+        .collect();
+    assert_eq!(steps, [(2, true), (2, true), (1, false)]);
+    let again = Batch {
+        accept: vec![event("old-4", 1)],
+        ..Batch::default()
+    };
+    assert_eq!(
+        store.commit(&again, 60, 0).unwrap().accepted_new,
+        vec![true],
+        "forgotten"
     );
 }
