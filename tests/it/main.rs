@@ -21,6 +21,7 @@ mod recorded;
 mod reload;
 mod replay;
 mod rule_tests;
+mod scheduled;
 mod shadow;
 mod soracom_api;
 mod watch;

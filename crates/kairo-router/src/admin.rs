@@ -42,7 +42,8 @@ pub struct AdminState {
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
 /// `GET /v1/history?limit=N`, `GET /v1/status`, `GET /v1/events?since=..`,
-/// `GET /v1/events/{id}`, `GET /v1/rules`.
+/// `GET /v1/events/{id}`, `GET /v1/rules`, `GET /v1/sources`,
+/// `GET /v1/scheduled`, `DELETE /v1/scheduled/{key}`.
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/v1/dead-letters", get(list_dead))
@@ -54,12 +55,21 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/events/{*id}", get(explain_event))
         .route("/v1/rules", get(list_rules))
         .route("/v1/sources", get(sources))
+        .route("/v1/scheduled", get(crate::scheduled::list))
+        .route("/v1/scheduled/{*key}", delete(crate::scheduled::cancel))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state)
 }
 
 /// An admin request that failed: status and message.
-struct AdminError(StatusCode, String);
+pub(crate) struct AdminError(StatusCode, String);
+
+impl AdminError {
+    /// An answer with `status` and `message`.
+    pub(crate) fn new(status: StatusCode, message: String) -> Self {
+        Self(status, message)
+    }
+}
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
@@ -67,7 +77,7 @@ impl IntoResponse for AdminError {
     }
 }
 
-type Answer = Result<Json<Value>, AdminError>;
+pub(crate) type Answer = Result<Json<Value>, AdminError>;
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     if let Some(token) = state.token.as_deref().filter(|t| !t.is_empty())
@@ -83,7 +93,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 }
 
 /// Runs a store operation off the async runtime and turns its result into JSON.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, kairo_store::StoreError> + Send + 'static,
 ) -> Result<T, AdminError> {
     let internal = |e: String| AdminError(StatusCode::INTERNAL_SERVER_ERROR, e);

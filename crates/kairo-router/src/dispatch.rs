@@ -95,6 +95,18 @@ pub struct DispatchContext {
 
 enum Message {
     Enqueue(Vec<PendingAction>),
+    Cancel(String, tokio::sync::oneshot::Sender<Cancelled>),
+}
+
+/// What cancelling a scheduled action found in the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// It was waiting (pending, delayed or between retries) and will not start.
+    Removed,
+    /// An attempt is running now; it cannot be cancelled.
+    Running,
+    /// The scheduler did not have it yet; it will be dropped when it arrives.
+    NotQueued,
 }
 
 /// Hands pending actions to the scheduler.
@@ -131,6 +143,16 @@ impl Dispatcher {
     }
 }
 
+impl Dispatcher {
+    /// Takes the action with key `key` off the schedule unless an attempt is
+    /// running; `None` when the scheduler has stopped.
+    pub async fn cancel(&self, key: String) -> Option<Cancelled> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx.send(Message::Cancel(key, reply)).ok()?;
+        answer.await.ok()
+    }
+}
+
 /// Result of one attempt, reported back to the scheduler.
 enum Attempted {
     Finished(String),
@@ -144,6 +166,8 @@ struct Scheduler {
     /// (a hanging target, say) never holds up another family's actions.
     queues: HashMap<String, BTreeMap<(i64, String), PendingAction>>,
     known: HashSet<String>,
+    /// Keys cancelled before they reached the scheduler: dropped on arrival.
+    cancelled: HashSet<String>,
     running: JoinSet<Attempted>,
     global: Arc<Semaphore>,
     /// Cancelled when the grace period is over: attempts not yet started give up their turn.
@@ -158,6 +182,7 @@ impl Scheduler {
             rx,
             queues: HashMap::new(),
             known: HashSet::new(),
+            cancelled: HashSet::new(),
             running: JoinSet::new(),
             global,
             halt: CancellationToken::new(),
@@ -190,6 +215,9 @@ impl Scheduler {
             tokio::select! {
                 message = self.rx.recv(), if receiving => match message {
                     Some(Message::Enqueue(actions)) => self.add(actions),
+                    Some(Message::Cancel(key, reply)) => {
+                        let _ = reply.send(self.cancel(&key));
+                    }
                     None => receiving = false,
                 },
                 Some(joined) = self.running.join_next(), if !self.running.is_empty() => match joined {
@@ -242,7 +270,9 @@ impl Scheduler {
 
     fn add(&mut self, actions: Vec<PendingAction>) {
         for action in actions {
-            if self.known.insert(action.key()) {
+            if self.cancelled.remove(&action.key()) {
+                self.cx.in_flight.done(1);
+            } else if self.known.insert(action.key()) {
                 self.queue(action);
             } else {
                 self.cx.in_flight.done(1);
@@ -263,6 +293,23 @@ impl Scheduler {
             .entry(family)
             .or_default()
             .insert((action.due_ms(), action.key()), action);
+    }
+
+    /// Takes `key` out of its family's queue, unless it is running.
+    fn cancel(&mut self, key: &str) -> Cancelled {
+        for queue in self.queues.values_mut() {
+            let found = queue.keys().find(|(_, k)| k == key).cloned();
+            if let Some(entry) = found {
+                queue.remove(&entry);
+                self.forget(key);
+                return Cancelled::Removed;
+            }
+        }
+        if self.known.contains(key) {
+            return Cancelled::Running;
+        }
+        self.cancelled.insert(key.to_string());
+        Cancelled::NotQueued
     }
 
     fn forget(&mut self, key: &str) {

@@ -36,6 +36,7 @@ pub mod replay;
 pub mod router;
 pub mod rule_test;
 pub mod rules;
+pub mod scheduled;
 pub mod shutdown;
 mod sink;
 pub mod stats;

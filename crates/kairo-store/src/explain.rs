@@ -92,6 +92,16 @@ impl Store {
             .transpose()
     }
 
+    /// The pending action with idempotency key `key`, if it is in the outbox.
+    pub fn pending_action(&self, key: &str) -> Result<Option<PendingAction>, StoreError> {
+        let tx = self.read()?;
+        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
+        let value = outbox.get(key).map_err(|e| self.err(e))?;
+        value
+            .map(|v| self.decode("outbox", key, v.value()))
+            .transpose()
+    }
+
     /// Event `id`'s actions: pending, finished and dead.
     pub fn actions_of(&self, id: &str) -> Result<EventActions, StoreError> {
         let tx = self.read()?;

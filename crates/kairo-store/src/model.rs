@@ -152,6 +152,20 @@ impl HistoryEntry {
     }
 }
 
+impl HistoryEntry {
+    /// The record of `action`, cancelled by an operator at `now_ms` before it
+    /// was performed.
+    pub fn cancelled(action: PendingAction, now_ms: i64) -> Self {
+        Self {
+            status: HistoryStatus::Cancelled,
+            attempts: action.attempts,
+            error: action.last_error,
+            created_at_ms: action.created_at_ms,
+            ..Self::shadow(action.request, now_ms)
+        }
+    }
+}
+
 /// A history entry as stored (entries written before `status` existed lack it).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
