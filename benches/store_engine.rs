@@ -10,6 +10,8 @@
 //!   index, inbox), then evaluation (inbox removal, record with its trace,
 //!   record index);
 //! - `fjall`: the same keys and values, two synced batches per group;
+//! - `redb, one commit`: accept and evaluation in one commit (as if events
+//!   were evaluated before their commit);
 //! - `fjall, one write`: the event accepted and recorded with its trace in one
 //!   synced batch (evaluated before the commit; no inbox round trip).
 
@@ -45,8 +47,9 @@ fn id(i: u64) -> String {
     format!("ev-{i:012}")
 }
 
-/// Events/s of `kairo_store::Store` committing accepts, then evaluations.
-fn redb(total: u64, group: u64) -> f64 {
+/// Events/s of `kairo_store::Store` committing accepts, then evaluations
+/// (or, `together`, both in one commit).
+fn redb(total: u64, group: u64, together: bool) -> f64 {
     let dir = tempfile::tempdir_in(".").expect("a directory on the disk under test");
     let store = Store::open(dir.path().join("kairo.redb")).unwrap();
     let trace = TraceJson::of(&serde_json::from_str::<serde_json::Value>(TRACE).unwrap()).unwrap();
@@ -57,8 +60,7 @@ fn redb(total: u64, group: u64) -> f64 {
             accept: ids.clone().map(event).collect(),
             ..Batch::default()
         };
-        store.commit(&accept, 1_000, 0).unwrap();
-        let evaluated = Batch {
+        let mut evaluated = Batch {
             evaluated: ids.clone().map(|i| (id(i), Vec::new())).collect(),
             traces: ids
                 .map(|i| TraceEntry {
@@ -69,6 +71,11 @@ fn redb(total: u64, group: u64) -> f64 {
                 .collect(),
             ..Batch::default()
         };
+        if together {
+            evaluated.accept = accept.accept;
+        } else {
+            store.commit(&accept, 1_000, 0).unwrap();
+        }
         store.commit(&evaluated, 1_001, 0).unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
@@ -176,17 +183,23 @@ fn main() {
         .unwrap_or(50_000);
     println!("{total} events, every commit synced; events/s");
     println!(
-        "{:>6} {:>10} {:>10} {:>16} {:>12} {:>18}",
-        "group", "redb", "fjall", "fjall, one write", "fjall/redb", "one write/redb"
+        "{:>6} {:>10} {:>16} {:>10} {:>16} {:>11} {:>16}",
+        "group",
+        "redb",
+        "redb, one commit",
+        "fjall",
+        "fjall, one write",
+        "fjall/redb",
+        "one write/redb"
     );
     for group in [32u64, 320, 3_200] {
-        let (r, f, o) = (
-            redb(total, group),
+        let (r, r1) = (redb(total, group, false), redb(total, group, true));
+        let (f, o) = (
             fjall_two_commits(total, group),
             fjall_one_write(total, group),
         );
         println!(
-            "{group:>6} {r:>10.0} {f:>10.0} {o:>16.0} {:>11.1}x {:>17.1}x",
+            "{group:>6} {r:>10.0} {r1:>16.0} {f:>10.0} {o:>16.0} {:>10.1}x {:>15.1}x",
             f / r,
             o / r
         );
