@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Kairo: a self-hosted, plugin-based event router for SORACOM IoT fleets.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = kairo::VERSION, about)]
 struct Cli {
     /// Log format (overrides `[log] format`).
     #[arg(long, global = true, value_enum)]

@@ -267,3 +267,21 @@ fn check_validates_literal_arguments_of_positional_actions() {
         "the valid and run-time calls pass: {stderr}"
     );
 }
+
+#[test]
+fn version_names_the_source_revision_it_was_built_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = kairo(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs in the checkout the tests are built from");
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    assert_eq!(head.len(), 12, "a revision from git: {head:?}");
+    assert_eq!(
+        stdout.trim(),
+        format!("kairo {} ({head})", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -38,6 +38,10 @@ pub struct AdminState {
     pub stats: Arc<crate::stats::Stats>,
     /// The SORACOM watcher's progress.
     pub watch: Arc<std::sync::Mutex<crate::watcher::WatchStatus>>,
+    /// When the router started, for its uptime.
+    pub started: std::time::Instant,
+    /// Why the store cannot commit now, if it cannot.
+    pub health: Arc<crate::writer::StoreHealth>,
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,
@@ -54,6 +58,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/events", get(recorded_events))
         .route("/v1/events/{*id}", get(explain_event))
         .route("/v1/rules", get(list_rules))
+        .route("/v1/rules/{name}", get(rule_source))
         .route("/v1/sources", get(sources))
         .route("/v1/scheduled", get(crate::scheduled::list))
         .route("/v1/scheduled/{*key}", delete(crate::scheduled::cancel))
@@ -175,15 +180,21 @@ async fn sources(State(state): State<AdminState>) -> Answer {
 }
 
 async fn status(State(state): State<AdminState>) -> Answer {
-    let (inbox, outbox, dead) = blocking(move || state.store.counts()).await?;
-    Ok(Json(
-        json!({"inbox": inbox, "outbox": outbox, "deadLetters": dead}),
-    ))
+    let store = state.store.clone();
+    let (inbox, outbox, dead) = blocking(move || store.counts()).await?;
+    let problem = state.health.problem();
+    Ok(Json(json!({
+        "inbox": inbox, "outbox": outbox, "deadLetters": dead,
+        "ready": problem.is_none(), "notReadyReason": problem,
+        "uptimeSeconds": state.started.elapsed().as_secs(), "version": crate::VERSION,
+    })))
 }
 
-/// `GET /v1/events` parameters: RFC 3339 times, the page cursor and size.
+/// `GET /v1/events` parameters: RFC 3339 times, the page cursor and size, or
+/// `last` for the most recent events.
 #[derive(Deserialize)]
 struct EventsQuery {
+    last: Option<usize>,
     since: Option<String>,
     until: Option<String>,
     after: Option<String>,
@@ -207,17 +218,15 @@ async fn recorded_events(
     };
     let (since, until) = (time(&query.since, 0)?, time(&query.until, i64::MAX)?);
     let limit = query.limit.unwrap_or(1_000).clamp(1, MAX_PAGE);
-    let after = query.after.clone();
     let store = state.store.clone();
+    if let Some(last) = query.last {
+        let recent = blocking(move || store.recent_events(last.clamp(1, MAX_PAGE))).await?;
+        return Ok(json_lines(&recent).into_response());
+    }
+    let after = query.after.clone();
     let page =
         blocking(move || store.recorded_events(since, until, after.as_deref(), limit)).await?;
-    let mut body = String::new();
-    for stored in &page.events {
-        let line = crate::recorded::RecordedLine::of(stored);
-        body.push_str(&serde_json::to_string(&line).expect("a line serializes"));
-        body.push('\n');
-    }
-    let mut response = ([("content-type", "application/x-ndjson")], body).into_response();
+    let mut response = json_lines(&page.events).into_response();
     if let Some(next) = page.next {
         let mut link = reqwest::Url::parse("http://kairo/v1/events").expect("a valid URL");
         link.query_pairs_mut()
@@ -238,6 +247,43 @@ async fn recorded_events(
         }
     }
     Ok(response)
+}
+
+/// Recorded events as JSON lines.
+fn json_lines(events: &[kairo_store::StoredEvent]) -> impl IntoResponse {
+    let mut body = String::new();
+    for stored in events {
+        let line = crate::recorded::RecordedLine::of(stored);
+        body.push_str(&serde_json::to_string(&line).expect("a line serializes"));
+        body.push('\n');
+    }
+    ([("content-type", "application/x-ndjson")], body)
+}
+
+/// `GET /v1/rules/{name}`: a loaded rule script or handler and the source of
+/// the file it was loaded from, as the file reads now.
+async fn rule_source(State(state): State<AdminState>, Path(name): Path<String>) -> Answer {
+    let rules = state.rules.snapshot();
+    let script = (rules.rules().iter())
+        .find(|rule| rule.name == name || rule.id == name)
+        .map(|rule| ("script", rule.path.clone()));
+    let handler = || {
+        (state.handlers.listing().into_iter())
+            .find(|h| h.id == name)
+            .map(|h| ("handler", h.file))
+    };
+    let Some((kind, file)) = script.or_else(handler) else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no rule script or handler named {name} is loaded"),
+        ));
+    };
+    let source = tokio::fs::read_to_string(&file)
+        .await
+        .map_err(|e| AdminError(StatusCode::NOT_FOUND, format!("{}: {e}", file.display())))?;
+    Ok(Json(json!({
+        "name": name, "kind": kind, "file": file.display().to_string(), "source": source,
+    })))
 }
 
 /// `GET /v1/events/{id}`: the event, when and where it came from, why each

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod builtin;
 pub mod config;
+pub mod console;
 pub mod directory;
 pub mod dispatch;
 pub mod dry_run;
@@ -48,3 +49,6 @@ pub mod writer;
 pub use config::KairoConfig;
 pub use error::RouterError;
 pub use router::{Router, RouterBuilder, RunningRouter};
+
+/// Kairo's version and the source revision it was built from, e.g. `0.1.0 (3f2a9c1d0b7e)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BUILD_REVISION"), ")");

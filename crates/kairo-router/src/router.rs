@@ -287,8 +287,8 @@ impl RouterBuilder {
             });
             tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
         });
-        let app =
-            webhook_router(sink, config.server.clone()).merge(admin::router(admin::AdminState {
+        let app = webhook_router(sink, config.server.clone())
+            .merge(admin::router(admin::AdminState {
                 store: store.clone(),
                 dispatcher: dispatcher.clone(),
                 clock: clock.clone(),
@@ -297,7 +297,10 @@ impl RouterBuilder {
                 handlers: handlers.clone(),
                 stats,
                 watch: watch_status,
-            }));
+                started: std::time::Instant::now(),
+                health: writer.health().clone(),
+            }))
+            .merge(crate::console::router());
         drop(dispatcher);
         drop(writer);
         let listen = config.listen_addr().ok_or_else(|| {

@@ -180,6 +180,28 @@ impl Store {
         Ok(page)
     }
 
+    /// The `limit` most recently received recorded events, newest first.
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let tx = self.read()?;
+        let traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
+        let by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
+        let mut events = Vec::new();
+        for item in by_time.iter().map_err(|e| self.err(e))?.rev() {
+            if events.len() == limit {
+                break;
+            }
+            let (key, _) = item.map_err(|e| self.err(e))?;
+            let Some((_, id)) = key.value().split_once('/') else {
+                continue;
+            };
+            if let Some(value) = traces.get(id).map_err(|e| self.err(e))? {
+                let record: EventRecord = self.decode("traces", id, value.value())?;
+                events.push(record.accepted);
+            }
+        }
+        Ok(events)
+    }
+
     /// Forgets the oldest records beyond `max_count`, and those of events
     /// received before `before_ms`, at most `limit` in this transaction;
     /// [`Pruned::more`] says to call again.
@@ -353,6 +375,17 @@ mod tests {
         );
         assert!(store.event_record("e4").unwrap().is_none());
         assert!(store.event_record("e5").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_most_recent_events_come_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = five_recorded(dir.path());
+        let recent: Vec<String> = (store.recent_events(2).unwrap().iter())
+            .map(|e| e.id().to_string())
+            .collect();
+        assert_eq!(recent, ["e5", "e4"]);
+        assert_eq!(store.recent_events(10).unwrap().len(), 5);
     }
 
     #[test]
