@@ -35,6 +35,13 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Ask the running router whether it is ready (GET /readyz); exits 0 when it is.
+    /// For container health checks and service managers.
+    Health {
+        /// Configuration file (default: config/kairo.toml when present).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and rule scripts; exits non-zero listing every error.
     Check {
         /// Configuration file (default: config/kairo.toml when present).
@@ -323,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Plugins { config, json } => plugins(config, json),
         Command::Dlq { config, command } => dlq(config, command).await,
+        Command::Health { config } => health(config).await,
         Command::Events {
             config,
             command: EventsCommand::Export { since, until },
@@ -465,6 +473,22 @@ fn plugins(config: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn health(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let config = KairoConfig::load(config.as_deref())?;
+    let url = format!("{}/readyz", kairo::dlq::router_base(&config)?);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("no answer from {url}"))?;
+    let ready = response.status().is_success();
+    println!("{}", response.text().await.unwrap_or_default());
+    Ok(exit(ready))
 }
 
 async fn dlq(config: Option<PathBuf>, command: DlqCommand) -> anyhow::Result<ExitCode> {

@@ -17,6 +17,7 @@ mod lambda;
 mod nats;
 mod operator_mail;
 mod ota;
+mod packaging;
 mod plugins;
 mod recorded;
 mod reload;
