@@ -139,37 +139,32 @@ impl Lsm {
     }
 }
 
-/// Events/s of fjall doing the store's two commits per group.
-fn fjall_two_commits(total: u64, group: u64) -> f64 {
+/// Events/s of fjall doing the store's two commits per group, or (`one_write`)
+/// accepting and recording each event in one synced batch.
+fn fjall(total: u64, group: u64, one_write: bool) -> f64 {
     let lsm = Lsm::open();
     let start = Instant::now();
     for first in (0..total).step_by(group as usize) {
         let mut batch = lsm.synced();
+        let mut accepted = Vec::with_capacity(group as usize);
         for i in first..first + group {
-            let accepted = lsm.accept(&mut batch, i);
-            batch.insert(&lsm.inbox, id(i).as_str(), accepted);
+            let event = lsm.accept(&mut batch, i);
+            if one_write {
+                lsm.record(&mut batch, i, &event);
+            } else {
+                batch.insert(&lsm.inbox, id(i).as_str(), event);
+                accepted.push(i);
+            }
         }
         batch.commit().unwrap();
+        if one_write {
+            continue;
+        }
         let mut batch = lsm.synced();
-        for i in first..first + group {
-            let accepted = lsm.inbox.get(id(i)).unwrap().unwrap();
+        for i in accepted {
+            let event = lsm.inbox.get(id(i)).unwrap().unwrap();
             batch.remove(&lsm.inbox, id(i).as_str());
-            lsm.record(&mut batch, i, &accepted);
-        }
-        batch.commit().unwrap();
-    }
-    total as f64 / start.elapsed().as_secs_f64()
-}
-
-/// Events/s of fjall accepting and recording each event in one synced batch.
-fn fjall_one_write(total: u64, group: u64) -> f64 {
-    let lsm = Lsm::open();
-    let start = Instant::now();
-    for first in (0..total).step_by(group as usize) {
-        let mut batch = lsm.synced();
-        for i in first..first + group {
-            let accepted = lsm.accept(&mut batch, i);
-            lsm.record(&mut batch, i, &accepted);
+            lsm.record(&mut batch, i, &event);
         }
         batch.commit().unwrap();
     }
@@ -194,10 +189,7 @@ fn main() {
     );
     for group in [32u64, 320, 3_200] {
         let (r, r1) = (redb(total, group, false), redb(total, group, true));
-        let (f, o) = (
-            fjall_two_commits(total, group),
-            fjall_one_write(total, group),
-        );
+        let (f, o) = (fjall(total, group, false), fjall(total, group, true));
         println!(
             "{group:>6} {r:>10.0} {r1:>16.0} {f:>10.0} {o:>16.0} {:>10.1}x {:>15.1}x",
             f / r,

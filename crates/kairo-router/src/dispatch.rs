@@ -8,8 +8,7 @@
 //! records its outcome, so a crash can repeat only the attempts that were
 //! running at that moment.
 
-use crate::limits::FamilyLimit;
-use serde::{Deserialize, Serialize};
+pub use crate::limits::{DispatchConfig, backoff_with_jitter};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -141,9 +140,7 @@ impl Dispatcher {
             self.in_flight.done(count);
         }
     }
-}
 
-impl Dispatcher {
     /// Takes the action with key `key` off the schedule unless an attempt is
     /// running; `None` when the scheduler has stopped.
     pub async fn cancel(&self, key: String) -> Option<Cancelled> {
@@ -556,63 +553,6 @@ fn backoff(config: &DispatchConfig, attempt: u32, server_wait: Option<Duration>)
     match server_wait {
         Some(wait) => wait.min(MAX_SERVER_WAIT),
         None => backoff_with_jitter(config, attempt, rand::random::<f64>()),
-    }
-}
-
-/// Exponential backoff for `attempt` (1-based) with equal jitter: a uniform
-/// point (`unit` in 0..1) in the upper half of the capped exponential delay.
-pub fn backoff_with_jitter(config: &DispatchConfig, attempt: u32, unit: f64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let full = config
-        .backoff_initial_ms
-        .saturating_mul(1u64 << exponent)
-        .min(config.backoff_max_ms);
-    let half = full / 2;
-    Duration::from_millis(half + (half as f64 * unit.clamp(0.0, 1.0)) as u64)
-}
-
-/// `[dispatch]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct DispatchConfig {
-    /// Attempts per action before it is given up (including the first).
-    pub max_attempts: u32,
-    /// Backoff before the second attempt, milliseconds; doubles each retry.
-    pub backoff_initial_ms: u64,
-    /// Longest backoff between attempts, milliseconds.
-    pub backoff_max_ms: u64,
-    /// Deadline for one attempt, milliseconds.
-    pub action_timeout_ms: u64,
-    /// Actions performed at the same time, at most.
-    pub concurrency: usize,
-    /// Actions of one family performed at the same time, at most, for every
-    /// family without its own `[dispatch.limits.<family>]`: a hanging target
-    /// holds at most this many of the `concurrency` slots.
-    pub family_concurrency: usize,
-    /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
-    pub shutdown_grace_ms: u64,
-    /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
-    pub limits: BTreeMap<String, FamilyLimit>,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            backoff_initial_ms: 500,
-            backoff_max_ms: 60_000,
-            action_timeout_ms: 10_000,
-            concurrency: 64,
-            family_concurrency: 16,
-            shutdown_grace_ms: 10_000,
-            limits: BTreeMap::from([(
-                "soracom".to_string(),
-                FamilyLimit {
-                    concurrency: 8,
-                    per_second: Some(20.0),
-                },
-            )]),
-        }
     }
 }
 

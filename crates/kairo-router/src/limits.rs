@@ -1,6 +1,7 @@
-//! Per-family limits: how many actions of one family (e.g. every SORACOM API
-//! action) run at once and how fast they start, and a shared pause when the
-//! service answers 429, so one rate-limited call slows the family for everyone.
+//! `[dispatch]` settings, the retry backoff, and per-family limits: how many
+//! actions of one family (e.g. every SORACOM API action) run at once and how
+//! fast they start, and a shared pause when the service answers 429, so one
+//! rate-limited call slows the family for everyone.
 //!
 //! The pacing is a few lines (a next-start slot advanced by `1/per_second`);
 //! a rate-limiter crate would not give the shared pause-on-429 by itself.
@@ -12,6 +13,63 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+/// Exponential backoff for `attempt` (1-based) with equal jitter: a uniform
+/// point (`unit` in 0..1) in the upper half of the capped exponential delay.
+pub fn backoff_with_jitter(config: &DispatchConfig, attempt: u32, unit: f64) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(30);
+    let full = config
+        .backoff_initial_ms
+        .saturating_mul(1u64 << exponent)
+        .min(config.backoff_max_ms);
+    let half = full / 2;
+    Duration::from_millis(half + (half as f64 * unit.clamp(0.0, 1.0)) as u64)
+}
+
+/// `[dispatch]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Attempts per action before it is given up (including the first).
+    pub max_attempts: u32,
+    /// Backoff before the second attempt, milliseconds; doubles each retry.
+    pub backoff_initial_ms: u64,
+    /// Longest backoff between attempts, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Deadline for one attempt, milliseconds.
+    pub action_timeout_ms: u64,
+    /// Actions performed at the same time, at most.
+    pub concurrency: usize,
+    /// Actions of one family performed at the same time, at most, for every
+    /// family without its own `[dispatch.limits.<family>]`: a hanging target
+    /// holds at most this many of the `concurrency` slots.
+    pub family_concurrency: usize,
+    /// On shutdown, how long due actions are still performed before the rest is left in the outbox.
+    pub shutdown_grace_ms: u64,
+    /// `[dispatch.limits.<family>]`: concurrency and pace per action family.
+    pub limits: BTreeMap<String, FamilyLimit>,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            backoff_initial_ms: 500,
+            backoff_max_ms: 60_000,
+            action_timeout_ms: 10_000,
+            concurrency: 64,
+            family_concurrency: 16,
+            shutdown_grace_ms: 10_000,
+            limits: BTreeMap::from([(
+                "soracom".to_string(),
+                FamilyLimit {
+                    concurrency: 8,
+                    per_second: Some(20.0),
+                },
+            )]),
+        }
+    }
+}
 
 /// `[dispatch.limits.<family>]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
