@@ -10,16 +10,23 @@ use serde_json::json;
 
 use crate::common::{catcher, eventually_async, free_port, start_kairo, wait_for_port};
 
-/// chromedriver and a headless Chromium session; both end when dropped.
+/// chromedriver and a headless Chromium session with a profile directory of
+/// its own; both end when dropped, whatever happened in the test.
 struct Browser {
     client: Client,
     driver: Child,
+    profile: tempfile::TempDir,
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Killing chromedriver leaves its Chromium processes behind: end
+        // every process started with this session's profile directory.
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", &self.profile.path().display().to_string()])
+            .status();
     }
 }
 
@@ -45,11 +52,13 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         wait_for_port(port, Duration::from_secs(20));
+        let profile = tempfile::tempdir().unwrap();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
             json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                            "--disable-dev-shm-usage", "--window-size=1200,900"]}),
+                            "--disable-dev-shm-usage", "--window-size=1200,900",
+                            format!("--user-data-dir={}", profile.path().display())]}),
         );
         let client = ClientBuilder::rustls()
             .unwrap()
@@ -57,7 +66,11 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a Chromium session through chromedriver");
-        Self { client, driver }
+        Self {
+            client,
+            driver,
+            profile,
+        }
     }
 
     /// Waits until the element at `css` exists and its text satisfies `ok`.
@@ -96,15 +109,22 @@ impl Browser {
         }
     }
 
+    /// Clicks the element at `css`, finding it again when the page's
+    /// refresh replaced it in between (a stale element).
     async fn click(&self, css: &str) {
-        self.text_of(css, |_| true).await;
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && element.click().await.is_ok()
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "could not click {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn screenshot(&self, name: &str) {
