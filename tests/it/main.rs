@@ -20,6 +20,7 @@ mod ota;
 mod packaging;
 mod plugins;
 mod recorded;
+mod refused;
 mod reload;
 mod replay;
 mod rule_tests;

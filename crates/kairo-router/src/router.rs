@@ -23,7 +23,7 @@ use crate::directory::Directory;
 use crate::dispatch::{DispatchContext, Dispatcher, InFlight};
 use crate::error::RouterError;
 use crate::limits::Gates;
-use crate::matcher::Matcher;
+use crate::matcher::{Matcher, Work};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::plan::Plan;
@@ -209,10 +209,10 @@ impl RouterBuilder {
             drain.clone(),
         );
 
-        let (events_tx, events_rx) = mpsc::channel::<Event>(QUEUE_CAPACITY);
-        recover(&store, &dispatcher, &events_tx, &in_flight).await?;
-        let state = MemoryState {
-            values: store
+        let (work_tx, work_rx) = mpsc::channel::<Work>(QUEUE_CAPACITY);
+        recover(&store, &dispatcher, &work_tx, &in_flight).await?;
+        let state = MemoryState::of(
+            store
                 .handler_state()
                 .map_err(|source| RouterError::Store {
                     path: config.store.path.clone(),
@@ -220,8 +220,7 @@ impl RouterBuilder {
                 })?
                 .into_iter()
                 .collect(),
-            changed: Vec::new(),
-        };
+        );
         let matcher = Matcher {
             rules: rules.clone(),
             handlers: handlers.clone(),
@@ -235,17 +234,19 @@ impl RouterBuilder {
             },
             last_prune: std::time::Instant::now(),
             dispatcher: dispatcher.clone(),
+            store: store.clone(),
             writer: writer.clone(),
+            dedupe_window_ms: (config.store.dedupe_window_seconds as i64).saturating_mul(1_000),
             metrics: metrics.clone(),
             in_flight: in_flight.clone(),
             clock: clock.clone(),
             stats: stats.clone(),
             per_rule_metrics: config.server.metrics_per_rule,
         }
-        .spawn(events_rx);
+        .spawn(work_rx);
 
         let sink = Arc::new(RouterSink {
-            events: events_tx,
+            work: work_tx,
             writer: writer.clone(),
             metrics: metrics.clone(),
             in_flight: in_flight.clone(),
@@ -434,7 +435,7 @@ fn watch_error(what: &'static str, path: &std::path::Path, source: notify::Error
 async fn recover(
     store: &Arc<Store>,
     dispatcher: &Dispatcher,
-    events: &mpsc::Sender<Event>,
+    work: &mpsc::Sender<Work>,
     in_flight: &Arc<InFlight>,
 ) -> Result<(), RouterError> {
     let reader = store.clone();
@@ -466,10 +467,10 @@ async fn recover(
         }
     }
     in_flight.add(recovered.len());
-    let events = events.clone();
+    let work = work.clone();
     tokio::spawn(async move {
         for event in recovered {
-            if events.send(event).await.is_err() {
+            if work.send(Work::Accepted(event)).await.is_err() {
                 break;
             }
         }

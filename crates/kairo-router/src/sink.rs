@@ -1,20 +1,22 @@
-//! Where the webhook and NATS deliver events: the durable inbox, then the matcher.
+//! Where the webhook, NATS and the SORACOM watcher deliver events: the
+//! matcher, which evaluates them and commits them with their evaluation.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use kairo_core::{Clock, Event};
 use kairo_ingest::{EventSink, SinkError};
-use kairo_store::{Batch, DeadLetter, DeadLetterKind, StoredEvent};
-use tokio::sync::mpsc;
+use kairo_store::{Batch, DeadLetter, DeadLetterKind};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::InFlight;
+use crate::matcher::{Incoming, Work};
 use crate::metrics::{Metrics, RejectLabels};
-use crate::writer::StoreWriter;
+use crate::writer::{CommitError, StoreWriter};
 
 #[derive(Clone)]
 pub(crate) struct RouterSink {
-    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) work: mpsc::Sender<Work>,
     pub(crate) writer: StoreWriter,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) in_flight: Arc<InFlight>,
@@ -23,55 +25,42 @@ pub(crate) struct RouterSink {
 }
 
 impl RouterSink {
-    /// Commits `events` to the inbox and hands the new ones to the matcher;
-    /// returns how many were duplicates.
-    async fn commit_and_hand_off(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+    /// Hands `events` to the matcher and waits until they are committed with
+    /// their evaluation; returns how many were duplicates.
+    async fn hand_over(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+        if let Some(problem) = self.writer.health().problem() {
+            return Err(SinkError::new(CommitError::Unusable(problem)));
+        }
         let now = self.clock.now_ms();
-        let stored = events
-            .iter()
-            .map(|event| StoredEvent {
-                event: event.to_value(),
+        let total = events.len();
+        let incoming = (events.into_iter())
+            .map(|event| Incoming {
+                event,
                 received_at_ms: now,
                 source: self.source.clone(),
             })
             .collect();
-        let fresh = self
-            .writer
-            .commit(Batch {
-                accept: stored,
-                ..Batch::default()
-            })
-            .await
-            .map_err(SinkError::new)?;
-        let total = events.len();
-        let mut duplicates = 0;
-        for (event, is_new) in events.into_iter().zip(fresh) {
-            if !is_new {
-                duplicates += 1;
-                continue;
-            }
-            self.in_flight.add(1);
-            if self.events.send(event).await.is_err() {
-                // Durable already: evaluated on the next start.
-                self.in_flight.done(1);
-            }
+        let (reply, answer) = oneshot::channel();
+        self.in_flight.add(total);
+        if self.work.send(Work::Accept(incoming, reply)).await.is_err() {
+            self.in_flight.done(total);
+            return Err(SinkError::new(CommitError::Stopped));
         }
-        self.metrics
-            .events_accepted
-            .inc_by((total - duplicates) as u64);
-        self.metrics.events_duplicate.inc_by(duplicates as u64);
-        Ok(duplicates)
+        // The matcher counts them in the metrics once committed.
+        (answer.await)
+            .map_err(|_| SinkError::new(CommitError::Stopped))?
+            .map_err(SinkError::new)
     }
 }
 
 #[async_trait]
 impl EventSink for RouterSink {
     async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
-        // The commit and the hand-off run in their own task: the caller (an
-        // HTTP handler whose client hung up, say) may be dropped at any await,
-        // and whatever the store commits must still reach the matcher.
+        // The hand-over runs in its own task: the caller (an HTTP handler
+        // whose client hung up, say) may be dropped at any await, and the
+        // in-flight count must match what reached the matcher.
         let sink = self.clone();
-        tokio::spawn(async move { sink.commit_and_hand_off(events).await })
+        tokio::spawn(async move { sink.hand_over(events).await })
             .await
             .map_err(SinkError::new)?
     }

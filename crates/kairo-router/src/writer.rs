@@ -59,7 +59,8 @@ pub enum CommitError {
     Failed(#[source] Arc<kairo_store::StoreError>),
 }
 
-type Reply = Result<Vec<bool>, CommitError>;
+/// A commit's outcome: per accepted event, whether it was new.
+pub(crate) type Reply = Result<Vec<bool>, CommitError>;
 
 struct WriteRequest {
     batch: Batch,
@@ -140,7 +141,8 @@ impl StoreWriter {
         &self.health
     }
 
-    fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Reply>, CommitError> {
+    /// Queues `batch` for the writer thread; its outcome arrives on the receiver.
+    pub(crate) fn submit(&self, batch: Batch) -> Result<oneshot::Receiver<Reply>, CommitError> {
         if let Some(problem) = self.health.problem() {
             return Err(CommitError::Unusable(problem));
         }
@@ -171,6 +173,14 @@ impl StoreWriter {
             }
             tokio::time::sleep(RETRY_EVERY).await;
         }
+    }
+
+    /// Waits for a [`StoreWriter::submit`]ted commit from a synchronous
+    /// caller: a thread of the runtime's blocking pool (the matcher's).
+    pub(crate) fn outcome_blocking(outcome: oneshot::Receiver<Reply>) -> Reply {
+        tokio::runtime::Handle::current()
+            .block_on(outcome)
+            .map_err(|_| CommitError::Stopped)?
     }
 
     /// [`StoreWriter::commit_until_done`] for synchronous callers: a thread

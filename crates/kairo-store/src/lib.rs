@@ -10,9 +10,11 @@
 //! - [`store`]: [`Store`], opening, committing and reading
 
 pub mod batch;
+mod dedupe;
 mod explain;
 pub use explain::RecordedPage;
 pub mod model;
+mod prune;
 pub mod store;
 
 pub use batch::{Batch, BatchResult};

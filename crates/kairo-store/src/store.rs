@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use kairo_core::handler::Retention;
 use redb::{
     Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
     TableDefinition, WriteTransaction,
@@ -83,6 +82,9 @@ pub enum StoreError {
         message: String,
     },
 }
+
+/// An accepted event's stored JSON, and when it was accepted (ms).
+type StoredJson = (Vec<u8>, Option<i64>);
 
 /// What one bounded pruning step did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +226,10 @@ impl Store {
                         .map_err(|e| self.err(e))?;
                 }
             }
+            let evaluated_here: std::collections::HashSet<&str> = (batch.evaluated.iter())
+                .map(|(id, _)| id.as_str())
+                .collect();
+            let mut fresh = std::collections::HashMap::new();
             for event in &batch.accept {
                 let id = event.id();
                 let previous = seen.get(id).map_err(|e| self.err(e))?.map(|v| v.value());
@@ -240,19 +246,25 @@ impl Store {
                 seen_by_time
                     .insert(time_key(now_ms, id).as_str(), 0)
                     .map_err(|e| self.err(e))?;
-                inbox
-                    .insert(id, encode(event).as_slice())
-                    .map_err(|e| self.err(e))?;
+                // Evaluated in this same transaction: no inbox round trip.
+                if evaluated_here.contains(id) {
+                    fresh.insert(id, encode(event));
+                } else {
+                    inbox
+                        .insert(id, encode(event).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
                 result.accepted_new.push(true);
             }
             // The evaluated events' stored JSON, for their trace records.
             let mut accepted = std::collections::HashMap::new();
             for (event_id, actions) in &batch.evaluated {
-                let removed = inbox.remove(event_id.as_str()).map_err(|e| self.err(e))?;
-                if let Some(bytes) = removed.filter(|_| !batch.traces.is_empty()) {
-                    let received = seen.get(event_id.as_str()).map_err(|e| self.err(e))?;
-                    let received = received.map(|v| v.value());
-                    accepted.insert(event_id.as_str(), (bytes.value().to_vec(), received));
+                let stored = match fresh.remove(event_id.as_str()) {
+                    Some(bytes) => Some((bytes, Some(now_ms))),
+                    None => self.take_from_inbox(&mut inbox, &seen, event_id)?,
+                };
+                if let Some(stored) = stored.filter(|_| !batch.traces.is_empty()) {
+                    accepted.insert(event_id.as_str(), stored);
                 }
                 for action in actions {
                     let key = action.key();
@@ -293,6 +305,21 @@ impl Store {
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(result)
+    }
+
+    /// Removes event `id` from the inbox: its stored JSON and when it was
+    /// accepted, if it was there.
+    fn take_from_inbox(
+        &self,
+        inbox: &mut redb::Table<&str, &[u8]>,
+        seen: &redb::Table<&str, i64>,
+        id: &str,
+    ) -> Result<Option<StoredJson>, StoreError> {
+        let Some(bytes) = inbox.remove(id).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let received = seen.get(id).map_err(|e| self.err(e))?.map(|v| v.value());
+        Ok(Some((bytes.value().to_vec(), received)))
     }
 
     /// Accepted events not yet evaluated, oldest first.
@@ -425,77 +452,6 @@ impl Store {
         };
         tx.commit().map_err(|e| self.err(e))?;
         Ok(existed)
-    }
-
-    /// Forgets handler state that can no longer matter (see [`Retention`]).
-    pub fn prune_state(&self, retention: &Retention) -> Result<usize, StoreError> {
-        let tx = self.write()?;
-        let removed = {
-            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-            let before = state.len().map_err(|e| self.err(e))?;
-            state
-                .retain(|key, value| !retention.is_stale(key, value))
-                .map_err(|e| self.err(e))?;
-            before - state.len().map_err(|e| self.err(e))?
-        };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(removed as usize)
-    }
-
-    /// Forgets event ids seen before `seen_before_ms` and history older than
-    /// `history_before_ms`, at most `limit` of each in this transaction (so
-    /// the commits queued behind it wait for one bounded step, never for a
-    /// day's backlog); [`Pruned::more`] says to call again.
-    pub fn prune(
-        &self,
-        seen_before_ms: i64,
-        history_before_ms: i64,
-        limit: usize,
-    ) -> Result<Pruned, StoreError> {
-        let tx = self.write()?;
-        let mut pruned = Pruned::default();
-        {
-            let mut seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
-            let mut seen_by_time = tx.open_table(SEEN_BY_TIME).map_err(|e| self.err(e))?;
-            let cutoff = time_key(seen_before_ms, "");
-            let old = self.first_keys(&seen_by_time, ..cutoff.as_str(), limit)?;
-            pruned.add(old.len(), limit);
-            for key in old {
-                seen_by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
-                if let Some((_, id)) = key.split_once('/') {
-                    seen.remove(id).map_err(|e| self.err(e))?;
-                }
-            }
-            let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
-            let mut by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
-            let cutoff = time_key(history_before_ms, "");
-            let old = self.first_keys(&history, ..cutoff.as_str(), limit)?;
-            pruned.add(old.len(), limit);
-            for key in old {
-                history.remove(key.as_str()).map_err(|e| self.err(e))?;
-                if let Some((_, action)) = key.split_once('/') {
-                    by_action.remove(action).map_err(|e| self.err(e))?;
-                }
-            }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(pruned)
-    }
-
-    /// The first `limit` keys of `table` in `range`.
-    fn first_keys<V: redb::Value + 'static>(
-        &self,
-        table: &impl ReadableTable<&'static str, V>,
-        range: std::ops::RangeTo<&str>,
-        limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        table
-            .range(range)
-            .map_err(|e| self.err(e))?
-            .take(limit)
-            .map(|item| item.map(|(k, _)| k.value().to_string()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
     }
 
     fn read_all<T: DeserializeOwned>(

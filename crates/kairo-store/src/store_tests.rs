@@ -2,6 +2,7 @@
 use super::*;
 use crate::HistoryStatus;
 use kairo_core::ActionRequest;
+use kairo_core::handler::Retention;
 use serde_json::json;
 
 fn event(id: &str, at: i64) -> StoredEvent {

@@ -19,19 +19,64 @@ pub trait HandlerState {
     fn set(&mut self, key: String, value: i64);
 }
 
-/// [`HandlerState`] in a map, recording what changed.
+/// [`HandlerState`] in a map, recording what changed (and what it was
+/// before, so changes that could not be persisted can be undone).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryState {
     /// Every value.
     pub values: HashMap<String, i64>,
-    /// Keys set since the last [`MemoryState::take_changes`].
+    /// Keys set since the changes were last taken, settled or undone.
     pub changed: Vec<(String, i64)>,
+    /// The value each of those keys had before, in the same order.
+    previous: Vec<(String, Option<i64>)>,
 }
 
 impl MemoryState {
-    /// The changes since the last call, to persist.
+    /// A state holding `values`, nothing changed.
+    pub fn of(values: HashMap<String, i64>) -> Self {
+        Self {
+            values,
+            ..Self::default()
+        }
+    }
+
+    /// The changes since the last call, to persist; they can no longer be undone.
     pub fn take_changes(&mut self) -> Vec<(String, i64)> {
+        self.previous.clear();
         std::mem::take(&mut self.changed)
+    }
+
+    /// The changes not yet taken, settled or undone.
+    pub fn pending_changes(&self) -> Vec<(String, i64)> {
+        self.changed.clone()
+    }
+
+    /// How many changes are pending.
+    pub fn pending_len(&self) -> usize {
+        self.changed.len()
+    }
+
+    /// The pending changes from the `start`th on.
+    pub fn changes_from(&self, start: usize) -> Vec<(String, i64)> {
+        self.changed[start.min(self.changed.len())..].to_vec()
+    }
+
+    /// Keeps the first `n` pending changes (they were persisted); the rest stay pending.
+    pub fn settle_first(&mut self, n: usize) {
+        let n = n.min(self.changed.len());
+        self.changed.drain(..n);
+        self.previous.drain(..n);
+    }
+
+    /// Puts back every value the pending changes replaced (they could not be persisted).
+    pub fn undo(&mut self) {
+        for (key, before) in self.previous.drain(..).rev() {
+            match before {
+                Some(value) => self.values.insert(key, value),
+                None => self.values.remove(&key),
+            };
+        }
+        self.changed.clear();
     }
 }
 
@@ -41,7 +86,8 @@ impl HandlerState for MemoryState {
     }
 
     fn set(&mut self, key: String, value: i64) {
-        self.values.insert(key.clone(), value);
+        let before = self.values.insert(key.clone(), value);
+        self.previous.push((key.clone(), before));
         self.changed.push((key, value));
     }
 }
@@ -165,5 +211,34 @@ pub(super) fn traffic_counter(handler: &Handler, event: &Event, at: i64) -> Opti
         DailyTotalTraffic => aggregate(Window::Day),
         MonthlyTotalTraffic => aggregate(Window::Month),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod undo_tests {
+    use super::*;
+
+    #[test]
+    fn undo_puts_back_what_the_pending_changes_replaced() {
+        let mut state = MemoryState::of(HashMap::from([("a".to_string(), 1)]));
+        state.set("a".into(), 2);
+        state.set("b".into(), 5);
+        state.set("a".into(), 3);
+        assert_eq!(state.pending_changes().len(), 3);
+        state.undo();
+        assert_eq!(state.values, HashMap::from([("a".to_string(), 1)]));
+        assert!(state.pending_changes().is_empty());
+        state.set("a".into(), 4);
+        state.set("d".into(), 7);
+        assert_eq!(state.changes_from(1), vec![("d".to_string(), 7)]);
+        state.settle_first(1);
+        assert_eq!(state.pending_len(), 1);
+        state.undo();
+        assert_eq!(state.get("a"), Some(4), "settled changes stay");
+        assert_eq!(state.get("d"), None, "the unsettled one is undone");
+        state.set("c".into(), 1);
+        assert_eq!(state.take_changes(), vec![("c".to_string(), 1)]);
+        state.undo();
+        assert_eq!(state.get("c"), Some(1), "taken changes stay");
     }
 }
