@@ -236,7 +236,7 @@ impl RouterBuilder {
             dispatcher: dispatcher.clone(),
             store: store.clone(),
             writer: writer.clone(),
-            dedupe_window_ms: (config.store.dedupe_window_seconds as i64).saturating_mul(1_000),
+            dedupe_window_ms: retention.dedupe_window_ms,
             metrics: metrics.clone(),
             in_flight: in_flight.clone(),
             clock: clock.clone(),

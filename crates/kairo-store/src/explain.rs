@@ -168,13 +168,7 @@ impl Store {
                 page.next = last;
                 break;
             }
-            let Some((_, id)) = key.split_once('/') else {
-                continue;
-            };
-            if let Some(value) = traces.get(id).map_err(|e| self.err(e))? {
-                let record: EventRecord = self.decode("traces", id, value.value())?;
-                page.events.push(record.accepted);
-            }
+            page.events.extend(self.recorded_at(&traces, key)?);
             last = Some(key.to_string());
         }
         Ok(page)
@@ -191,15 +185,25 @@ impl Store {
                 break;
             }
             let (key, _) = item.map_err(|e| self.err(e))?;
-            let Some((_, id)) = key.value().split_once('/') else {
-                continue;
-            };
-            if let Some(value) = traces.get(id).map_err(|e| self.err(e))? {
-                let record: EventRecord = self.decode("traces", id, value.value())?;
-                events.push(record.accepted);
-            }
+            events.extend(self.recorded_at(&traces, key.value())?);
         }
         Ok(events)
+    }
+
+    /// The event recorded under index key `key` (`ORDER/ID`), if its record is kept.
+    fn recorded_at(
+        &self,
+        traces: &impl ReadableTable<&'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let Some((_, id)) = key.split_once('/') else {
+            return Ok(None);
+        };
+        let Some(value) = traces.get(id).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let record: EventRecord = self.decode("traces", id, value.value())?;
+        Ok(Some(record.accepted))
     }
 
     /// Forgets the oldest records beyond `max_count`, and those of events

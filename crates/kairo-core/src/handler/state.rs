@@ -46,11 +46,6 @@ impl MemoryState {
         std::mem::take(&mut self.changed)
     }
 
-    /// The changes not yet taken, settled or undone.
-    pub fn pending_changes(&self) -> Vec<(String, i64)> {
-        self.changed.clone()
-    }
-
     /// How many changes are pending.
     pub fn pending_len(&self) -> usize {
         self.changed.len()
@@ -224,10 +219,10 @@ mod undo_tests {
         state.set("a".into(), 2);
         state.set("b".into(), 5);
         state.set("a".into(), 3);
-        assert_eq!(state.pending_changes().len(), 3);
+        assert_eq!(state.pending_len(), 3);
         state.undo();
         assert_eq!(state.values, HashMap::from([("a".to_string(), 1)]));
-        assert!(state.pending_changes().is_empty());
+        assert_eq!(state.pending_len(), 0);
         state.set("a".into(), 4);
         state.set("d".into(), 7);
         assert_eq!(state.changes_from(1), vec![("d".to_string(), 7)]);
