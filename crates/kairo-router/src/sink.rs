@@ -24,13 +24,18 @@ pub(crate) struct RouterSink {
     pub(crate) source: String,
 }
 
-impl RouterSink {
+#[async_trait]
+impl EventSink for RouterSink {
     /// Hands `events` to the matcher and waits until they are committed with
-    /// their evaluation; returns how many were duplicates.
-    async fn hand_over(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+    /// their evaluation; returns how many were duplicates. Safe to drop at
+    /// any await (a client that hangs up, say): before the hand-over nothing
+    /// was sent; after it, the matcher commits and evaluates them all the
+    /// same, and only the answer is lost.
+    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
         if let Some(problem) = self.writer.health().problem() {
             return Err(SinkError::new(CommitError::Unusable(problem)));
         }
+        let slot = (self.work.reserve().await).map_err(|_| SinkError::new(CommitError::Stopped))?;
         let now = self.clock.now_ms();
         let total = events.len();
         let incoming = (events.into_iter())
@@ -41,28 +46,13 @@ impl RouterSink {
             })
             .collect();
         let (reply, answer) = oneshot::channel();
+        // No await between counting them in flight and handing them over.
         self.in_flight.add(total);
-        if self.work.send(Work::Accept(incoming, reply)).await.is_err() {
-            self.in_flight.done(total);
-            return Err(SinkError::new(CommitError::Stopped));
-        }
+        slot.send(Work::Accept(incoming, reply));
         // The matcher counts them in the metrics once committed.
         (answer.await)
             .map_err(|_| SinkError::new(CommitError::Stopped))?
             .map_err(SinkError::new)
-    }
-}
-
-#[async_trait]
-impl EventSink for RouterSink {
-    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
-        // The hand-over runs in its own task: the caller (an HTTP handler
-        // whose client hung up, say) may be dropped at any await, and the
-        // in-flight count must match what reached the matcher.
-        let sink = self.clone();
-        tokio::spawn(async move { sink.hand_over(events).await })
-            .await
-            .map_err(SinkError::new)?
     }
 
     async fn reject_input(
