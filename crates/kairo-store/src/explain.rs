@@ -84,22 +84,12 @@ impl Store {
 
     /// The record of event `id`, if it is still kept.
     pub fn event_record(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        let tx = self.read()?;
-        let table = tx.open_table(TRACES).map_err(|e| self.err(e))?;
-        let value = table.get(id).map_err(|e| self.err(e))?;
-        value
-            .map(|v| self.decode("traces", id, v.value()))
-            .transpose()
+        self.read_one(TRACES, "traces", id)
     }
 
     /// The pending action with idempotency key `key`, if it is in the outbox.
     pub fn pending_action(&self, key: &str) -> Result<Option<PendingAction>, StoreError> {
-        let tx = self.read()?;
-        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-        let value = outbox.get(key).map_err(|e| self.err(e))?;
-        value
-            .map(|v| self.decode("outbox", key, v.value()))
-            .transpose()
+        self.read_one(OUTBOX, "outbox", key)
     }
 
     /// Event `id`'s actions: pending, finished and dead.

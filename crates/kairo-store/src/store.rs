@@ -454,6 +454,19 @@ impl Store {
         Ok(existed)
     }
 
+    /// The record at `key` in `table`, decoded, if there is one.
+    pub(crate) fn read_one<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let tx = self.read()?;
+        let table = tx.open_table(table).map_err(|e| self.err(e))?;
+        let value = table.get(key).map_err(|e| self.err(e))?;
+        value.map(|v| self.decode(name, key, v.value())).transpose()
+    }
+
     fn read_all<T: DeserializeOwned>(
         &self,
         table: TableDefinition<&str, &[u8]>,
