@@ -28,7 +28,7 @@ COPY --from=build /src/target/release/kairo /usr/local/bin/kairo
 COPY scripts/ /etc/kairo/scripts/
 COPY handlers/ /etc/kairo/handlers/
 ENV KAIRO_SERVER__LISTEN=0.0.0.0:8080 \
-    KAIRO_STORE__PATH=/var/lib/kairo/kairo.redb \
+    KAIRO_STORE__PATH=/var/lib/kairo/kairo \
     KAIRO_RULES__DIR=/etc/kairo/scripts \
     KAIRO_HANDLERS__DIR=/etc/kairo/handlers
 USER 10001:10001

@@ -20,7 +20,7 @@ fn config(dir: &std::path::Path) -> KairoConfig {
     config.server.listen = "127.0.0.1:0".into();
     config.rules.dir = dir.join("scripts");
     config.rules.watch = false;
-    config.store.path = dir.join("kairo.redb");
+    config.store.path = dir.join("kairo");
     std::fs::create_dir_all(&config.rules.dir).unwrap();
     config
 }

@@ -67,7 +67,7 @@ fn decode(c: &mut Criterion) {
 fn pipeline(c: &mut Criterion) {
     const BATCH: usize = 100;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("bench.redb")).unwrap();
+    let store = Store::open(dir.path().join("bench")).unwrap();
     let rules = support::rule_set(10_000);
     let bodies: Vec<String> = support::event_bodies(BATCH * 50, 10_000);
     let batches: Vec<String> = bodies

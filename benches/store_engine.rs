@@ -1,19 +1,19 @@
-//! The store's write path on its engine (redb, through `kairo_store::Store`)
-//! against an LSM engine (fjall) doing the same key writes, in one run:
-//! where durable ingest's time goes, and what another engine or one write per
-//! event would give. Single-threaded, every commit synced (fsync).
+//! The store's write path alone, on its engine (fjall, through
+//! `kairo_store::Store`) against redb, the engine of earlier versions, doing
+//! the same key writes, in one run: what the engine costs per event.
+//! Single-threaded, every commit synced (fsync).
 //!
 //! `cargo bench --bench store_engine [-- EVENTS]` prints events/s per group
 //! size (the events one commit carries) and the ratios:
 //!
-//! - `redb`: today's two commits per group: accept (dedupe lookup, id, time
-//!   index, inbox), then evaluation (inbox removal, record with its trace,
-//!   record index);
-//! - `fjall`: the same keys and values, two synced batches per group;
-//! - `redb, one commit`: accept and evaluation in one commit (as if events
-//!   were evaluated before their commit);
-//! - `fjall, one write`: the event accepted and recorded with its trace in one
-//!   synced batch (evaluated before the commit; no inbox round trip).
+//! - `store`: `kairo_store::Store` accepting and recording each event with
+//!   its trace in one commit (evaluated before the commit, as the router does);
+//! - `store, two commits`: accept (id, time index, inbox), then evaluation
+//!   (inbox removal, record, record index), as earlier versions did;
+//! - `redb`: redb doing the store's key writes of one commit (dedupe lookup,
+//!   id, time index, previous-record lookup, record, record index);
+//! - `fjall, raw`: the same keys in one synced fjall batch, without the
+//!   store's transaction (no lookups, no read-your-writes memtable).
 
 use std::time::Instant;
 
@@ -47,11 +47,11 @@ fn id(i: u64) -> String {
     format!("ev-{i:012}")
 }
 
-/// Events/s of `kairo_store::Store` committing accepts, then evaluations
-/// (or, `together`, both in one commit).
-fn redb(total: u64, group: u64, together: bool) -> f64 {
+/// Events/s of `kairo_store::Store` committing accepts and evaluations
+/// together (or, `two_commits`, one after the other).
+fn store(total: u64, group: u64, two_commits: bool) -> f64 {
     let dir = tempfile::tempdir_in(".").expect("a directory on the disk under test");
-    let store = Store::open(dir.path().join("kairo.redb")).unwrap();
+    let store = Store::open(dir.path().join("kairo")).unwrap();
     let trace = TraceJson::of(&serde_json::from_str::<serde_json::Value>(TRACE).unwrap()).unwrap();
     let start = Instant::now();
     for first in (0..total).step_by(group as usize) {
@@ -71,12 +71,61 @@ fn redb(total: u64, group: u64, together: bool) -> f64 {
                 .collect(),
             ..Batch::default()
         };
-        if together {
-            evaluated.accept = accept.accept;
-        } else {
+        if two_commits {
             store.commit(&accept, 1_000, 0).unwrap();
+        } else {
+            evaluated.accept = accept.accept;
         }
         store.commit(&evaluated, 1_001, 0).unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The record of event `i` with its trace, as the store writes it.
+fn record_of(accepted: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(accepted.len() + TRACE.len() + 64);
+    record.extend_from_slice(b"{\"accepted\":");
+    record.extend_from_slice(accepted);
+    record.extend_from_slice(b",\"evaluatedAtMs\":1001,\"trace\":");
+    record.extend_from_slice(TRACE.as_bytes());
+    record.push(b'}');
+    record
+}
+
+/// Events/s of redb doing the store's key writes, one commit per group.
+fn redb_writes(total: u64, group: u64) -> f64 {
+    use redb::{ReadableTable, TableDefinition};
+    let seen = TableDefinition::<&str, i64>::new("seen");
+    let seen_by_time = TableDefinition::<&str, u8>::new("seen_by_time");
+    let records = TableDefinition::<&str, &[u8]>::new("traces");
+    let records_by_time = TableDefinition::<&str, u8>::new("traces_by_time");
+    let dir = tempfile::tempdir_in(".").expect("a directory on the disk under test");
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(32 << 20);
+    let db = builder.create(dir.path().join("kairo.redb")).unwrap();
+    let start = Instant::now();
+    for first in (0..total).step_by(group as usize) {
+        let tx = db.begin_write().unwrap();
+        {
+            let mut seen = tx.open_table(seen).unwrap();
+            let mut seen_by_time = tx.open_table(seen_by_time).unwrap();
+            let mut records = tx.open_table(records).unwrap();
+            let mut records_by_time = tx.open_table(records_by_time).unwrap();
+            for i in first..first + group {
+                let id = id(i);
+                assert!(seen.get(id.as_str()).unwrap().is_none());
+                seen.insert(id.as_str(), 1_000).unwrap();
+                seen_by_time
+                    .insert(format!("{:020}/{id}", 1_000).as_str(), 0)
+                    .unwrap();
+                assert!(records.get(id.as_str()).unwrap().is_none());
+                let record = record_of(&serde_json::to_vec(&event(i)).unwrap());
+                records.insert(id.as_str(), record.as_slice()).unwrap();
+                let order = format!("{:020}.{i:012}/{id}", 1_000);
+                records_by_time.insert(order.as_str(), 0).unwrap();
+            }
+        }
+        tx.commit().unwrap();
     }
     total as f64 / start.elapsed().as_secs_f64()
 }
@@ -86,7 +135,6 @@ struct Lsm {
     db: Database,
     seen: Keyspace,
     seen_by_time: Keyspace,
-    inbox: Keyspace,
     records: Keyspace,
     records_by_time: Keyspace,
     _dir: tempfile::TempDir,
@@ -100,7 +148,6 @@ impl Lsm {
         Self {
             seen: table("seen"),
             seen_by_time: table("seen_by_time"),
-            inbox: table("inbox"),
             records: table("records"),
             records_by_time: table("records_by_time"),
             db,
@@ -119,12 +166,7 @@ impl Lsm {
 
     /// The record of event `i` with its trace, and its index entry.
     fn record(&self, batch: &mut fjall::OwnedWriteBatch, i: u64, accepted: &[u8]) {
-        let mut record = Vec::with_capacity(accepted.len() + TRACE.len() + 64);
-        record.extend_from_slice(b"{\"accepted\":");
-        record.extend_from_slice(accepted);
-        record.extend_from_slice(b",\"evaluatedAtMs\":1001,\"trace\":");
-        record.extend_from_slice(TRACE.as_bytes());
-        record.push(b'}');
+        let record = record_of(accepted);
         let id = id(i);
         batch.insert(&self.records, id.as_str(), record);
         batch.insert(
@@ -139,31 +181,15 @@ impl Lsm {
     }
 }
 
-/// Events/s of fjall doing the store's two commits per group, or (`one_write`)
-/// accepting and recording each event in one synced batch.
-fn fjall(total: u64, group: u64, one_write: bool) -> f64 {
+/// Events/s of fjall accepting and recording each event in one synced
+/// batch per group, without the store's transaction.
+fn fjall(total: u64, group: u64) -> f64 {
     let lsm = Lsm::open();
     let start = Instant::now();
     for first in (0..total).step_by(group as usize) {
         let mut batch = lsm.synced();
-        let mut accepted = Vec::with_capacity(group as usize);
         for i in first..first + group {
             let event = lsm.accept(&mut batch, i);
-            if one_write {
-                lsm.record(&mut batch, i, &event);
-            } else {
-                batch.insert(&lsm.inbox, id(i).as_str(), event);
-                accepted.push(i);
-            }
-        }
-        batch.commit().unwrap();
-        if one_write {
-            continue;
-        }
-        let mut batch = lsm.synced();
-        for i in accepted {
-            let event = lsm.inbox.get(id(i)).unwrap().unwrap();
-            batch.remove(&lsm.inbox, id(i).as_str());
             lsm.record(&mut batch, i, &event);
         }
         batch.commit().unwrap();
@@ -178,22 +204,15 @@ fn main() {
         .unwrap_or(50_000);
     println!("{total} events, every commit synced; events/s");
     println!(
-        "{:>6} {:>10} {:>16} {:>10} {:>16} {:>11} {:>16}",
-        "group",
-        "redb",
-        "redb, one commit",
-        "fjall",
-        "fjall, one write",
-        "fjall/redb",
-        "one write/redb"
+        "{:>6} {:>10} {:>19} {:>10} {:>11} {:>11}",
+        "group", "store", "store, two commits", "redb", "fjall, raw", "store/redb"
     );
     for group in [32u64, 320, 3_200] {
-        let (r, r1) = (redb(total, group, false), redb(total, group, true));
-        let (f, o) = (fjall(total, group, false), fjall(total, group, true));
+        let (s, s2) = (store(total, group, false), store(total, group, true));
+        let (r, f) = (redb_writes(total, group), fjall(total, group));
         println!(
-            "{group:>6} {r:>10.0} {r1:>16.0} {f:>10.0} {o:>16.0} {:>10.1}x {:>15.1}x",
-            f / r,
-            o / r
+            "{group:>6} {s:>10.0} {s2:>19.0} {r:>10.0} {f:>11.0} {:>10.1}x",
+            s / r
         );
     }
 }

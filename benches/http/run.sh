@@ -55,7 +55,7 @@ start_kairo() { # NAME RULES_DIR [extra env...]
   local port; port="$(free_port)"
   mkdir -p "$work/$name/handlers"
   env KAIRO_SERVER__LISTEN="127.0.0.1:$port" KAIRO_RULES__DIR="$rules" KAIRO_RULES__WATCH=false \
-      KAIRO_HANDLERS__DIR="$work/$name/handlers" KAIRO_STORE__PATH="$work/$name/kairo.redb" \
+      KAIRO_HANDLERS__DIR="$work/$name/handlers" KAIRO_STORE__PATH="$work/$name/kairo" \
       KAIRO_LOG__LEVEL=warn "$@" "$bin/kairo" run >"$work/$name.log" 2>&1 &
   kairo_pid=$!; pids+=("$kairo_pid")
   kairo_url="http://127.0.0.1:$port"

@@ -297,7 +297,7 @@ impl Kairo {
 pub fn test_config(rules_dir: &Path, data_dir: &Path) -> KairoConfig {
     let mut config = KairoConfig::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.store.path = data_dir.join("kairo.redb");
+    config.store.path = data_dir.join("kairo");
     config.rules.dir = rules_dir.to_path_buf();
     config.rules.watch = false;
     config.dispatch.backoff_initial_ms = 10;
@@ -486,7 +486,7 @@ level = "info"
 {extra}
 "#,
         rules = rules.display(),
-        data = dir.join("data/kairo.redb").display(),
+        data = dir.join("data/kairo").display(),
     )
 }
 

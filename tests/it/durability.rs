@@ -354,7 +354,7 @@ async fn dlq_command_works_on_the_store_when_no_router_runs() {
     .await;
     kairo.post(r#"{"id": "e1"}"#).await;
     kairo.router.idle().await;
-    let store_path = kairo.data_dir.path().join("kairo.redb");
+    let store_path = kairo.data_dir.path().join("kairo");
     let config = kairo.data_dir.path().join("k.toml");
     std::fs::write(
         &config,

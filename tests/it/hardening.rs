@@ -214,9 +214,9 @@ async fn identity_fields_are_exact_and_bounded_and_unbuildable_calls_fail_at_onc
 }
 
 #[tokio::test]
-async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
+async fn a_damaged_store_is_named_and_never_panics_or_starts_afresh() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("kairo.redb");
+    let store = dir.path().join("kairo");
     {
         let kairo = start_kairo(&[], |c| c.store.path = store.clone()).await;
         let events: Vec<Value> = (0..300)
@@ -239,15 +239,15 @@ async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
         let (code, _, stderr) = kairo_with_config(args, &config);
         (code, stderr)
     };
-    let len = std::fs::metadata(&store).unwrap().len();
-    for damage in ["truncated", "empty"] {
-        let size = if damage == "empty" { 0 } else { len / 2 };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&store)
-            .unwrap();
-        file.set_len(size).unwrap();
-        drop(file);
+    let version = store.join("version");
+    let good = std::fs::read(&version).unwrap();
+    for damage in ["emptied", "lost"] {
+        if damage == "lost" {
+            std::fs::remove_file(&version).unwrap();
+        } else {
+            std::fs::write(&version, b"").unwrap();
+        }
+        let files = std::fs::read_dir(&store).unwrap().count();
         for args in [&["run"][..], &["dlq", "list"][..]] {
             let (code, stderr) = run(args);
             assert_eq!(code, Some(1), "{damage} {args:?}: {stderr}");
@@ -255,12 +255,15 @@ async fn a_damaged_store_file_is_named_and_never_panics_or_starts_afresh() {
             assert!(stderr.contains("damaged"), "{damage} {args:?}: {stderr}");
             assert!(!stderr.contains("panicked"), "{stderr}");
             assert_eq!(
-                std::fs::metadata(&store).unwrap().len(),
-                size,
-                "file left as it was"
+                std::fs::read_dir(&store).unwrap().count(),
+                files,
+                "store left as it was"
             );
         }
     }
+    std::fs::write(&version, good).unwrap();
+    let (code, stderr) = run(&["dlq", "list"]);
+    assert_eq!(code, Some(0), "repaired, it opens: {stderr}");
 }
 
 /// Reads from `stream` until the server closes it; fails past `limit`.
@@ -486,7 +489,7 @@ impl Drop for SmallDisk {
 async fn a_full_disk_is_503_and_not_ready_then_recovers_by_itself_without_repeats() {
     let disk = SmallDisk::mount("8m");
     let soracom = soracom(false).await;
-    let store = disk.path().join("kairo.redb");
+    let store = disk.path().join("kairo");
     let rule = OTA_RULE.replace("slack(", "// slack(");
     let kairo = start_kairo(&[("ota.rhai", &rule)], |c| {
         use_soracom(c, &soracom);

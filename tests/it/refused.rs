@@ -19,7 +19,7 @@ async fn traffic_refused_on_a_full_disk_is_counted_once_when_sent_again() {
         }}"#,
         counts.url
     );
-    let store = disk.path().join("kairo.redb");
+    let store = disk.path().join("kairo");
     let kairo = start_kairo(&[("count.rhai", &rule)], |c| c.store.path = store.clone()).await;
     let traffic = |id: &str| json!({"id": id, "eventType": "TrafficUsage", "simId": "sim-t", "payload": {"bytes": 1_048_576}});
     let filler = disk.fill(1_500_000);

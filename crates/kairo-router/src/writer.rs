@@ -342,7 +342,7 @@ pub struct StoreConfig {
     pub dedupe_window_seconds: u64,
     /// Finished actions are kept in the history this many seconds.
     pub history_retention_seconds: u64,
-    /// Memory for the database's page cache, MiB.
+    /// Memory for the database's block cache, MiB.
     pub cache_mib: usize,
     /// Received events are kept (with when and where they came from, and
     /// their traces) this many seconds, for explaining, export and replay.
@@ -354,7 +354,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            path: "data/kairo.redb".into(),
+            path: "data/kairo".into(),
             dedupe_window_seconds: 24 * 3600,
             history_retention_seconds: 7 * 24 * 3600,
             cache_mib: 32,

@@ -1,20 +1,23 @@
 //! Which event ids were seen recently: read before events are evaluated, so
 //! a redelivery is answered as a duplicate without being evaluated again.
 
-use crate::store::SEEN;
+use fjall::Readable;
+
+use crate::engine::int_of;
 use crate::{Store, StoreError};
 
 impl Store {
     /// For each of `ids`, whether it was accepted at or after `since_ms`.
     pub fn seen_since(&self, ids: &[&str], since_ms: i64) -> Result<Vec<bool>, StoreError> {
-        let tx = self.read()?;
-        let seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
-        ids.iter()
-            .map(|id| {
-                let at = seen.get(*id).map_err(|e| self.err(e))?;
-                Ok(at.is_some_and(|at| at.value() >= since_ms))
-            })
-            .collect()
+        self.with(|engine| {
+            let snapshot = engine.db.read_tx();
+            ids.iter()
+                .map(|id| {
+                    let at = snapshot.get(&engine.t.seen, id).map_err(|e| self.err(e))?;
+                    Ok(at.is_some_and(|at| int_of(&at) >= since_ms))
+                })
+                .collect()
+        })
     }
 }
 
@@ -26,7 +29,7 @@ mod tests {
     #[test]
     fn ids_accepted_within_the_window_are_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("k.redb")).unwrap();
+        let store = Store::open(dir.path().join("k")).unwrap();
         let accept = |id: &str| StoredEvent {
             event: json!({"id": id}),
             received_at_ms: 0,

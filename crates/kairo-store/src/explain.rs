@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
+use fjall::Readable;
 
-use crate::store::{
-    DEAD, HISTORY, HISTORY_BY_ACTION, OUTBOX, TRACES, TRACES_BY_TIME, record_bound, time_key,
-};
+use crate::engine::{Delta, NOTHING, Tables, WriteTx};
+use crate::store::{StoredJson, record_bound, text, time_key};
 use crate::{
     DeadLetter, EventActions, EventRecord, HistoryEntry, PendingAction, Pruned, Store, StoreError,
     StoredEvent, TraceEntry,
@@ -27,25 +26,23 @@ impl Store {
     /// `accepted` (what left the inbox in this commit) with the trace,
     /// replacing an earlier record of the same event. Records are indexed by
     /// the time their event was received (`accepted` gives it, as the dedupe
-    /// table holds it), so they can be exported in that order.
+    /// keyspace holds it), so they can be exported in that order.
     pub(crate) fn record_traces(
         &self,
-        tx: &WriteTransaction,
+        tx: &mut WriteTx<'_>,
+        t: &Tables,
         entries: &[TraceEntry],
-        accepted: &HashMap<&str, (Vec<u8>, Option<i64>)>,
+        accepted: &HashMap<&str, StoredJson>,
+        delta: &mut Delta,
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
-        let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
         for entry in entries {
             let id = entry.event_id.as_str();
             let Some((event, received_at)) = accepted.get(id) else {
                 continue;
             };
-            let previous = traces.get(id).map_err(|e| self.err(e))?.map(|old| {
-                self.decode::<EventRecord>("traces", id, old.value())
+            let previous = tx.get(&t.traces, id).map_err(|e| self.err(e))?;
+            let previous = previous.map(|old| {
+                self.decode::<EventRecord>("traces", id, &old)
                     .map(|old| match old.order {
                         Some(order) => vec![format!("{order}/{id}")],
                         // Records from before the sequence were indexed by
@@ -56,8 +53,11 @@ impl Store {
                         ],
                     })
             });
-            for key in previous.transpose()?.into_iter().flatten() {
-                by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
+            match previous.transpose()? {
+                Some(keys) => keys
+                    .into_iter()
+                    .for_each(|key| tx.remove(&t.traces_by_time, key)),
+                None => delta.records += 1,
             }
             let received = received_at.unwrap_or(entry.evaluated_at_ms);
             let seq = self
@@ -72,61 +72,54 @@ impl Store {
             record.extend_from_slice(middle.as_bytes());
             record.extend_from_slice(entry.trace.as_str().as_bytes());
             record.push(b'}');
-            traces
-                .insert(id, record.as_slice())
-                .map_err(|e| self.err(e))?;
-            by_time
-                .insert(format!("{order}/{id}").as_str(), 0)
-                .map_err(|e| self.err(e))?;
+            tx.insert(&t.traces, id, record);
+            tx.insert(&t.traces_by_time, format!("{order}/{id}"), NOTHING);
         }
         Ok(())
     }
 
     /// The record of event `id`, if it is still kept.
     pub fn event_record(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        self.read_one(TRACES, "traces", id)
+        self.read_one(|t| &t.traces, "traces", id)
     }
 
     /// The pending action with idempotency key `key`, if it is in the outbox.
     pub fn pending_action(&self, key: &str) -> Result<Option<PendingAction>, StoreError> {
-        self.read_one(OUTBOX, "outbox", key)
+        self.read_one(|t| &t.outbox, "outbox", key)
     }
 
     /// Event `id`'s actions: pending, finished and dead.
     pub fn actions_of(&self, id: &str) -> Result<EventActions, StoreError> {
-        let tx = self.read()?;
-        let prefix = format!("{id}/");
-        let end = format!("{id}0");
-        let range = prefix.as_str()..end.as_str();
-        let mut actions = EventActions::default();
-        let outbox = tx.open_table(OUTBOX).map_err(|e| self.err(e))?;
-        for item in outbox.range(range.clone()).map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let action: PendingAction = self.decode("outbox", key.value(), value.value())?;
-            actions.pending.push(action);
-        }
-        let dead = tx.open_table(DEAD).map_err(|e| self.err(e))?;
-        for item in dead.range(range.clone()).map_err(|e| self.err(e))? {
-            let (key, value) = item.map_err(|e| self.err(e))?;
-            let letter: DeadLetter = self.decode("dead_letters", key.value(), value.value())?;
-            actions.dead.push(letter);
-        }
-        let by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
-        let history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
-        for item in by_action.range(range).map_err(|e| self.err(e))? {
-            let (_, history_key) = item.map_err(|e| self.err(e))?;
-            if let Some(value) = history.get(history_key.value()).map_err(|e| self.err(e))? {
-                let entry: HistoryEntry =
-                    self.decode("history", history_key.value(), value.value())?;
-                actions.finished.push(entry);
+        self.with(|engine| {
+            let (t, snapshot) = (&engine.t, engine.db.read_tx());
+            let prefix = format!("{id}/");
+            let mut actions = EventActions::default();
+            for item in snapshot.prefix(&t.outbox, &prefix) {
+                let (key, value) = item.into_inner().map_err(|e| self.err(e))?;
+                let action: PendingAction = self.decode("outbox", &text(&key), &value)?;
+                actions.pending.push(action);
             }
-        }
-        actions.pending.retain(|a| a.request.event_id == id);
-        actions.finished.retain(|h| h.request.event_id == id);
-        actions
-            .dead
-            .retain(|d| d.action.as_ref().is_some_and(|a| a.request.event_id == id));
-        Ok(actions)
+            for item in snapshot.prefix(&t.dead, &prefix) {
+                let (key, value) = item.into_inner().map_err(|e| self.err(e))?;
+                let letter: DeadLetter = self.decode("dead_letters", &text(&key), &value)?;
+                actions.dead.push(letter);
+            }
+            for item in snapshot.prefix(&t.history_by_action, &prefix) {
+                let history_key = item.value().map_err(|e| self.err(e))?;
+                let value = snapshot.get(&t.history, &history_key);
+                if let Some(value) = value.map_err(|e| self.err(e))? {
+                    let entry: HistoryEntry =
+                        self.decode("history", &text(&history_key), &value)?;
+                    actions.finished.push(entry);
+                }
+            }
+            actions.pending.retain(|a| a.request.event_id == id);
+            actions.finished.retain(|h| h.request.event_id == id);
+            actions
+                .dead
+                .retain(|d| d.action.as_ref().is_some_and(|a| a.request.event_id == id));
+            Ok(actions)
+        })
     }
 
     /// Up to `limit` recorded events received in `[since_ms, until_ms)`, in
@@ -139,60 +132,57 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<RecordedPage, StoreError> {
-        let tx = self.read()?;
-        let traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
-        let by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-        let (start, end) = (record_bound(since_ms), record_bound(until_ms));
-        let mut page = RecordedPage::default();
-        let range = by_time
-            .range(start.as_str()..end.as_str())
-            .map_err(|e| self.err(e))?;
-        let mut last: Option<String> = None;
-        for item in range {
-            let (key, _) = item.map_err(|e| self.err(e))?;
-            let key = key.value();
-            if after.is_some_and(|after| key <= after) {
-                continue;
+        self.with(|engine| {
+            let (t, snapshot) = (&engine.t, engine.db.read_tx());
+            let (start, end) = (record_bound(since_ms), record_bound(until_ms));
+            let mut page = RecordedPage::default();
+            let mut last: Option<String> = None;
+            for item in snapshot.range(&t.traces_by_time, start.as_str()..end.as_str()) {
+                let key = text(&item.key().map_err(|e| self.err(e))?);
+                if after.is_some_and(|after| key.as_str() <= after) {
+                    continue;
+                }
+                if page.events.len() == limit {
+                    page.next = last;
+                    break;
+                }
+                page.events.extend(self.recorded_at(&snapshot, t, &key)?);
+                last = Some(key);
             }
-            if page.events.len() == limit {
-                page.next = last;
-                break;
-            }
-            page.events.extend(self.recorded_at(&traces, key)?);
-            last = Some(key.to_string());
-        }
-        Ok(page)
+            Ok(page)
+        })
     }
 
     /// The `limit` most recently received recorded events, newest first.
     pub fn recent_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        let tx = self.read()?;
-        let traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
-        let by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-        let mut events = Vec::new();
-        for item in by_time.iter().map_err(|e| self.err(e))?.rev() {
-            if events.len() == limit {
-                break;
+        self.with(|engine| {
+            let (t, snapshot) = (&engine.t, engine.db.read_tx());
+            let mut events = Vec::new();
+            for item in snapshot.iter(&t.traces_by_time).rev() {
+                if events.len() == limit {
+                    break;
+                }
+                let key = text(&item.key().map_err(|e| self.err(e))?);
+                events.extend(self.recorded_at(&snapshot, t, &key)?);
             }
-            let (key, _) = item.map_err(|e| self.err(e))?;
-            events.extend(self.recorded_at(&traces, key.value())?);
-        }
-        Ok(events)
+            Ok(events)
+        })
     }
 
     /// The event recorded under index key `key` (`ORDER/ID`), if its record is kept.
     fn recorded_at(
         &self,
-        traces: &impl ReadableTable<&'static str, &'static [u8]>,
+        snapshot: &fjall::Snapshot,
+        t: &Tables,
         key: &str,
     ) -> Result<Option<StoredEvent>, StoreError> {
         let Some((_, id)) = key.split_once('/') else {
             return Ok(None);
         };
-        let Some(value) = traces.get(id).map_err(|e| self.err(e))? else {
+        let Some(value) = snapshot.get(&t.traces, id).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        let record: EventRecord = self.decode("traces", id, value.value())?;
+        let record: EventRecord = self.decode("traces", id, &value)?;
         Ok(Some(record.accepted))
     }
 
@@ -205,41 +195,30 @@ impl Store {
         max_count: u64,
         limit: usize,
     ) -> Result<Pruned, StoreError> {
-        let tx = self.write()?;
-        let mut pruned = Pruned::default();
-        {
-            let mut traces = tx.open_table(TRACES).map_err(|e| self.err(e))?;
-            let mut by_time = tx.open_table(TRACES_BY_TIME).map_err(|e| self.err(e))?;
-            let excess = by_time
-                .len()
-                .map_err(|e| self.err(e))?
-                .saturating_sub(max_count);
+        self.write(|engine, tx, delta| {
+            let t = &engine.t;
+            let excess = engine.counts.get().3.saturating_sub(max_count);
             let cutoff = record_bound(before_ms);
             // Oldest first: the excess over the count, then whatever is too old.
-            let keys: Vec<String> = by_time
-                .iter()
-                .map_err(|e| self.err(e))?
-                .enumerate()
-                .take(limit)
-                .map_while(|(i, item)| match item {
-                    Ok((key, _)) if (i as u64) < excess || key.value() < cutoff.as_str() => {
-                        Some(Ok(key.value().to_string()))
-                    }
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| self.err(e))?;
-            pruned.add(keys.len(), limit);
-            for key in &keys {
-                by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
-                if let Some((_, id)) = key.split_once('/') {
-                    traces.remove(id).map_err(|e| self.err(e))?;
+            let mut keys = Vec::new();
+            for (i, item) in tx.iter(&t.traces_by_time).enumerate().take(limit) {
+                let key = text(&item.key().map_err(|e| self.err(e))?);
+                if (i as u64) >= excess && key >= cutoff {
+                    break;
                 }
+                keys.push(key);
             }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(pruned)
+            let mut pruned = Pruned::default();
+            pruned.add(keys.len(), limit);
+            for key in keys {
+                if let Some((_, id)) = key.split_once('/') {
+                    tx.remove(&t.traces, id);
+                }
+                tx.remove(&t.traces_by_time, key);
+                delta.records -= 1;
+            }
+            Ok(pruned)
+        })
     }
 }
 
@@ -268,7 +247,7 @@ mod tests {
     /// A store holding events e1..e5 received at 10, 20, .. 50 and
     /// evaluated (in reverse order) at 100.
     fn five_recorded(dir: &std::path::Path) -> Store {
-        let store = Store::open(dir.join("k.redb")).unwrap();
+        let store = Store::open(dir.join("k")).unwrap();
         let ids: Vec<String> = (1..=5).map(|i| format!("e{i}")).collect();
         for (i, id) in ids.iter().enumerate() {
             let at = (i as i64 + 1) * 10;
@@ -319,7 +298,7 @@ mod tests {
     #[test]
     fn events_received_in_the_same_millisecond_keep_their_arrival_order() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("k.redb")).unwrap();
+        let store = Store::open(dir.path().join("k")).unwrap();
         let ids = ["z", "b", "m"];
         let accept = Batch {
             accept: ids.iter().map(|id| accepted(id, 7)).collect(),

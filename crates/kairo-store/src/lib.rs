@@ -1,4 +1,5 @@
-//! Kairo's durable state, embedded on redb: accepted events (inbox), pending
+//! Kairo's durable state, embedded on fjall (an LSM tree with a journal):
+//! accepted events (inbox), pending
 //! actions (outbox, with retry and `not_before` times), dead letters, an
 //! action history, and the event ids seen for deduplication.
 //!
@@ -11,7 +12,10 @@
 
 pub mod batch;
 mod dedupe;
+mod engine;
+pub use engine::EngineError;
 mod explain;
+mod import;
 pub use explain::RecordedPage;
 pub mod model;
 mod prune;

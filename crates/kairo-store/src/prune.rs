@@ -1,26 +1,30 @@
 //! Pruning: event ids past the dedupe window, old history and stale handler
 //! state, in bounded steps.
 
+use fjall::Readable;
 use kairo_core::handler::Retention;
-use redb::{ReadableTable, ReadableTableMetadata};
 
-use crate::store::{HISTORY, HISTORY_BY_ACTION, SEEN, SEEN_BY_TIME, STATE, time_key};
+use crate::engine::{Keyspace, WriteTx, int_of};
+use crate::store::{text, time_key};
 use crate::{Pruned, Store, StoreError};
 
 impl Store {
     /// Forgets handler state that can no longer matter (see [`Retention`]).
     pub fn prune_state(&self, retention: &Retention) -> Result<usize, StoreError> {
-        let tx = self.write()?;
-        let removed = {
-            let mut state = tx.open_table(STATE).map_err(|e| self.err(e))?;
-            let before = state.len().map_err(|e| self.err(e))?;
-            state
-                .retain(|key, value| !retention.is_stale(key, value))
-                .map_err(|e| self.err(e))?;
-            before - state.len().map_err(|e| self.err(e))?
-        };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(removed as usize)
+        self.write(|engine, tx, _| {
+            let mut stale = Vec::new();
+            for item in tx.iter(&engine.t.state) {
+                let (key, value) = item.into_inner().map_err(|e| self.err(e))?;
+                if retention.is_stale(&text(&key), int_of(&value)) {
+                    stale.push(key);
+                }
+            }
+            let removed = stale.len();
+            stale
+                .into_iter()
+                .for_each(|key| tx.remove(&engine.t.state, key));
+            Ok(removed)
+        })
     }
 
     /// Forgets event ids seen before `seen_before_ms` and history older than
@@ -33,49 +37,42 @@ impl Store {
         history_before_ms: i64,
         limit: usize,
     ) -> Result<Pruned, StoreError> {
-        let tx = self.write()?;
-        let mut pruned = Pruned::default();
-        {
-            let mut seen = tx.open_table(SEEN).map_err(|e| self.err(e))?;
-            let mut seen_by_time = tx.open_table(SEEN_BY_TIME).map_err(|e| self.err(e))?;
+        self.write(|engine, tx, _| {
+            let t = &engine.t;
+            let mut pruned = Pruned::default();
             let cutoff = time_key(seen_before_ms, "");
-            let old = self.first_keys(&seen_by_time, ..cutoff.as_str(), limit)?;
+            let old = self.first_keys(tx, &t.seen_by_time, &cutoff, limit)?;
             pruned.add(old.len(), limit);
             for key in old {
-                seen_by_time.remove(key.as_str()).map_err(|e| self.err(e))?;
                 if let Some((_, id)) = key.split_once('/') {
-                    seen.remove(id).map_err(|e| self.err(e))?;
+                    tx.remove(&t.seen, id);
                 }
+                tx.remove(&t.seen_by_time, key);
             }
-            let mut history = tx.open_table(HISTORY).map_err(|e| self.err(e))?;
-            let mut by_action = tx.open_table(HISTORY_BY_ACTION).map_err(|e| self.err(e))?;
             let cutoff = time_key(history_before_ms, "");
-            let old = self.first_keys(&history, ..cutoff.as_str(), limit)?;
+            let old = self.first_keys(tx, &t.history, &cutoff, limit)?;
             pruned.add(old.len(), limit);
             for key in old {
-                history.remove(key.as_str()).map_err(|e| self.err(e))?;
                 if let Some((_, action)) = key.split_once('/') {
-                    by_action.remove(action).map_err(|e| self.err(e))?;
+                    tx.remove(&t.history_by_action, action);
                 }
+                tx.remove(&t.history, key);
             }
-        }
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(pruned)
+            Ok(pruned)
+        })
     }
 
-    /// The first `limit` keys of `table` in `range`.
-    fn first_keys<V: redb::Value + 'static>(
+    /// The first `limit` keys of `keyspace` before `end`.
+    fn first_keys(
         &self,
-        table: &impl ReadableTable<&'static str, V>,
-        range: std::ops::RangeTo<&str>,
+        tx: &WriteTx<'_>,
+        keyspace: &Keyspace,
+        end: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        table
-            .range(range)
-            .map_err(|e| self.err(e))?
+        tx.range(keyspace, ..end)
             .take(limit)
-            .map(|item| item.map(|(k, _)| k.value().to_string()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+            .map(|item| item.key().map(|k| text(&k)).map_err(|e| self.err(e)))
+            .collect()
     }
 }

@@ -30,7 +30,7 @@ fn action(event_id: &str, index: u32, now: i64) -> PendingAction {
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("sub/k.redb")).unwrap();
+    let store = Store::open(dir.path().join("sub/k")).unwrap();
     (dir, store)
 }
 
@@ -147,7 +147,7 @@ fn finishing_and_dead_lettering_leave_the_outbox() {
 #[test]
 fn state_survives_reopening_and_second_open_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.redb");
+    let path = dir.path().join("k");
     {
         let store = Store::open(&path).unwrap();
         store
@@ -215,44 +215,79 @@ fn handler_state_persists_and_stale_entries_are_pruned() {
     );
 }
 
+/// A store at `path` holding 300 accepted events.
+fn filled(path: &std::path::Path) {
+    let store = Store::open(path).unwrap();
+    let accept = (0..300).map(|i| event(&format!("e{i}"), 1)).collect();
+    let batch = Batch {
+        accept,
+        ..Batch::default()
+    };
+    store.commit(&batch, 1, 0).unwrap();
+}
+
+/// Every file under `dir` with its length.
+fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(files(&entry.path()));
+        } else {
+            found.push((entry.path(), entry.metadata().unwrap().len()));
+        }
+    }
+    found.sort();
+    found
+}
+
 #[test]
-fn damaged_files_are_reported_not_replaced() {
+fn damaged_stores_are_reported_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k");
+    filled(&path);
+    let version = path.join("version");
+    let good = std::fs::read(&version).unwrap();
+    let cases: [(&str, Option<&[u8]>); 3] = [
+        ("0 bytes", Some(b"")),
+        ("no `version` file", None),
+        ("InvalidVersion", Some(&[0x5a; 64])),
+    ];
+    for (problem, content) in cases {
+        match content {
+            Some(bytes) => std::fs::write(&version, bytes).unwrap(),
+            None => std::fs::remove_file(&version).unwrap(),
+        }
+        let before = files(&path);
+        let error = Store::open(&path).unwrap_err();
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(error.to_string().contains(problem), "{problem}: {error}");
+        assert!(error.to_string().contains("move it aside"), "{error}");
+        assert_eq!(files(&path), before, "{problem}: left as it was");
+    }
+    std::fs::write(&version, good).unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.inbox().unwrap().len(), 300, "nothing was lost");
+}
+
+#[test]
+fn a_damaged_file_where_the_store_belongs_is_reported_not_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.redb");
-    {
-        let store = Store::open(&path).unwrap();
-        let accept = (0..300).map(|i| event(&format!("e{i}"), 1)).collect();
-        let batch = Batch {
-            accept,
-            ..Batch::default()
-        };
-        store.commit(&batch, 1, 0).unwrap();
-    }
-    let len = std::fs::metadata(&path).unwrap().len();
-    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.set_len(len / 2).unwrap();
-    drop(file);
-    let error = Store::open(&path).unwrap_err();
-    assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
-    assert!(error.to_string().contains("move it aside"), "{error}");
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        len / 2,
-        "left as it was"
-    );
-
     std::fs::write(&path, b"").unwrap();
     let error = Store::open(&path).unwrap_err();
     assert!(error.to_string().contains("0 bytes"), "{error}");
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        0,
-        "not started afresh"
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "not replaced");
 
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
     let error = Store::open(&path).unwrap_err();
     assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0x5a; 8192]);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing else made"
+    );
 }
 
 #[test]

@@ -19,7 +19,7 @@ async fn rule_calls_the_compiled_in_action_by_name() {
     config.server.listen = "127.0.0.1:0".into();
     config.rules.dir = rules;
     config.rules.watch = false;
-    config.store.path = dir.path().join("kairo.redb");
+    config.store.path = dir.path().join("kairo");
     config
         .plugins
         .sections
