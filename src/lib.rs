@@ -25,4 +25,5 @@ pub use kairo_router::*;
 pub use kairo_router::{KairoConfig, Router, RouterBuilder, RunningRouter};
 
 pub use kairo_core as core;
+pub use kairo_ingest as ingest;
 pub use kairo_plugin as plugin;

@@ -5,6 +5,7 @@ mod common;
 
 mod actions;
 mod cli;
+mod cluster;
 mod console;
 mod durability;
 mod email;

@@ -7,6 +7,7 @@
 //! - [`server`]: serving HTTP with connection, header and idle bounds
 //! - [`nats`]: NATS core subjects (optionally in a queue group) and JetStream durable consumers
 
+pub mod cluster;
 pub mod config;
 pub mod nats;
 pub mod server;

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::EventSink;
 use crate::webhook::parse_events;
 
+/// The priority group of a pinned (cluster-mode) source consumer.
+const PINNED_GROUP: &str = "kairo";
+
 /// Messages accepted together in one durable commit, at most.
 const CHUNK: usize = 256;
 
@@ -120,9 +123,13 @@ pub enum NatsSource {
 
 /// Subscribes according to `config`: JetStream when `stream` is set, else core NATS.
 /// Errors (no such stream, refused subscription) surface here, at start.
+/// With `pinned` (cluster mode), the JetStream consumer delivers to one
+/// instance at a time (a pinned priority group that moves when that instance
+/// has not pulled for `pinned`), so events are passed on in stream order.
 pub async fn subscribe(
     client: async_nats::Client,
     config: &NatsConfig,
+    pinned: Option<Duration>,
 ) -> Result<NatsSource, NatsIngestError> {
     let Some(stream_name) = config.stream.clone() else {
         let subscribe_error = |e: &dyn std::fmt::Display| NatsIngestError::Subscribe {
@@ -173,12 +180,25 @@ pub async fn subscribe(
                 ack_wait: Duration::from_secs(config.ack_wait_seconds),
                 max_ack_pending: config.max_ack_pending,
                 filter_subject: config.subject.clone(),
+                priority_policy: match pinned {
+                    Some(_) => jetstream::consumer::PriorityPolicy::PinnedClient,
+                    None => jetstream::consumer::PriorityPolicy::None,
+                },
+                priority_groups: pinned
+                    .map(|_| vec![PINNED_GROUP.into()])
+                    .unwrap_or_default(),
+                priority_timeout: pinned.unwrap_or_default(),
                 ..Default::default()
             },
         )
         .await
         .map_err(|e| js_error(&format!("consumer {}", config.durable), &e))?;
-    let messages = consumer
+    let stream = consumer.stream();
+    let stream = match pinned {
+        Some(_) => stream.group(PINNED_GROUP),
+        None => stream,
+    };
+    let messages = stream
         .messages()
         .await
         .map_err(|e| js_error(&format!("consumer {}", config.durable), &e))?;
@@ -229,7 +249,7 @@ async fn run_core(
     }
 }
 
-async fn run_jetstream(
+pub(crate) async fn run_jetstream(
     messages: jetstream::consumer::pull::Stream,
     sink: Arc<dyn EventSink>,
     shutdown: CancellationToken,

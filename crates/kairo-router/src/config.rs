@@ -36,6 +36,8 @@ pub struct KairoConfig {
     pub store: StoreConfig,
     /// `[nats]`: NATS ingest.
     pub nats: kairo_ingest::nats::NatsConfig,
+    /// `[cluster]`: several instances on NATS JetStream.
+    pub cluster: kairo_ingest::cluster::ClusterConfig,
     /// `[soracom]`: the SORACOM API.
     pub soracom: kairo_soracom::ClientConfig,
     /// `[dispatch]`: how actions are performed and retried.
@@ -132,6 +134,9 @@ impl KairoConfig {
             }
         }
         for (key, problem) in self.nats.problems() {
+            bad(key, problem);
+        }
+        for (key, problem) in self.cluster.problems(self.nats.url.as_deref()) {
             bad(key, problem);
         }
         if self.store.cache_mib == 0 {

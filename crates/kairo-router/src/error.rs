@@ -59,6 +59,9 @@ pub enum RouterError {
     /// Subscribing to the NATS subject or JetStream consumer failed.
     #[error(transparent)]
     NatsIngest(#[from] Box<kairo_ingest::nats::NatsIngestError>),
+    /// Setting up cluster mode (partition stream, consumers, members bucket) failed.
+    #[error(transparent)]
+    Cluster(#[from] Box<kairo_ingest::cluster::ClusterError>),
     /// A task of the router panicked or was cancelled.
     #[error("the {0} task failed")]
     Task(&'static str, #[source] tokio::task::JoinError),

@@ -258,16 +258,26 @@ impl RouterBuilder {
             interval_seconds: config.soracom.watch.interval_seconds,
             ..Default::default()
         }));
+        // In cluster mode every source stores its events in the partition
+        // stream, and the partitions this instance holds come back to `sink`.
+        let cluster = start_cluster(&config, &sink, &cancel).await?;
+        let intake: Arc<dyn EventSink> = match &cluster {
+            Some((publisher, _)) => publisher.clone(),
+            None => sink.clone(),
+        };
         let watch_task = config.soracom.watch.enabled.then(|| {
             let watcher = crate::watcher::Watcher {
                 client: clients.soracom.clone(),
                 config: config.soracom.watch.clone(),
                 store: store.clone(),
                 writer: writer.clone(),
-                sink: Arc::new(RouterSink {
-                    source: "soracom-watch".into(),
-                    ..sink.as_ref().clone()
-                }),
+                sink: match &cluster {
+                    Some((publisher, _)) => publisher.clone(),
+                    None => Arc::new(RouterSink {
+                        source: "soracom-watch".into(),
+                        ..sink.as_ref().clone()
+                    }),
+                },
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 status: watch_status.clone(),
@@ -279,16 +289,20 @@ impl RouterBuilder {
             None => None,
         };
         let nats_task = nats.map(|source| {
-            let sink: Arc<dyn EventSink> = Arc::new(RouterSink {
-                source: match &config.nats.stream {
-                    Some(stream) => format!("jetstream:{stream}"),
-                    None => format!("nats:{}", config.nats.subject),
-                },
-                ..sink.as_ref().clone()
-            });
+            let sink: Arc<dyn EventSink> = match &cluster {
+                Some((publisher, _)) => publisher.clone(),
+                None => Arc::new(RouterSink {
+                    source: match &config.nats.stream {
+                        Some(stream) => format!("jetstream:{stream}"),
+                        None => format!("nats:{}", config.nats.subject),
+                    },
+                    ..sink.as_ref().clone()
+                }),
+            };
             tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
         });
-        let app = webhook_router(sink, config.server.clone())
+        let cluster_task = cluster.map(|(_, task)| task);
+        let app = webhook_router(intake, config.server.clone())
             .merge(admin::router(admin::AdminState {
                 store: store.clone(),
                 dispatcher: dispatcher.clone(),
@@ -331,6 +345,11 @@ impl RouterBuilder {
                     .await
                     .map_err(|e| RouterError::Task("SORACOM watcher", e))?;
             }
+            if let Some(cluster_task) = cluster_task {
+                cluster_task
+                    .await
+                    .map_err(|e| RouterError::Task("cluster partitions", e))?;
+            }
             // Ingest has stopped: evaluate what was accepted, then let the
             // dispatcher finish due work within its grace period.
             tracing::info!("ingest stopped");
@@ -363,21 +382,63 @@ impl RouterBuilder {
     }
 }
 
-/// Connects to NATS and subscribes as `[nats]` says; any problem fails the start.
-async fn subscribe_nats(
-    url: &str,
+/// In cluster mode: the partition stream's publisher (every source's sink)
+/// and the task that pulls this instance's partitions into `sink`.
+async fn start_cluster(
     config: &KairoConfig,
-) -> Result<kairo_ingest::nats::NatsSource, RouterError> {
+    sink: &Arc<RouterSink>,
+    cancel: &CancellationToken,
+) -> Result<Option<(Arc<dyn EventSink>, tokio::task::JoinHandle<()>)>, RouterError> {
+    use kairo_ingest::cluster::{Members, PartitionPublisher};
+    let (cluster, Some(url)) = (&config.cluster, &config.nats.url) else {
+        return Ok(None);
+    };
+    if !cluster.enabled() {
+        return Ok(None);
+    }
+    let js = async_nats::jetstream::new(connect_nats(url, config).await?);
+    let window = Duration::from_secs(config.store.dedupe_window_seconds);
+    let cluster_error = |e| RouterError::Cluster(Box::new(e));
+    let publisher = PartitionPublisher::open(js.clone(), cluster.clone(), window)
+        .await
+        .map_err(cluster_error)?;
+    let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
+    tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
+    let local: Arc<dyn EventSink> = Arc::new(RouterSink {
+        source: format!("cluster:{}", cluster.stream),
+        ..sink.as_ref().clone()
+    });
+    let task = tokio::spawn(kairo_ingest::cluster::run(
+        js,
+        cluster.clone(),
+        members,
+        local,
+        cancel.clone(),
+    ));
+    Ok(Some((Arc::new(publisher), task)))
+}
+
+/// Connects to the NATS server at `url` within 10 s.
+async fn connect_nats(url: &str, config: &KairoConfig) -> Result<async_nats::Client, RouterError> {
     let shown = config.redactor().redact(url).into_owned();
-    let client = tokio::time::timeout(Duration::from_secs(10), kairo_plugin_nats::connect(url))
+    tokio::time::timeout(Duration::from_secs(10), kairo_plugin_nats::connect(url))
         .await
         .map_err(|_| RouterError::NatsTimeout(shown.clone()))?
         .map_err(|source| RouterError::NatsConnect {
             url: shown,
             source: Box::new(source),
-        })?;
+        })
+}
 
-    kairo_ingest::nats::subscribe(client, &config.nats)
+/// Connects to NATS and subscribes as `[nats]` says; any problem fails the start.
+async fn subscribe_nats(
+    url: &str,
+    config: &KairoConfig,
+) -> Result<kairo_ingest::nats::NatsSource, RouterError> {
+    let client = connect_nats(url, config).await?;
+    let pinned =
+        (config.cluster.enabled()).then(|| Duration::from_secs(config.cluster.takeover_seconds));
+    kairo_ingest::nats::subscribe(client, &config.nats, pinned)
         .await
         .map_err(|e| RouterError::NatsIngest(Box::new(e)))
 }

@@ -53,9 +53,12 @@ impl PublishAction {
 
 /// Connects to `url`, using the credentials in it: `nats://user:password@host`
 /// logs in with user and password, `nats://token@host` with a token (the
-/// client library itself ignores credentials in the URL).
+/// client library itself ignores credentials in the URL). Several servers of
+/// one cluster may be given separated by commas; the first one's credentials
+/// are used, and the client moves to another when one goes away.
 pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
-    let options = match url.parse::<async_nats::ServerAddr>() {
+    let servers: Vec<&str> = url.split(',').map(str::trim).collect();
+    let options = match servers[0].parse::<async_nats::ServerAddr>() {
         Ok(addr) => match (addr.username(), addr.password()) {
             (Some(user), Some(password)) => {
                 async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
@@ -65,7 +68,14 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
         },
         Err(_) => async_nats::ConnectOptions::new(),
     };
-    options.connect(url).await
+    if servers.len() == 1 {
+        return options.connect(url).await;
+    }
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .filter_map(|server| server.parse().ok())
+        .collect();
+    options.connect(addrs.as_slice()).await
 }
 
 fn message(params: &Value) -> Result<(String, Vec<u8>), InvalidParams> {

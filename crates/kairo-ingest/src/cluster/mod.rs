@@ -1,0 +1,219 @@
+//! Cluster mode on NATS JetStream: events are partitioned by SIM into one
+//! stream, and each partition is evaluated by one instance at a time.
+//!
+//! - Any instance's sources (webhook, `[nats]`, the SORACOM watcher) publish
+//!   each event to `{subject_prefix}.{partition}` of the partition stream with
+//!   the event id as `Nats-Msg-Id`, and answer once JetStream has stored it:
+//!   the stream's duplicate window deduplicates ids across the cluster
+//!   ([`PartitionPublisher`]).
+//! - The partition of an event is a stable hash of its `simId` (else `imsi`,
+//!   else its id) modulo the partition count ([`partition_of`]), so one SIM's
+//!   events are in one partition, in the order they were stored.
+//! - Every partition has a durable consumer with a pinned priority group: the
+//!   server delivers a partition to one instance at a time, and moves it to
+//!   another that pulls when the pinned one has not pulled for
+//!   `takeover_seconds`. Instances spread the partitions among themselves by
+//!   rendezvous hashing over the members listed in a key-value bucket
+//!   ([`membership`]); each pulls only the partitions it prefers, plus, after
+//!   a member has gone from the list, the partitions it held.
+
+pub mod membership;
+mod publish;
+mod run;
+
+pub use membership::{Members, owner_of};
+pub use publish::{ClusterError, PartitionPublisher};
+pub use run::run;
+
+use std::time::Duration;
+
+use kairo_core::Event;
+
+/// Where the router keeps its work: on this machine, or in JetStream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// One process with its embedded store (the default).
+    #[default]
+    Embedded,
+    /// Several processes sharing partitions through NATS JetStream.
+    Jetstream,
+}
+
+/// `[cluster]`: running several instances on NATS JetStream (`[nats] url`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `embedded` (one process) or `jetstream` (a cluster).
+    pub backend: Backend,
+    /// Partitions of the event stream; every instance of a cluster must agree.
+    pub partitions: u32,
+    /// The partition stream's name.
+    pub stream: String,
+    /// Partition `p`'s subject is `{subject_prefix}.{p}`.
+    pub subject_prefix: String,
+    /// The key-value bucket listing the live members.
+    pub members_bucket: String,
+    /// A partition whose instance stopped pulling moves to another after this.
+    pub takeover_seconds: u64,
+    /// How often an instance says it is alive (a member is gone after three
+    /// missed beats).
+    pub heartbeat_seconds: u64,
+    /// This instance's name among the members (default: host name, process id
+    /// and a random suffix).
+    pub node: Option<String>,
+    /// Replicas of the stream and bucket (1 for a single server, 3 for a
+    /// three-node NATS cluster).
+    pub replicas: usize,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            partitions: 16,
+            stream: "KAIRO_PARTITIONS".into(),
+            subject_prefix: "kairo.partition".into(),
+            members_bucket: "KAIRO_MEMBERS".into(),
+            takeover_seconds: 30,
+            heartbeat_seconds: 5,
+            node: None,
+            replicas: 1,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// True in cluster mode.
+    pub fn enabled(&self) -> bool {
+        self.backend == Backend::Jetstream
+    }
+
+    /// Partition `p`'s subject.
+    pub fn subject(&self, partition: u32) -> String {
+        format!("{}.{partition}", self.subject_prefix)
+    }
+
+    /// How long a member stays listed after its last beat.
+    pub fn member_ttl(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_seconds.max(1) * 3)
+    }
+
+    /// Every value that parses but makes no sense, as `(key, problem)`;
+    /// `nats_url` is `[nats] url`.
+    pub fn problems(&self, nats_url: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        if !self.enabled() {
+            return problems;
+        }
+        if nats_url.is_none() {
+            problems.push((
+                "cluster.backend",
+                "\"jetstream\" needs nats.url: the cluster runs on that NATS server".into(),
+            ));
+        }
+        if !(1..=4096).contains(&self.partitions) {
+            problems.push(("cluster.partitions", "must be between 1 and 4096".into()));
+        }
+        if self.takeover_seconds == 0 {
+            problems.push(("cluster.takeover_seconds", "must be at least 1".into()));
+        }
+        if self.heartbeat_seconds == 0 {
+            problems.push(("cluster.heartbeat_seconds", "must be at least 1".into()));
+        }
+        for (key, value) in [
+            ("cluster.stream", &self.stream),
+            ("cluster.members_bucket", &self.members_bucket),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            {
+                problems.push((key, "must be letters, digits, `_` or `-`".into()));
+            }
+        }
+        if self.subject_prefix.is_empty() || self.subject_prefix.contains(['*', '>', ' ']) {
+            problems.push((
+                "cluster.subject_prefix",
+                "must be a subject without wildcards".into(),
+            ));
+        }
+        problems
+    }
+}
+
+/// The partition of `event` among `partitions`: FNV-1a (64-bit) of its
+/// `simId`, else its `imsi`, else its id, modulo the count. Stable across
+/// versions and machines: changing it would move SIMs between partitions.
+pub fn partition_of(event: &Event, partitions: u32) -> u32 {
+    let key = (event.sim_id.as_deref())
+        .or(event.imsi.as_deref())
+        .unwrap_or(&event.id);
+    (fnv1a(key.as_bytes()) % u64::from(partitions.max(1))) as u32
+}
+
+/// 64-bit FNV-1a.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(body: serde_json::Value) -> Event {
+        Event::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn a_sims_events_share_a_partition_whatever_else_they_hold() {
+        let a = event(json!({"id": "1", "simId": "8981100000000000001", "imsi": "1"}));
+        let b = event(json!({"id": "2", "simId": "8981100000000000001", "imsi": "2"}));
+        assert_eq!(partition_of(&a, 16), partition_of(&b, 16));
+        let by_imsi = event(json!({"id": "3", "imsi": "440100000000001"}));
+        let same_imsi = event(json!({"id": "4", "imsi": "440100000000001"}));
+        assert_eq!(partition_of(&by_imsi, 16), partition_of(&same_imsi, 16));
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        // Pinned values: a change would move SIMs between partitions.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let mut counts = [0u32; 16];
+        for i in 0..1_600 {
+            let e = event(json!({"id": i.to_string(), "simId": format!("89811{i:014}")}));
+            counts[partition_of(&e, 16) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| (60..=140).contains(&n)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn cluster_settings_that_make_no_sense_are_named() {
+        let config = ClusterConfig {
+            backend: Backend::Jetstream,
+            partitions: 0,
+            stream: "a b".into(),
+            ..ClusterConfig::default()
+        };
+        let keys: Vec<&str> = config.problems(None).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["cluster.backend", "cluster.partitions", "cluster.stream"]
+        );
+        assert!(
+            ClusterConfig::default().problems(None).is_empty(),
+            "off by default"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Cluster mode on a real nats-server: events partitioned by SIM, each
+//! partition evaluated by one instance at a time, taken over when an
+//! instance dies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+const SIMS: usize = 50;
+const EVENTS_PER_SIM: usize = 30;
+
+/// A handler that calls `url` once a month per SIM past 100 MiB.
+fn monthly_limit(url: &str) -> Value {
+    json!({
+        "name": "monthly-100", "handlerId": "m-1", "status": "active", "targetOperatorId": "OP1",
+        "ruleConfig": {"type": "SimMonthlyTotalTrafficRule",
+            "properties": {"inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH", "limitTotalTrafficMegaByte": "100"}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
+            "contentType": "application/json", "body": "{\"simId\":\"${simId}\"}"}}]
+    })
+}
+
+/// A month of traffic for 50 SIMs, a day's usage (0–8 MiB, fixed by the
+/// SIM and day: 15–225 MiB a month) per event, in the order they happened.
+fn fleet_traffic() -> Vec<Value> {
+    let mut events = Vec::new();
+    for day in 0..EVENTS_PER_SIM {
+        for sim in 0..SIMS {
+            let mib = sim % 8 + day % 2;
+            events.push(json!({
+                "id": format!("t-{sim}-{day}"), "eventType": "TrafficUsage",
+                "simId": format!("sim-{sim:02}"), "imsi": format!("4401000000{sim:05}"),
+                "operatorId": "OP1", "payload": {"bytes": mib * 1024 * 1024}
+            }));
+        }
+    }
+    events
+}
+
+/// The cluster settings of an instance on `nats`.
+fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
+    config.nats.url = Some(nats.url.clone());
+    config.nats.subject = "kairo.unused.>".into();
+    config.cluster.backend = kairo::ingest::cluster::Backend::Jetstream;
+    config.cluster.partitions = 8;
+    config.cluster.takeover_seconds = 2;
+    config.cluster.heartbeat_seconds = 1;
+}
+
+/// Routers sharing one handler directory, each with its own store.
+async fn routers(n: usize, catcher: &Catcher, nats: Option<&NatsServer>) -> Vec<Kairo> {
+    let handlers = tempfile::tempdir().unwrap().keep();
+    let handler = monthly_limit(&catcher.url);
+    std::fs::write(handlers.join("m.json"), handler.to_string()).unwrap();
+    let mut started = Vec::new();
+    for _ in 0..n {
+        let handlers = handlers.clone();
+        started.push(
+            start_kairo(&[], |c| {
+                c.handlers.dir = handlers;
+                if let Some(nats) = nats {
+                    clustered(c, nats);
+                }
+            })
+            .await,
+        );
+    }
+    started
+}
+
+/// Which SIMs the handler fired for, and how often.
+fn fires(catcher: &Catcher) -> BTreeMap<String, usize> {
+    let mut fires = BTreeMap::new();
+    for body in catcher.bodies() {
+        *fires
+            .entry(body["simId"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    fires
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_count_a_fleets_traffic_exactly_like_one_process() {
+    let events = fleet_traffic();
+    // One process: the reference.
+    let alone = catcher().await;
+    let single = routers(1, &alone, None).await;
+    for event in &events {
+        assert_eq!(single[0].post(&event.to_string()).await.0, 202);
+    }
+    single[0].router.idle().await;
+    let expected = fires(&alone);
+    assert!(
+        expected.len() > 5 && expected.len() < SIMS,
+        "some SIMs pass 100 MiB, not all: {expected:?}"
+    );
+
+    // Three instances on one NATS server, events sent to each in turn.
+    let nats = nats_server();
+    let caught = catcher().await;
+    let cluster = routers(3, &caught, Some(&nats)).await;
+    // Let the members find each other and the partitions settle.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for (i, event) in events.iter().enumerate() {
+        let (status, answer) = cluster[i % 3].post(&event.to_string()).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let ids: Vec<String> = (events.iter())
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let evaluated_by = |id: &str| -> Vec<usize> {
+        (0..3)
+            .filter(|&i| {
+                cluster[i]
+                    .router
+                    .store()
+                    .event_record(id)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect()
+    };
+    eventually("every event evaluated", Duration::from_secs(60), || {
+        ids.iter().all(|id| !evaluated_by(id).is_empty())
+    })
+    .await;
+    for kairo in &cluster {
+        kairo.router.idle().await;
+    }
+    assert_eq!(fires(&caught), expected, "the same fires as one process");
+
+    // Each SIM's events were evaluated by one instance, exactly once, and
+    // every instance had a share.
+    let mut by_sim: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for event in &events {
+        let at = evaluated_by(event["id"].as_str().unwrap());
+        assert_eq!(at.len(), 1, "{event} evaluated by {at:?}");
+        by_sim
+            .entry(event["simId"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(at[0]);
+    }
+    assert!(by_sim.values().all(|at| at.len() == 1), "{by_sim:?}");
+    let used: BTreeSet<usize> = by_sim.values().flatten().copied().collect();
+    assert_eq!(used.len(), 3, "partitions spread over the instances");
+
+    // An id sent again to another instance is a duplicate cluster-wide.
+    let (status, answer) = cluster[1].post(&events[0].to_string()).await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instances_partitions_are_taken_over_and_nothing_is_lost() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let extra = format!(
+        "[nats]\nurl = \"{}\"\nsubject = \"kairo.unused.>\"\n[cluster]\nbackend = \"jetstream\"\n\
+         partitions = 8\ntakeover_seconds = 2\nheartbeat_seconds = 1\n",
+        nats.url
+    );
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut processes: Vec<KairoProcess> = (dirs.iter())
+        .map(|dir| {
+            let port = free_port();
+            let config = process_config(dir.path(), port, "http://127.0.0.1:9", &slack.url, &extra);
+            std::fs::write(dir.path().join("scripts/n.rhai"), "slack(`${event.id}`);").unwrap();
+            KairoProcess::start(dir.path(), &config, port)
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let http = reqwest::Client::new();
+    let survivor = processes[1].url.clone();
+    let post = |part: usize| {
+        let (http, url) = (http.clone(), survivor.clone());
+        async move {
+            let events: Vec<Value> = (0..100)
+                .map(|i| json!({"id": format!("k-{part}-{i}"), "simId": format!("sim-{:02}", i % 20)}))
+                .collect();
+            let answer = (http
+                .post(format!("{url}/v1/events"))
+                .json(&events)
+                .send()
+                .await)
+                .unwrap();
+            assert_eq!(answer.status(), 202);
+        }
+    };
+    // Both instances hold partitions; one dies while its share is under way,
+    // and more events follow for its partitions.
+    post(0).await;
+    let held = processes[0].log().matches("pulling partition").count();
+    assert!(held > 0, "the instance to be killed holds partitions");
+    processes[0].kill9();
+    let killed = std::time::Instant::now();
+    post(1).await;
+    let delivered = || -> BTreeMap<String, usize> {
+        let mut seen = BTreeMap::new();
+        for body in slack.bodies() {
+            *seen
+                .entry(body["text"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        seen
+    };
+    eventually(
+        "every event's action performed",
+        Duration::from_secs(60),
+        || delivered().len() == 200,
+    )
+    .await;
+    eprintln!(
+        "taken over and delivered {:?} after the kill",
+        killed.elapsed()
+    );
+    let repeated = delivered().values().filter(|&&n| n > 1).count();
+    assert!(
+        delivered().values().all(|&n| n <= 2) && repeated <= 100,
+        "repeats only of what was in flight at the kill: {repeated}"
+    );
+    let taken = processes[1].log().matches("pulling partition").count();
+    assert_eq!(taken, 8, "the survivor pulls all 8 partitions");
+}
