@@ -148,6 +148,19 @@ async fn three_instances_count_a_fleets_traffic_exactly_like_one_process() {
     let used: BTreeSet<usize> = by_sim.values().flatten().copied().collect();
     assert_eq!(used.len(), 3, "partitions spread over the instances");
 
+    // Each instance's metrics count what it evaluated (served through the
+    // partition publisher, which is the webhook's sink in cluster mode).
+    let mut counted = 0;
+    for kairo in &cluster {
+        let text = kairo.metrics_text().await;
+        let line = (text
+            .lines()
+            .find(|l| l.starts_with("kairo_events_accepted_total ")))
+        .unwrap_or_else(|| panic!("no accepted count in the metrics:\n{text}"));
+        counted += line.split(' ').nth(1).unwrap().parse::<usize>().unwrap();
+    }
+    assert_eq!(counted, events.len());
+
     // An id sent again to another instance is a duplicate cluster-wide.
     let (status, answer) = cluster[1].post(&events[0].to_string()).await;
     assert_eq!(status, 202);

@@ -399,15 +399,15 @@ async fn start_cluster(
     let js = async_nats::jetstream::new(connect_nats(url, config).await?);
     let window = Duration::from_secs(config.store.dedupe_window_seconds);
     let cluster_error = |e| RouterError::Cluster(Box::new(e));
-    let publisher = PartitionPublisher::open(js.clone(), cluster.clone(), window)
-        .await
-        .map_err(cluster_error)?;
-    let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
-    tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
     let local: Arc<dyn EventSink> = Arc::new(RouterSink {
         source: format!("cluster:{}", cluster.stream),
         ..sink.as_ref().clone()
     });
+    let publisher = PartitionPublisher::open(js.clone(), cluster.clone(), window, local.clone())
+        .await
+        .map_err(cluster_error)?;
+    let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
+    tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
     let task = tokio::spawn(kairo_ingest::cluster::run(
         js,
         cluster.clone(),

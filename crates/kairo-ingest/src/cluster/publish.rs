@@ -1,5 +1,6 @@
 //! Publishing events into the partition stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -34,10 +35,12 @@ impl ClusterError {
 
 /// A sink that stores events in the partition stream: each in its SIM's
 /// partition, its id as `Nats-Msg-Id`; taken once JetStream acknowledged it.
+/// Rejected input, readiness and metrics are the local router's.
 #[derive(Clone)]
 pub struct PartitionPublisher {
     js: jetstream::Context,
     config: ClusterConfig,
+    local: Arc<dyn EventSink>,
 }
 
 impl PartitionPublisher {
@@ -48,6 +51,7 @@ impl PartitionPublisher {
         js: jetstream::Context,
         config: ClusterConfig,
         dedupe_window: Duration,
+        local: Arc<dyn EventSink>,
     ) -> Result<Self, ClusterError> {
         let name = config.stream.clone();
         js.get_or_create_stream(stream::Config {
@@ -60,7 +64,7 @@ impl PartitionPublisher {
         })
         .await
         .map_err(|e| ClusterError::js(format!("stream {name}"), e))?;
-        Ok(Self { js, config })
+        Ok(Self { js, config, local })
     }
 }
 
@@ -86,5 +90,26 @@ impl EventSink for PartitionPublisher {
             duplicates += usize::from(ack.await.map_err(SinkError::new)?.duplicate);
         }
         Ok(duplicates)
+    }
+
+    async fn reject_input(
+        &self,
+        source: &str,
+        input: &[u8],
+        reason: &str,
+    ) -> Result<(), SinkError> {
+        self.local.reject_input(source, input, reason).await
+    }
+
+    fn rejected(&self, reason: &'static str) {
+        self.local.rejected(reason);
+    }
+
+    fn not_ready(&self) -> Option<String> {
+        self.local.not_ready()
+    }
+
+    fn metrics(&self) -> String {
+        self.local.metrics()
     }
 }
