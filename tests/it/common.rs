@@ -566,6 +566,76 @@ pub fn nats_server_with(args: &[&str]) -> NatsServer {
     server
 }
 
+/// Three `nats-server`s with JetStream clustered among themselves, on free
+/// loopback ports; `urls` lists their client URLs.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// The client URLs, comma-separated.
+    pub fn urls(&self) -> String {
+        let urls: Vec<&str> = self.nodes.iter().map(|n| n.url.as_str()).collect();
+        urls.join(",")
+    }
+
+    /// Kills node `i` at once (SIGKILL).
+    pub fn kill(&mut self, i: usize) {
+        let _ = self.nodes[i].child.kill();
+        let _ = self.nodes[i].child.wait();
+    }
+}
+
+/// A three-node JetStream cluster, ready for streams of three replicas.
+pub fn nats_cluster() -> NatsCluster {
+    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let routes: Vec<String> = (cluster_ports.iter())
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, cluster_port) in cluster_ports.iter().enumerate() {
+        let (port, dir) = (free_port(), tempfile::tempdir().unwrap());
+        let child = Command::new(nats_server_binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .args([
+                "--server_name",
+                &format!("n{i}"),
+                "--cluster_name",
+                "kairo-test",
+            ])
+            .args(["--cluster", &format!("nats://127.0.0.1:{cluster_port}")])
+            .args(["--routes", &routes.join(",")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        nodes.push(NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            _dir: dir,
+        });
+        wait_for_port(port, Duration::from_secs(15));
+    }
+    NatsCluster { nodes }
+}
+
+impl NatsCluster {
+    /// Waits until JetStream answers through every node (a meta leader is
+    /// elected and a stream of three replicas can be made).
+    pub async fn ready(&self) {
+        for node in &self.nodes {
+            let client = async_nats::connect(&node.url).await.unwrap();
+            let js = async_nats::jetstream::new(client);
+            eventually_async("JetStream cluster ready", Duration::from_secs(30), || {
+                let js = js.clone();
+                async move { js.query_account().await.is_ok() }
+            })
+            .await;
+        }
+    }
+}
+
 /// Awaits `check()` every 50 ms until it holds, failing after `limit`.
 pub async fn eventually_async<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
