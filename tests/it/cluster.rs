@@ -315,3 +315,49 @@ async fn a_nats_node_dies_and_every_accepted_event_is_still_evaluated() {
     .await;
     assert_eq!(accepted.len(), 600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_familys_rate_limit_holds_for_the_whole_cluster() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let mut instances = Vec::new();
+    for i in 0..2 {
+        let slack = slack.url.clone();
+        instances.push(
+            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+                clustered(c, &nats);
+                c.cluster.node = Some(format!("node-{i}"));
+                c.plugins.slack.webhook_url = Some(slack);
+                let limit = kairo::limits::FamilyLimit {
+                    concurrency: 4,
+                    per_second: Some(5.0),
+                };
+                c.dispatch.limits.insert("slack".into(), limit);
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let event = json!({"id": format!("r-{i}"), "simId": format!("sim-{i:02}")});
+        assert_eq!(instances[i % 2].post(&event.to_string()).await.0, 202);
+    }
+    eventually("every message sent", Duration::from_secs(30), || {
+        slack.bodies().len() == 20
+    })
+    .await;
+    let took = started.elapsed();
+    for kairo in &instances {
+        kairo.router.idle().await;
+        assert!(
+            !kairo.router.history().is_empty(),
+            "both instances perform actions"
+        );
+    }
+    // 5 a second for the cluster: 19 intervals of 200 ms after the first start.
+    assert!(
+        took >= Duration::from_millis(3_600),
+        "20 starts took only {took:?}"
+    );
+}

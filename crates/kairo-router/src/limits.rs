@@ -4,12 +4,15 @@
 //! rate-limited call slows the family for everyone.
 //!
 //! The pacing is a few lines (a next-start slot advanced by `1/per_second`);
-//! a rate-limiter crate would not give the shared pause-on-429 by itself.
+//! a rate-limiter crate would not give the shared pause-on-429 by itself. In
+//! cluster mode the slot lives in JetStream and every instance takes from it
+//! ([`kairo_ingest::cluster::SharedPace`]), so the limit holds for the cluster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kairo_ingest::cluster::SharedPace;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -82,19 +85,42 @@ pub struct FamilyLimit {
     pub per_second: Option<f64>,
 }
 
+/// The pace every instance shares in cluster mode, set once the cluster is
+/// joined; unset, each gate paces its own instance.
+pub type SharedPaceSlot = Arc<std::sync::OnceLock<Arc<dyn SharedPace>>>;
+
 /// Admission control for one family.
-#[derive(Debug)]
 pub struct Gate {
+    family: String,
     permits: Arc<Semaphore>,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
     paused_until: Mutex<Option<Instant>>,
+    shared: SharedPaceSlot,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("family", &self.family)
+            .field("interval", &self.interval)
+            .field("shared", &self.shared.get().is_some())
+            .finish()
+    }
 }
 
 impl Gate {
-    /// A gate for `limit`.
+    /// A gate for `limit`, paced by this instance alone.
     pub fn new(limit: &FamilyLimit) -> Self {
+        Self::shared(String::new(), limit, SharedPaceSlot::default())
+    }
+
+    /// A gate for `family` under `limit`, paced with every instance when
+    /// `shared` is set.
+    fn shared(family: String, limit: &FamilyLimit, shared: SharedPaceSlot) -> Self {
         Self {
+            family,
+            shared,
             permits: Arc::new(Semaphore::new(limit.concurrency.max(1))),
             interval: limit
                 .per_second
@@ -135,8 +161,21 @@ impl Gate {
         permit
     }
 
-    /// Waits for this start's turn under `per_second`.
+    /// Waits for this start's turn under `per_second`: among every instance
+    /// in cluster mode, else in this one.
     pub async fn pace(&self) {
+        if let (Some(interval), Some(shared)) = (self.interval, self.shared.get()) {
+            let interval_ms = (interval.as_millis() as i64).max(1);
+            match shared.take(&self.family, epoch_ms(), interval_ms).await {
+                Ok(slot) => {
+                    let wait = (slot - epoch_ms()).max(0) as u64;
+                    return tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, family = %self.family, "shared pace unavailable; pacing this instance alone");
+                }
+            }
+        }
         if let Some(interval) = self.interval {
             let slot = {
                 let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,8 +187,17 @@ impl Gate {
         }
     }
 
-    /// Holds back every action of the family for `wait`.
+    /// Holds back every action of the family for `wait` (in cluster mode,
+    /// every instance's: the shared pace moves past it).
     pub fn pause(&self, wait: Duration) {
+        if let Some(shared) = self.shared.get().cloned() {
+            let (family, until) = (self.family.clone(), epoch_ms() + wait.as_millis() as i64);
+            tokio::spawn(async move {
+                if let Err(error) = shared.hold(&family, until).await {
+                    tracing::warn!(%error, %family, "could not hold the other instances back");
+                }
+            });
+        }
         let until = Instant::now() + wait;
         let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if paused.is_none_or(|p| p < until) {
@@ -158,27 +206,50 @@ impl Gate {
     }
 }
 
+/// Now in epoch milliseconds: shared paces are wall-clock slots, since the
+/// instances sharing them do not share a monotonic clock.
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Gates by family name. A family without a configured limit gets a gate of
 /// its own with `default_concurrency` slots, so one slow or dead target can
 /// hold at most that many of the dispatcher's slots.
-#[derive(Debug)]
 pub struct Gates {
     by_family: Mutex<HashMap<String, Arc<Gate>>>,
     default_concurrency: usize,
+    shared: SharedPaceSlot,
+}
+
+impl std::fmt::Debug for Gates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gates")
+            .field("default_concurrency", &self.default_concurrency)
+            .field("shared", &self.shared.get().is_some())
+            .finish()
+    }
 }
 
 impl Gates {
     /// Gates for the configured limits; other families get `default_concurrency` each.
     pub fn new(limits: &BTreeMap<String, FamilyLimit>, default_concurrency: usize) -> Self {
+        let shared = SharedPaceSlot::default();
+        let gate = |(family, limit): (&String, &FamilyLimit)| {
+            let gate = Gate::shared(family.clone(), limit, shared.clone());
+            (family.clone(), Arc::new(gate))
+        };
         Self {
-            by_family: Mutex::new(
-                limits
-                    .iter()
-                    .map(|(f, l)| (f.clone(), Arc::new(Gate::new(l))))
-                    .collect(),
-            ),
+            by_family: Mutex::new(limits.iter().map(gate).collect()),
             default_concurrency,
+            shared,
         }
+    }
+
+    /// Where the pace every instance shares goes once the cluster is joined.
+    pub fn shared_pace(&self) -> SharedPaceSlot {
+        self.shared.clone()
     }
 
     /// The gate for `family`.
@@ -187,10 +258,15 @@ impl Gates {
         gates
             .entry(family.to_string())
             .or_insert_with(|| {
-                Arc::new(Gate::new(&FamilyLimit {
+                let limit = FamilyLimit {
                     concurrency: self.default_concurrency,
                     per_second: None,
-                }))
+                };
+                Arc::new(Gate::shared(
+                    family.to_string(),
+                    &limit,
+                    self.shared.clone(),
+                ))
             })
             .clone()
     }

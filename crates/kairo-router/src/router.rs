@@ -191,6 +191,7 @@ impl RouterBuilder {
         let cancel = self.cancel;
         let drain = CancellationToken::new();
         let gates = Gates::new(&config.dispatch.limits, config.dispatch.family_concurrency);
+        let shared_pace = gates.shared_pace();
         // SIM lookups go through the SORACOM actions' gate: one budget for the API.
         let soracom_gate = gates.get(kairo_plugin_soracom::FAMILY);
         let (dispatcher, scheduler) = Dispatcher::start(
@@ -260,7 +261,7 @@ impl RouterBuilder {
         }));
         // In cluster mode every source stores its events in the partition
         // stream, and the partitions this instance holds come back to `sink`.
-        let cluster = start_cluster(&config, &sink, &cancel).await?;
+        let cluster = start_cluster(&config, &sink, &shared_pace, &cancel).await?;
         let intake: Arc<dyn EventSink> = match &cluster {
             Some((publisher, _)) => publisher.clone(),
             None => sink.clone(),
@@ -387,9 +388,10 @@ impl RouterBuilder {
 async fn start_cluster(
     config: &KairoConfig,
     sink: &Arc<RouterSink>,
+    shared_pace: &crate::limits::SharedPaceSlot,
     cancel: &CancellationToken,
 ) -> Result<Option<(Arc<dyn EventSink>, tokio::task::JoinHandle<()>)>, RouterError> {
-    use kairo_ingest::cluster::{Members, PartitionPublisher};
+    use kairo_ingest::cluster::{KvPace, Members, PartitionPublisher};
     let (cluster, Some(url)) = (&config.cluster, &config.nats.url) else {
         return Ok(None);
     };
@@ -407,6 +409,8 @@ async fn start_cluster(
         .await
         .map_err(cluster_error)?;
     let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
+    let pace = KvPace::open(&js, cluster).await.map_err(cluster_error)?;
+    let _ = shared_pace.set(Arc::new(pace));
     tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
     let task = tokio::spawn(kairo_ingest::cluster::run(
         js,

@@ -16,12 +16,16 @@
 //!   rendezvous hashing over the members listed in a key-value bucket
 //!   ([`membership`]); each pulls only the partitions it prefers, plus, after
 //!   a member has gone from the list, the partitions it held.
+//! - Families' `per_second` paces are shared through a key-value bucket
+//!   ([`pace`]), so the instances together keep to each limit.
 
 pub mod membership;
+pub mod pace;
 mod publish;
 mod run;
 
 pub use membership::{Members, owner_of};
+pub use pace::{KvPace, SharedPace};
 pub use publish::{ClusterError, PartitionPublisher};
 pub use run::run;
 
