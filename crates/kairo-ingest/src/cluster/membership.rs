@@ -21,20 +21,13 @@ impl Members {
         js: &jetstream::Context,
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
-        let bucket = config.members_bucket.clone();
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    max_age: config.member_ttl(),
-                    num_replicas: config.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::js(format!("bucket {bucket}"), e))?,
-        };
+        let kv = super::bucket(
+            js,
+            config,
+            config.members_bucket.clone(),
+            config.member_ttl(),
+        )
+        .await?;
         let node = config.node.clone().unwrap_or_else(default_node);
         Ok(Self { kv, node })
     }

@@ -147,6 +147,29 @@ impl ClusterConfig {
     }
 }
 
+/// Opens the key-value bucket `bucket`, creating it (one value per key,
+/// `config.replicas` replicas, entries expiring after `max_age` unless zero)
+/// when missing.
+pub(crate) async fn bucket(
+    js: &async_nats::jetstream::Context,
+    config: &ClusterConfig,
+    bucket: String,
+    max_age: Duration,
+) -> Result<async_nats::jetstream::kv::Store, ClusterError> {
+    if let Ok(kv) = js.get_key_value(&bucket).await {
+        return Ok(kv);
+    }
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: bucket.clone(),
+        history: 1,
+        max_age,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ClusterError::js(format!("bucket {bucket}"), e))
+}
+
 /// The partition of `event` among `partitions`: FNV-1a (64-bit) of its
 /// `simId`, else its `imsi`, else its id, modulo the count. Stable across
 /// versions and machines: changing it would move SIMs between partitions.

@@ -35,18 +35,7 @@ impl KvPace {
         config: &ClusterConfig,
     ) -> Result<Self, ClusterError> {
         let bucket = format!("{}_LIMITS", config.stream);
-        let kv = match js.get_key_value(&bucket).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    history: 1,
-                    num_replicas: config.replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::js(format!("bucket {bucket}"), e))?,
-        };
+        let kv = super::bucket(js, config, bucket, std::time::Duration::ZERO).await?;
         Ok(Self { kv })
     }
 
