@@ -361,3 +361,36 @@ async fn a_familys_rate_limit_holds_for_the_whole_cluster() {
         "20 starts took only {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_pull_ended_is_pulled_again() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let url = slack.url.clone();
+    let kairo = start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+        clustered(c, &nats);
+        c.plugins.slack.webhook_url = Some(url);
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every partition's consumer is deleted under the instance (an operator's
+    // mistake, a stream recreated): its pulls end.
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let stream = js.get_stream("KAIRO_PARTITIONS").await.unwrap();
+    for p in 0..8 {
+        stream
+            .delete_consumer(&format!("kairo-p{p}"))
+            .await
+            .unwrap();
+    }
+    for i in 0..16 {
+        let event = json!({"id": format!("d-{i}"), "simId": format!("sim-{i:02}")});
+        assert_eq!(kairo.post(&event.to_string()).await.0, 202);
+    }
+    eventually(
+        "every event evaluated after its partition is pulled again",
+        Duration::from_secs(30),
+        || slack.bodies().len() == 16,
+    )
+    .await;
+}

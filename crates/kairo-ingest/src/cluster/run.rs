@@ -86,13 +86,15 @@ pub async fn run(
                 let mine: Vec<u32> = (0..config.partitions)
                     .filter(|p| owner_of(*p, &live) == Some(members.node()))
                     .collect();
-                pulling.retain(|p, (stop, _)| {
-                    let keep = mine.contains(p);
-                    if !keep {
+                pulling.retain(|p, (stop, task)| {
+                    if !mine.contains(p) {
                         tracing::info!(partition = p, "partition moves to another instance");
                         stop.cancel();
+                        return false;
                     }
-                    keep
+                    // A pull that ended (its consumer deleted, a failed start)
+                    // starts again below.
+                    !task.is_finished()
                 });
                 for p in mine {
                     pulling.entry(p).or_insert_with(|| {
