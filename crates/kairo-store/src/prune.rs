@@ -40,39 +40,41 @@ impl Store {
         self.write(|engine, tx, _| {
             let t = &engine.t;
             let mut pruned = Pruned::default();
-            let cutoff = time_key(seen_before_ms, "");
-            let old = self.first_keys(tx, &t.seen_by_time, &cutoff, limit)?;
-            pruned.add(old.len(), limit);
-            for key in old {
-                if let Some((_, id)) = key.split_once('/') {
-                    tx.remove(&t.seen, id);
-                }
-                tx.remove(&t.seen_by_time, key);
-            }
-            let cutoff = time_key(history_before_ms, "");
-            let old = self.first_keys(tx, &t.history, &cutoff, limit)?;
-            pruned.add(old.len(), limit);
-            for key in old {
-                if let Some((_, action)) = key.split_once('/') {
-                    tx.remove(&t.history_by_action, action);
-                }
-                tx.remove(&t.history, key);
-            }
+            let ids = self.prune_before(tx, &t.seen_by_time, &t.seen, seen_before_ms, limit)?;
+            pruned.add(ids, limit);
+            let history = self.prune_before(
+                tx,
+                &t.history,
+                &t.history_by_action,
+                history_before_ms,
+                limit,
+            )?;
+            pruned.add(history, limit);
             Ok(pruned)
         })
     }
 
-    /// The first `limit` keys of `keyspace` before `end`.
-    fn first_keys(
+    /// Removes the first `limit` entries of `by_time` (keys `{time:020}/{name}`)
+    /// from before `before_ms`, and each one's `name` from `by_name`; returns
+    /// how many.
+    fn prune_before(
         &self,
-        tx: &WriteTx<'_>,
-        keyspace: &Keyspace,
-        end: &str,
+        tx: &mut WriteTx<'_>,
+        by_time: &Keyspace,
+        by_name: &Keyspace,
+        before_ms: i64,
         limit: usize,
-    ) -> Result<Vec<String>, StoreError> {
-        tx.range(keyspace, ..end)
-            .take(limit)
+    ) -> Result<usize, StoreError> {
+        let cutoff = time_key(before_ms, "");
+        let old: Vec<String> = (tx.range(by_time, ..cutoff.as_str()).take(limit))
             .map(|item| item.key().map(|k| text(&k)).map_err(|e| self.err(e)))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        for key in &old {
+            if let Some((_, name)) = key.split_once('/') {
+                tx.remove(by_name, name);
+            }
+            tx.remove(by_time, key.as_str());
+        }
+        Ok(old.len())
     }
 }
