@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use crate::EventSink;
 use crate::webhook::parse_events;
 
-/// The priority group of a pinned (cluster-mode) source consumer.
-const PINNED_GROUP: &str = "kairo";
+/// The priority group of pinned (cluster-mode) consumers: a `[nats]` source
+/// and every partition.
+pub(crate) const PINNED_GROUP: &str = "kairo";
 
 /// Messages accepted together in one durable commit, at most.
 const CHUNK: usize = 256;

@@ -10,9 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::publish::ClusterError;
 use super::{ClusterConfig, Members, owner_of};
 use crate::EventSink;
-
-/// The priority group every instance pulls partitions in.
-const GROUP: &str = "kairo";
+use crate::nats::PINNED_GROUP as GROUP;
 
 /// Partition `p`'s durable consumer: one per partition, pinned to one
 /// instance at a time; a partition moves when its instance has not pulled
