@@ -170,25 +170,123 @@ async fn three_instances_count_a_fleets_traffic_exactly_like_one_process() {
     assert_eq!(answer["duplicates"], 1, "{answer}");
 }
 
+/// `n` `kairo run` processes of one cluster on `nats` (`node-0`, …), each
+/// in a directory of its own that `prepare` fills (rules), with `extra`
+/// added to each configuration.
+fn cluster_processes(
+    n: usize,
+    nats: &NatsServer,
+    slack_url: &str,
+    extra: &str,
+    prepare: impl Fn(&std::path::Path),
+) -> (Vec<tempfile::TempDir>, Vec<KairoProcess>) {
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let processes = (dirs.iter().enumerate())
+        .map(|(i, dir)| {
+            let port = free_port();
+            let extra = format!(
+                "{extra}[nats]\nurl = \"{}\"\nsubject = \"kairo.unused.>\"\n[cluster]\n\
+                 backend = \"jetstream\"\npartitions = 8\ntakeover_seconds = 2\n\
+                 heartbeat_seconds = 1\nnode = \"node-{i}\"\n",
+                nats.url
+            );
+            let config = process_config(dir.path(), port, "http://127.0.0.1:9", slack_url, &extra);
+            prepare(dir.path());
+            KairoProcess::start(dir.path(), &config, port)
+        })
+        .collect();
+    (dirs, processes)
+}
+
+/// Posts `events` one by one, to each of `urls` in turn.
+async fn post_round_robin(events: &[Value], urls: &[String]) {
+    let http = reqwest::Client::new();
+    for (i, event) in events.iter().enumerate() {
+        let answer = (http.post(format!("{}/v1/events", urls[i % urls.len()])))
+            .json(event)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+}
+
+/// Messages in the partition stream not yet acknowledged by their partition's owner.
+async fn partitions_backlog(nats: &NatsServer) -> u64 {
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut stream = js.get_stream("KAIRO_PARTITIONS").await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_month_with_an_instance_killed_midway_fires_like_one_process() {
+    let events = fleet_traffic();
+    let (first_half, second_half) = events.split_at(events.len() / 2);
+    // One process: the reference, after each half.
+    let alone = catcher().await;
+    let single = routers(1, &alone, None).await;
+    post_round_robin(first_half, std::slice::from_ref(&single[0].url)).await;
+    single[0].router.idle().await;
+    let after_first = fires(&alone);
+    post_round_robin(second_half, std::slice::from_ref(&single[0].url)).await;
+    single[0].router.idle().await;
+    let expected = fires(&alone);
+    assert!(
+        after_first.len() < expected.len(),
+        "some SIMs pass the limit in each half: {after_first:?} then {expected:?}"
+    );
+
+    // Three processes; the first half of the month, then one is killed, then
+    // the second half goes to the two left.
+    let nats = nats_server();
+    let caught = catcher().await;
+    let handlers = tempfile::tempdir().unwrap();
+    let handler = monthly_limit(&caught.url).to_string();
+    std::fs::write(handlers.path().join("m.json"), handler).unwrap();
+    let extra = format!("[handlers]\ndir = \"{}\"\n", handlers.path().display());
+    let (_dirs, mut processes) = cluster_processes(3, &nats, "http://127.0.0.1:9", &extra, |_| {});
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let urls: Vec<String> = processes.iter().map(|p| p.url.clone()).collect();
+    post_round_robin(first_half, &urls).await;
+    eventually(
+        "the first half evaluated, its fires performed",
+        Duration::from_secs(60),
+        || fires(&caught) == after_first,
+    )
+    .await;
+    let mut backlog = partitions_backlog(&nats).await;
+    for _ in 0..300 {
+        if backlog == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        backlog = partitions_backlog(&nats).await;
+    }
+    assert_eq!(backlog, 0, "every first-half event acknowledged");
+    assert!(
+        processes[0].log().contains("pulling partition"),
+        "the instance to be killed holds partitions"
+    );
+    processes[0].kill9();
+    post_round_robin(second_half, &urls[1..]).await;
+    eventually(
+        "the month's fires performed",
+        Duration::from_secs(60),
+        || fires(&caught).len() >= expected.len(),
+    )
+    .await;
+    // Late or repeated fires would show up now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fires(&caught), expected, "the same fires as one process");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instances_partitions_are_taken_over_and_nothing_is_lost() {
     let nats = nats_server();
     let slack = catcher().await;
-    let extra = format!(
-        "[nats]\nurl = \"{}\"\nsubject = \"kairo.unused.>\"\n[cluster]\nbackend = \"jetstream\"\n\
-         partitions = 8\ntakeover_seconds = 2\nheartbeat_seconds = 1\n",
-        nats.url
-    );
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut processes: Vec<KairoProcess> = (dirs.iter().enumerate())
-        .map(|(i, dir)| {
-            let port = free_port();
-            let extra = format!("{extra}node = \"node-{i}\"\n");
-            let config = process_config(dir.path(), port, "http://127.0.0.1:9", &slack.url, &extra);
-            std::fs::write(dir.path().join("scripts/n.rhai"), "slack(`${event.id}`);").unwrap();
-            KairoProcess::start(dir.path(), &config, port)
-        })
-        .collect();
+    let (_dirs, mut processes) = cluster_processes(2, &nats, &slack.url, "", |dir| {
+        std::fs::write(dir.join("scripts/n.rhai"), "slack(`${event.id}`);").unwrap();
+    });
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let http = reqwest::Client::new();

@@ -23,7 +23,7 @@ use crate::webhook::parse_events;
 pub(crate) const PINNED_GROUP: &str = "kairo";
 
 /// Messages accepted together in one durable commit, at most.
-const CHUNK: usize = 256;
+pub(crate) const CHUNK: usize = 256;
 
 /// `[nats]`: where and how to consume; ingest is on when `url` is set.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -110,7 +110,7 @@ pub enum NatsIngestError {
 }
 
 /// One message's parsed content, or why it is not an event.
-fn parse(payload: &[u8]) -> Result<Vec<Event>, String> {
+pub(crate) fn parse(payload: &[u8]) -> Result<Vec<Event>, String> {
     parse_events(payload).map_err(|e| e.to_string())
 }
 
@@ -276,17 +276,7 @@ pub(crate) async fn run_jetstream(
                     events.extend(parsed);
                     good.push(message);
                 }
-                Err(reason) => {
-                    sink.rejected("malformed");
-                    let source = format!("jetstream:{}", message.subject);
-                    match sink.reject_input(&source, &message.payload, &reason).await {
-                        Ok(()) => ack(&message, AckKind::Term).await,
-                        Err(error) => {
-                            tracing::error!(error = %kairo_core::error_chain(&error), "could not keep a rejected message; it will be redelivered");
-                            ack(&message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
-                        }
-                    }
-                }
+                Err(reason) => reject(sink.as_ref(), &message, &reason).await,
             }
         }
         if good.is_empty() {
@@ -305,7 +295,22 @@ pub(crate) async fn run_jetstream(
     }
 }
 
-async fn ack(message: &jetstream::Message, kind: AckKind) {
+/// Keeps a JetStream message that holds no event as a dead letter and
+/// terminates it; when it cannot be kept, it is redelivered later.
+pub(crate) async fn reject(sink: &dyn EventSink, message: &jetstream::Message, reason: &str) {
+    sink.rejected("malformed");
+    let source = format!("jetstream:{}", message.subject);
+    match sink.reject_input(&source, &message.payload, reason).await {
+        Ok(()) => ack(message, AckKind::Term).await,
+        Err(error) => {
+            tracing::error!(error = %kairo_core::error_chain(&error), "could not keep a rejected message; it will be redelivered");
+            ack(message, AckKind::Nak(Some(Duration::from_secs(5)))).await;
+        }
+    }
+}
+
+/// Acknowledges `message` as `kind`; a failure is logged (the message is redelivered).
+pub(crate) async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
         // Unacknowledged messages are redelivered after ack_wait and deduplicated then.
         tracing::warn!(%error, "JetStream acknowledgement failed");

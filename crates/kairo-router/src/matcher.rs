@@ -50,13 +50,24 @@ pub(crate) enum Work {
     Accepted(Event),
     /// Events to accept: evaluated, then committed with their evaluation.
     Accept(Vec<Incoming>, oneshot::Sender<Accepted>),
+    /// Cluster mode: one partition's events in stream order, evaluated even
+    /// when seen here before (the partition's journal says what was
+    /// applied), committed, then answered with the partition's state changes.
+    Partition(Vec<Incoming>, oneshot::Sender<PartitionEvaluated>),
+    /// Cluster mode: handler state to put in place (a partition's journal
+    /// values; `None` removes the key), answered once done.
+    Restore(Vec<(String, Option<i64>)>, oneshot::Sender<()>),
 }
+
+/// The answer to [`Work::Partition`]: the state values only that
+/// partition's SIMs change, as the evaluation set them.
+pub(crate) type PartitionEvaluated = Result<Vec<(String, i64)>, CommitError>;
 
 impl Work {
     fn len(&self) -> usize {
         match self {
-            Work::Accepted(_) => 1,
-            Work::Accept(events, _) => events.len(),
+            Work::Accepted(_) | Work::Restore(..) => 1,
+            Work::Accept(events, _) | Work::Partition(events, _) => events.len(),
         }
     }
 }
@@ -196,18 +207,86 @@ impl Matcher {
                     }
                     incoming.push((events, reply));
                 }
+                cluster => {
+                    committing = self.flush(&mut accepted, &mut incoming, committing);
+                    if let Some(under_way) = committing.take() {
+                        self.finish(under_way);
+                    }
+                    self.cluster(cluster);
+                }
             }
         }
+        self.flush(&mut accepted, &mut incoming, committing)
+    }
+
+    /// Runs what `run` gathered and not yet started; returns the commit still under way.
+    fn flush(
+        &mut self,
+        accepted: &mut Vec<Event>,
+        incoming: &mut Vec<(Vec<Incoming>, oneshot::Sender<Accepted>)>,
+        mut committing: Option<InCommit>,
+    ) -> Option<InCommit> {
         if !accepted.is_empty() {
             if let Some(under_way) = committing.take() {
                 self.finish(under_way);
             }
-            self.evaluate_accepted(accepted);
+            self.evaluate_accepted(std::mem::take(accepted));
         }
         if !incoming.is_empty() {
-            committing = self.accept(incoming, committing);
+            committing = self.accept(std::mem::take(incoming), committing);
         }
         committing
+    }
+
+    /// Cluster-mode work, once every commit before it has landed.
+    fn cluster(&mut self, work: Work) {
+        match work {
+            Work::Partition(events, reply) => {
+                let total = events.len();
+                let _ = reply.send(self.evaluate_partition(events));
+                self.in_flight.done(total);
+            }
+            Work::Restore(values, reply) => {
+                let mut state = self.state();
+                for (key, value) in values {
+                    match value {
+                        Some(value) => state.values.insert(key, value),
+                        None => state.values.remove(&key),
+                    };
+                }
+                let _ = reply.send(());
+            }
+            Work::Accepted(_) | Work::Accept(..) => unreachable!("run handles these"),
+        }
+    }
+
+    /// Evaluates one partition's events and commits them here with their
+    /// evaluation (the state only this partition changes is kept in its
+    /// journal, not here); returns that state's changes. Nothing is pending
+    /// before: every earlier commit has landed.
+    fn evaluate_partition(&mut self, incoming: Vec<Incoming>) -> PartitionEvaluated {
+        let now = self.clock.now_ms();
+        let all_new = vec![true; incoming.len()];
+        let (events, accept, _) = split_fresh(vec![incoming], vec![all_new]);
+        let mut evaluation = self.evaluate(&events, now);
+        evaluation.batch.accept = accept;
+        let (own, shared): (Vec<_>, Vec<_>) = (self.state().changes_from(0).into_iter())
+            .partition(|(key, _)| kairo_core::handler::keys::partition_scoped(key));
+        evaluation.batch.state = shared;
+        let committed = (self.writer.submit(evaluation.batch))
+            .and_then(|outcome| StoreWriter::outcome_blocking(outcome).map(|_| ()));
+        match committed {
+            Ok(()) => {
+                self.state().take_changes();
+                self.metrics.events_accepted.inc_by(events.len() as u64);
+                self.after_commit(evaluation.actions, &evaluation.outcomes, now);
+                Ok(own)
+            }
+            Err(error) => {
+                self.state().undo();
+                Err(error)
+            }
+        }
     }
 
     /// Evaluates the new events of `requests` while `previous` commits, then,

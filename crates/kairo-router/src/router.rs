@@ -401,7 +401,7 @@ async fn start_cluster(
     let js = async_nats::jetstream::new(connect_nats(url, config).await?);
     let window = Duration::from_secs(config.store.dedupe_window_seconds);
     let cluster_error = |e| RouterError::Cluster(Box::new(e));
-    let local: Arc<dyn EventSink> = Arc::new(RouterSink {
+    let local = Arc::new(RouterSink {
         source: format!("cluster:{}", cluster.stream),
         ..sink.as_ref().clone()
     });

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kairo_core::{Clock, Event};
+use kairo_ingest::cluster::PartitionSink;
 use kairo_ingest::{EventSink, SinkError};
 use kairo_store::{Batch, DeadLetter, DeadLetterKind};
 use tokio::sync::{mpsc, oneshot};
@@ -24,14 +25,16 @@ pub(crate) struct RouterSink {
     pub(crate) source: String,
 }
 
-#[async_trait]
-impl EventSink for RouterSink {
-    /// Hands `events` to the matcher and waits until they are committed with
-    /// their evaluation; returns how many were duplicates. Safe to drop at
-    /// any await (a client that hangs up, say): before the hand-over nothing
-    /// was sent; after it, the matcher commits and evaluates them all the
-    /// same, and only the answer is lost.
-    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+impl RouterSink {
+    /// Hands `events` to the matcher as the work `kind` makes of them and
+    /// waits for its answer. Safe to drop at any await (a client that hangs
+    /// up, say): before the hand-over nothing was sent; after it, the
+    /// matcher does the work all the same, and only the answer is lost.
+    async fn hand_over<T: Send + 'static>(
+        &self,
+        events: Vec<Event>,
+        kind: impl FnOnce(Vec<Incoming>, oneshot::Sender<Result<T, CommitError>>) -> Work,
+    ) -> Result<T, SinkError> {
         if let Some(problem) = self.writer.health().problem() {
             return Err(SinkError::new(CommitError::Unusable(problem)));
         }
@@ -48,11 +51,43 @@ impl EventSink for RouterSink {
         let (reply, answer) = oneshot::channel();
         // No await between counting them in flight and handing them over.
         self.in_flight.add(total);
-        slot.send(Work::Accept(incoming, reply));
+        slot.send(kind(incoming, reply));
         // The matcher counts them in the metrics once committed.
         (answer.await)
             .map_err(|_| SinkError::new(CommitError::Stopped))?
             .map_err(SinkError::new)
+    }
+}
+
+#[async_trait]
+impl PartitionSink for RouterSink {
+    /// Evaluates and commits one partition's events; returns the state
+    /// changes its journal keeps.
+    async fn evaluate(&self, events: Vec<Event>) -> Result<Vec<(String, i64)>, SinkError> {
+        self.hand_over(events, Work::Partition).await
+    }
+
+    async fn restore(&self, values: Vec<(String, Option<i64>)>) -> Result<(), SinkError> {
+        let (reply, done) = oneshot::channel();
+        (self.work.send(Work::Restore(values, reply)).await)
+            .map_err(|_| SinkError::new(CommitError::Stopped))?;
+        done.await.map_err(|_| SinkError::new(CommitError::Stopped))
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+#[async_trait]
+impl EventSink for RouterSink {
+    /// Hands `events` to the matcher and waits until they are committed with
+    /// their evaluation; returns how many were duplicates. Safe to drop at
+    /// any await (a client that hangs up, say): before the hand-over nothing
+    /// was sent; after it, the matcher commits and evaluates them all the
+    /// same, and only the answer is lost.
+    async fn accept(&self, events: Vec<Event>) -> Result<usize, SinkError> {
+        self.hand_over(events, Work::Accept).await
     }
 
     async fn reject_input(

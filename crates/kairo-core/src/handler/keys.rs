@@ -38,3 +38,44 @@ pub fn handler_suppression(handler_id: &str, scope: &str) -> String {
 pub fn rule_suppression(rule: &str, subject: &str) -> String {
     format!("{SUPPRESSION_PREFIX}rule:{rule}/{subject}")
 }
+
+/// True when only events of one SIM (or one subscriber) change `key`: its
+/// traffic counters, and the suppression times kept for it. Such keys move
+/// with the SIM's partition in a cluster; the others (group and operator
+/// counters, a target's `runOnceAmongTarget`, events naming no SIM) are
+/// changed by events of many SIMs.
+pub fn partition_scoped(key: &str) -> bool {
+    if let Some(counter) = key.strip_prefix("c/") {
+        return counter.starts_with("sim/") || counter.starts_with("imsi/");
+    }
+    match key.strip_prefix(SUPPRESSION_PREFIX) {
+        Some(suppression) => suppression
+            .rsplit_once('/')
+            .is_some_and(|(_, scope)| scope.starts_with("sim:") || scope.starts_with("imsi:")),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sims_own_keys_are_partition_scoped_and_shared_ones_are_not() {
+        let at = 1_736_899_200_000;
+        assert!(partition_scoped(&counter("sim", "s1", Window::Month, at)));
+        assert!(partition_scoped(&counter("imsi", "4401", Window::Day, at)));
+        assert!(!partition_scoped(&counter("group", "g1", Window::Day, at)));
+        assert!(!partition_scoped(&counter("op", "OP1", Window::Month, at)));
+        assert!(partition_scoped(&handler_suppression("h1", "sim:s1")));
+        assert!(!partition_scoped(&handler_suppression("h1", "group:g1")));
+        assert!(!partition_scoped(&handler_suppression(
+            "h1",
+            "operator:OP1"
+        )));
+        assert!(partition_scoped(&rule_suppression("over", "imsi:4401")));
+        assert!(!partition_scoped(&rule_suppression("over", "-")));
+        // A handler id with a slash still names its scope last.
+        assert!(partition_scoped(&handler_suppression("a/b", "sim:s1")));
+    }
+}

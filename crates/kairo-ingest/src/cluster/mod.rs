@@ -16,11 +16,17 @@
 //!   rendezvous hashing over the members listed in a key-value bucket
 //!   ([`membership`]); each pulls only the partitions it prefers, plus, after
 //!   a member has gone from the list, the partitions it held.
+//! - A partition's handler state (the counters and suppression times only
+//!   its SIMs change) is kept in a journal in JetStream, appended before the
+//!   partition's messages are acknowledged, and read by whoever owns the
+//!   partition next ([`journal`]).
 //! - Families' `per_second` paces are shared through a key-value bucket
 //!   ([`pace`]), so the instances together keep to each limit.
 
+mod journal;
 pub mod membership;
 pub mod pace;
+mod partition;
 mod publish;
 mod run;
 
@@ -31,7 +37,26 @@ pub use run::run;
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use kairo_core::Event;
+
+use crate::{EventSink, SinkError};
+
+/// Where an instance's partitions are evaluated: its router, holding the
+/// handler state of every partition it owns.
+#[async_trait]
+pub trait PartitionSink: EventSink {
+    /// Evaluates one partition's `events` in order and commits them, even
+    /// those seen before (redeliveries the journal has not applied); returns
+    /// the state values only that partition's SIMs change, as set.
+    async fn evaluate(&self, events: Vec<Event>) -> Result<Vec<(String, i64)>, SinkError>;
+
+    /// Puts handler state in place: each key to its value, or removed for `None`.
+    async fn restore(&self, values: Vec<(String, Option<i64>)>) -> Result<(), SinkError>;
+
+    /// Now, in epoch milliseconds, by the router's clock.
+    fn now_ms(&self) -> i64;
+}
 
 /// Where the router keeps its work: on this machine, or in JetStream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -58,6 +83,10 @@ pub struct ClusterConfig {
     pub subject_prefix: String,
     /// The key-value bucket listing the live members.
     pub members_bucket: String,
+    /// The stream of the partitions' handler-state journals.
+    pub state_stream: String,
+    /// Partition `p`'s journal subject is `{state_subject_prefix}.{p}`.
+    pub state_subject_prefix: String,
     /// A partition whose instance stopped pulling moves to another after this.
     pub takeover_seconds: u64,
     /// How often an instance says it is alive (a member is gone after three
@@ -79,6 +108,8 @@ impl Default for ClusterConfig {
             stream: "KAIRO_PARTITIONS".into(),
             subject_prefix: "kairo.partition".into(),
             members_bucket: "KAIRO_MEMBERS".into(),
+            state_stream: "KAIRO_STATE".into(),
+            state_subject_prefix: "kairo.state".into(),
             takeover_seconds: 30,
             heartbeat_seconds: 5,
             node: None,
@@ -128,6 +159,7 @@ impl ClusterConfig {
         for (key, value) in [
             ("cluster.stream", &self.stream),
             ("cluster.members_bucket", &self.members_bucket),
+            ("cluster.state_stream", &self.state_stream),
         ] {
             if value.is_empty()
                 || !value
@@ -137,10 +169,22 @@ impl ClusterConfig {
                 problems.push((key, "must be letters, digits, `_` or `-`".into()));
             }
         }
-        if self.subject_prefix.is_empty() || self.subject_prefix.contains(['*', '>', ' ']) {
+        for (key, prefix) in [
+            ("cluster.subject_prefix", &self.subject_prefix),
+            ("cluster.state_subject_prefix", &self.state_subject_prefix),
+        ] {
+            if prefix.is_empty() || prefix.contains(['*', '>', ' ']) {
+                problems.push((key, "must be a subject without wildcards".into()));
+            }
+        }
+        if self
+            .state_subject_prefix
+            .starts_with(&format!("{}.", self.subject_prefix))
+        {
             problems.push((
-                "cluster.subject_prefix",
-                "must be a subject without wildcards".into(),
+                "cluster.state_subject_prefix",
+                "must not be under cluster.subject_prefix (the partition stream takes those subjects)"
+                    .into(),
             ));
         }
         problems
@@ -242,5 +286,16 @@ mod tests {
             ClusterConfig::default().problems(None).is_empty(),
             "off by default"
         );
+        let overlapping = ClusterConfig {
+            backend: Backend::Jetstream,
+            state_subject_prefix: "kairo.partition.state".into(),
+            ..ClusterConfig::default()
+        };
+        let keys: Vec<&str> = (overlapping
+            .problems(Some("nats://127.0.0.1:4222"))
+            .into_iter())
+        .map(|(k, _)| k)
+        .collect();
+        assert_eq!(keys, ["cluster.state_subject_prefix"]);
     }
 }

@@ -46,7 +46,8 @@ pub struct PartitionPublisher {
 impl PartitionPublisher {
     /// Creates the partition stream when missing (work-queue retention: a
     /// message leaves once its partition's instance acknowledged it; ids are
-    /// deduplicated for `dedupe_window`), and returns the publisher.
+    /// deduplicated for `dedupe_window`) and the partitions' state stream,
+    /// and returns the publisher.
     pub async fn open(
         js: jetstream::Context,
         config: ClusterConfig,
@@ -64,6 +65,7 @@ impl PartitionPublisher {
         })
         .await
         .map_err(|e| ClusterError::js(format!("stream {name}"), e))?;
+        super::journal::open_stream(&js, &config).await?;
         Ok(Self { js, config, local })
     }
 }

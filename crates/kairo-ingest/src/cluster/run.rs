@@ -4,67 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull};
+use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use super::publish::ClusterError;
-use super::{ClusterConfig, Members, owner_of};
-use crate::EventSink;
-use crate::nats::PINNED_GROUP as GROUP;
-
-/// Partition `p`'s durable consumer: one per partition, pinned to one
-/// instance at a time; a partition moves when its instance has not pulled
-/// for `takeover_seconds` (also how long a message waits for its
-/// acknowledgement before it is delivered again).
-async fn consumer(
-    js: &jetstream::Context,
-    config: &ClusterConfig,
-    partition: u32,
-) -> Result<jetstream::consumer::PullConsumer, ClusterError> {
-    let name = format!("kairo-p{partition}");
-    let takeover = Duration::from_secs(config.takeover_seconds);
-    let stream = (js.get_stream(&config.stream).await)
-        .map_err(|e| ClusterError::js(format!("stream {}", config.stream), e))?;
-    stream
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: config.subject(partition),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: takeover,
-                max_ack_pending: 1_000,
-                priority_policy: jetstream::consumer::PriorityPolicy::PinnedClient,
-                priority_groups: vec![GROUP.into()],
-                priority_timeout: takeover,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| ClusterError::js(format!("consumer {name}"), e))
-}
-
-/// Pulls partition `p` into `sink` until `stop`, one chunk at a time, each
-/// acknowledged once its events are committed.
-async fn pull_partition(
-    js: jetstream::Context,
-    config: ClusterConfig,
-    partition: u32,
-    sink: Arc<dyn EventSink>,
-    stop: CancellationToken,
-) {
-    let messages = match consumer(&js, &config, partition).await {
-        Ok(consumer) => consumer.stream().group(GROUP).messages().await,
-        Err(error) => {
-            tracing::error!(%error, partition, "cannot pull this partition");
-            return;
-        }
-    };
-    match messages {
-        Ok(messages) => crate::nats::run_jetstream(messages, sink, stop).await,
-        Err(error) => tracing::error!(%error, partition, "cannot pull this partition"),
-    }
-}
+use super::{ClusterConfig, Members, PartitionSink, owner_of};
 
 /// Beats, follows the members, and pulls the partitions this instance
 /// prefers until `shutdown`; then leaves the members list.
@@ -72,7 +16,7 @@ pub async fn run(
     js: jetstream::Context,
     config: ClusterConfig,
     members: Members,
-    sink: Arc<dyn EventSink>,
+    sink: Arc<dyn PartitionSink>,
     shutdown: CancellationToken,
 ) {
     let mut pulling: BTreeMap<u32, (CancellationToken, tokio::task::JoinHandle<()>)> =
@@ -98,7 +42,7 @@ pub async fn run(
                     pulling.entry(p).or_insert_with(|| {
                         tracing::info!(partition = p, node = members.node(), "pulling partition");
                         let stop = shutdown.child_token();
-                        let task = tokio::spawn(pull_partition(
+                        let task = tokio::spawn(super::partition::pull(
                             js.clone(),
                             config.clone(),
                             p,

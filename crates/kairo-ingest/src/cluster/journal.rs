@@ -1,0 +1,220 @@
+//! A partition's handler state in JetStream: one journal per partition,
+//! whoever owns it.
+//!
+//! The owner appends one entry per evaluated chunk of the partition: the
+//! state values the chunk changed (the keys only that partition's SIMs
+//! change: [`kairo_core::handler::keys::partition_scoped`]) and the last
+//! partition-stream sequence evaluated. One message is stored whole or not
+//! at all, so the values and the sequence always agree. The partition's
+//! messages are acknowledged only after the entry is stored.
+//!
+//! - Every append expects the subject's last sequence it knows
+//!   (`Nats-Expected-Last-Subject-Sequence`): an owner that lost the
+//!   partition (another took over while it was still evaluating) is refused
+//!   and stops, so one chain of entries is the truth.
+//! - A new owner reads the journal, puts its values into the handler state,
+//!   and acknowledges without evaluating every message at or below its
+//!   sequence: evaluated by the previous owner, which died before
+//!   acknowledging.
+//! - Every [`SNAPSHOT_EVERY`] entries the owner appends the whole
+//!   partition's state as a roll-up (`Nats-Rollup: sub`), which replaces the
+//!   entries before it, so reading a journal stays short.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use kairo_core::handler::Retention;
+
+use super::{ClusterConfig, ClusterError};
+
+/// Entries between two roll-ups of the whole partition's state.
+pub(crate) const SNAPSHOT_EVERY: usize = 64;
+
+/// One journal message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Entry {
+    /// The partition stream's last sequence whose evaluation this includes.
+    applied: u64,
+    /// True for a roll-up: `values` is the whole partition's state.
+    #[serde(default)]
+    snapshot: bool,
+    /// The values set.
+    values: Vec<(String, i64)>,
+}
+
+/// Creates the state stream when missing (roll-ups allowed; one stream
+/// for every partition's journal).
+pub(crate) async fn open_stream(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+) -> Result<(), ClusterError> {
+    let name = config.state_stream.clone();
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{}.*", config.state_subject_prefix)],
+        allow_rollup: true,
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ClusterError::js(format!("stream {name}"), e))?;
+    Ok(())
+}
+
+/// Partition `p`'s journal as its owner knows it.
+pub(crate) struct Journal {
+    stream: jetstream::stream::Stream,
+    js: jetstream::Context,
+    subject: String,
+    /// This subject's last sequence: the next append expects it (0: empty).
+    last: u64,
+    /// The partition stream's last sequence already evaluated.
+    applied: u64,
+    /// The partition's state.
+    values: HashMap<String, i64>,
+    /// Entries appended since the last roll-up.
+    since_snapshot: usize,
+    /// The largest message the server takes.
+    max_payload: usize,
+}
+
+impl Journal {
+    /// Reads partition `partition`'s journal.
+    pub(crate) async fn read(
+        js: &jetstream::Context,
+        config: &ClusterConfig,
+        partition: u32,
+        max_payload: usize,
+    ) -> Result<Self, ClusterError> {
+        let what = || format!("stream {}", config.state_stream);
+        let stream =
+            (js.get_stream(&config.state_stream).await).map_err(|e| ClusterError::js(what(), e))?;
+        let subject = format!("{}.{partition}", config.state_subject_prefix);
+        let mut journal = Self {
+            stream,
+            js: js.clone(),
+            subject,
+            last: 0,
+            applied: 0,
+            values: HashMap::new(),
+            since_snapshot: 0,
+            max_payload,
+        };
+        let mut next = 1;
+        loop {
+            let message = journal
+                .stream
+                .raw_message_builder()
+                .sequence(next)
+                .next_by_subject(journal.subject.clone())
+                .send()
+                .await;
+            let message = match message {
+                Ok(message) => message,
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => break,
+                Err(e) => return Err(ClusterError::js(what(), e)),
+            };
+            let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
+                ClusterError::js(format!("{} entry {}", journal.subject, message.sequence), e)
+            })?;
+            journal.apply(entry);
+            journal.last = message.sequence;
+            next = message.sequence + 1;
+        }
+        Ok(journal)
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        if entry.snapshot {
+            self.values.clear();
+            self.since_snapshot = 0;
+        } else {
+            self.since_snapshot += 1;
+        }
+        self.values.extend(entry.values);
+        self.applied = self.applied.max(entry.applied);
+    }
+
+    /// The partition stream's last sequence already evaluated.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The partition's state, to put into the handler state.
+    pub(crate) fn values(&self) -> Vec<(String, Option<i64>)> {
+        (self.values.iter())
+            .map(|(key, value)| (key.clone(), Some(*value)))
+            .collect()
+    }
+
+    /// What `keys` were before changes that could not be appended: their
+    /// journal values, or none.
+    pub(crate) fn before(&self, keys: &[(String, i64)]) -> Vec<(String, Option<i64>)> {
+        (keys.iter())
+            .map(|(key, _)| (key.clone(), self.values.get(key).copied()))
+            .collect()
+    }
+
+    /// Appends `values`, set by evaluating the partition up to sequence
+    /// `applied`; refused when another instance appended since (this one
+    /// no longer owns the partition).
+    pub(crate) async fn append(
+        &mut self,
+        values: Vec<(String, i64)>,
+        applied: u64,
+        now_ms: i64,
+    ) -> Result<(), ClusterError> {
+        let entry = Entry {
+            applied,
+            snapshot: false,
+            values,
+        };
+        self.publish(&entry, false).await?;
+        self.apply(entry);
+        if self.since_snapshot >= SNAPSHOT_EVERY {
+            self.roll_up(now_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the journal's entries with one holding the whole state (stale
+    /// entries left out), unless it would not fit in a message.
+    async fn roll_up(&mut self, now_ms: i64) -> Result<(), ClusterError> {
+        let retention = Retention::as_of(now_ms);
+        self.values
+            .retain(|key, value| !retention.is_stale(key, *value));
+        let entry = Entry {
+            applied: self.applied,
+            snapshot: true,
+            values: self.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        if serde_json::to_vec(&entry).map_or(0, |b| b.len()) > self.max_payload {
+            tracing::warn!(
+                subject = %self.subject, keys = self.values.len(),
+                "a partition's state is larger than a NATS message; its journal is not rolled up (more partitions keep each smaller)"
+            );
+            self.since_snapshot = 0;
+            return Ok(());
+        }
+        self.publish(&entry, true).await?;
+        self.since_snapshot = 0;
+        Ok(())
+    }
+
+    async fn publish(&mut self, entry: &Entry, roll_up: bool) -> Result<(), ClusterError> {
+        let payload = serde_json::to_vec(entry).expect("journal entries serialize");
+        let mut message = PublishMessage::build()
+            .payload(payload.into())
+            .expected_last_subject_sequence(self.last);
+        if roll_up {
+            message = message.header(async_nats::header::NATS_ROLLUP, "sub");
+        }
+        let what = || format!("journal {}", self.subject);
+        let ack = (self.js.send_publish(self.subject.clone(), message).await)
+            .map_err(|e| ClusterError::js(what(), e))?
+            .await
+            .map_err(|e| ClusterError::js(what(), e))?;
+        self.last = ack.sequence;
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! Evaluating one partition: its pinned consumer, its journal, and the
+//! order of work that keeps its state exact across owners.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::Journal;
+use super::{ClusterConfig, ClusterError, PartitionSink};
+use crate::nats::{CHUNK, PINNED_GROUP as GROUP, ack, parse, reject};
+
+/// Partition `p`'s durable consumer: one per partition, pinned to one
+/// instance at a time; a partition moves when its instance has not pulled
+/// for `takeover_seconds` (also how long a message waits for its
+/// acknowledgement before it is delivered again).
+async fn consumer(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+    partition: u32,
+) -> Result<jetstream::consumer::PullConsumer, ClusterError> {
+    let name = format!("kairo-p{partition}");
+    let takeover = Duration::from_secs(config.takeover_seconds);
+    let stream = (js.get_stream(&config.stream).await)
+        .map_err(|e| ClusterError::js(format!("stream {}", config.stream), e))?;
+    stream
+        .get_or_create_consumer(
+            &name,
+            pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: config.subject(partition),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: takeover,
+                max_ack_pending: 1_000,
+                priority_policy: jetstream::consumer::PriorityPolicy::PinnedClient,
+                priority_groups: vec![GROUP.into()],
+                priority_timeout: takeover,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ClusterError::js(format!("consumer {name}"), e))
+}
+
+/// Pulls partition `partition` into `sink` until `stop` or until this
+/// instance no longer owns it: reads its journal into the handler state,
+/// then evaluates one chunk at a time, appends the chunk's state to the
+/// journal, and only then acknowledges the chunk.
+pub(super) async fn pull(
+    js: jetstream::Context,
+    config: ClusterConfig,
+    partition: u32,
+    sink: Arc<dyn PartitionSink>,
+    stop: CancellationToken,
+) {
+    if let Err(error) = evaluate(&js, &config, partition, sink, stop).await {
+        tracing::error!(%error, partition, "stopped pulling this partition; it is pulled again at the next heartbeat");
+    }
+}
+
+async fn evaluate(
+    js: &jetstream::Context,
+    config: &ClusterConfig,
+    partition: u32,
+    sink: Arc<dyn PartitionSink>,
+    stop: CancellationToken,
+) -> Result<(), ClusterError> {
+    let consumer = consumer(js, config, partition).await?;
+    let max_payload = js.client().server_info().max_payload;
+    let mut journal = Journal::read(js, config, partition, max_payload).await?;
+    (sink.restore(journal.values()).await)
+        .map_err(|e| ClusterError::js(format!("partition {partition} state"), e))?;
+    let messages = (consumer.stream().group(GROUP).messages().await)
+        .map_err(|e| ClusterError::js(format!("consumer kairo-p{partition}"), e))?;
+    let mut chunks = messages.ready_chunks(CHUNK);
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
+            _ = stop.cancelled() => return Ok(()),
+        };
+        let (events, good, last) = sort(chunk, journal.applied(), sink.as_ref()).await;
+        if good.is_empty() {
+            continue;
+        }
+        let changes = match sink.evaluate(events).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not evaluate partition messages; they will be redelivered");
+                for message in &good {
+                    ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                }
+                continue;
+            }
+        };
+        let before = journal.before(&changes);
+        if let Err(error) = journal.append(changes, last, sink.now_ms()).await {
+            // Not in the journal: the state goes back to what it holds, and
+            // the messages are evaluated again by whoever owns the partition.
+            let _ = sink.restore(before).await;
+            for message in &good {
+                ack(message, AckKind::Nak(None)).await;
+            }
+            return Err(error);
+        }
+        for message in &good {
+            ack(message, AckKind::Ack).await;
+        }
+    }
+}
+
+/// Splits a chunk: the events of messages to evaluate, those messages, and
+/// the last one's stream sequence. Messages at or below `applied` were
+/// evaluated by an earlier owner and are acknowledged; those holding no
+/// event become dead letters.
+async fn sort(
+    chunk: Vec<
+        Result<
+            jetstream::Message,
+            async_nats::error::Error<jetstream::consumer::pull::MessagesErrorKind>,
+        >,
+    >,
+    applied: u64,
+    sink: &dyn PartitionSink,
+) -> (Vec<kairo_core::Event>, Vec<jetstream::Message>, u64) {
+    let (mut events, mut good, mut last) = (Vec::new(), Vec::new(), applied);
+    for message in chunk {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "JetStream pull failed; continuing");
+                continue;
+            }
+        };
+        let Ok(sequence) = message.info().map(|info| info.stream_sequence) else {
+            tracing::warn!(subject = %message.subject, "a partition message without its stream sequence; it will be redelivered");
+            continue;
+        };
+        if sequence <= applied {
+            ack(&message, AckKind::Ack).await;
+            continue;
+        }
+        match parse(&message.payload) {
+            Ok(parsed) => {
+                events.extend(parsed);
+                last = last.max(sequence);
+                good.push(message);
+            }
+            Err(reason) => reject(sink, &message, &reason).await,
+        }
+    }
+    (events, good, last)
+}
