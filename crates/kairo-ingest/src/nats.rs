@@ -81,6 +81,16 @@ impl NatsConfig {
                 "must not be empty when nats.stream is set".into(),
             ));
         }
+        let servers = self.url.iter().flat_map(|url| url.split(','));
+        for (n, server) in servers.enumerate() {
+            if server.trim().parse::<async_nats::ServerAddr>().is_err() {
+                // The entry is not shown: it may hold credentials.
+                problems.push((
+                    "nats.url",
+                    format!("server {} of the comma-separated list is not a server address (nats://host:port)", n + 1),
+                ));
+            }
+        }
         if self.max_ack_pending < 1 {
             problems.push(("nats.max_ack_pending", "must be at least 1".into()));
         }
@@ -314,5 +324,28 @@ pub(crate) async fn ack(message: &jetstream::Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
         // Unacknowledged messages are redelivered after ack_wait and deduplicated then.
         tracing::warn!(%error, "JetStream acknowledgement failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_list_entry_that_is_no_address_is_named_without_its_credentials() {
+        let config = NatsConfig {
+            url: Some("nats://user:s3cret@127.0.0.1:4222, nats://user:s3cret@not a host".into()),
+            ..NatsConfig::default()
+        };
+        let problems = config.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, "nats.url");
+        assert!(problems[0].1.contains("server 2"), "{problems:?}");
+        assert!(!problems[0].1.contains("s3cret"), "{problems:?}");
+        let fine = NatsConfig {
+            url: Some("nats://127.0.0.1:4222,nats://127.0.0.1:4223".into()),
+            ..NatsConfig::default()
+        };
+        assert!(fine.problems().is_empty());
     }
 }

@@ -71,10 +71,12 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, async_nats::Connec
     if servers.len() == 1 {
         return options.connect(url).await;
     }
-    let addrs: Vec<async_nats::ServerAddr> = servers
-        .iter()
-        .filter_map(|server| server.parse().ok())
-        .collect();
+    let addrs = (servers.iter())
+        .map(|server| server.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e)
+        })?;
     options.connect(addrs.as_slice()).await
 }
 
@@ -184,5 +186,15 @@ mod tests {
             message(&json!({"payload": 1})).unwrap_err(),
             InvalidParams::Missing("subject".into())
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_list_with_an_entry_that_is_no_address_is_refused() {
+        // Port 1 refuses connections: only a parse error proves the bad
+        // entry was not skipped.
+        let error = connect("nats://127.0.0.1:1, nats://not a host")
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), async_nats::ConnectErrorKind::ServerParse);
     }
 }
