@@ -254,15 +254,12 @@ async fn a_month_with_an_instance_killed_midway_fires_like_one_process() {
         || fires(&caught) == after_first,
     )
     .await;
-    let mut backlog = partitions_backlog(&nats).await;
-    for _ in 0..300 {
-        if backlog == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        backlog = partitions_backlog(&nats).await;
-    }
-    assert_eq!(backlog, 0, "every first-half event acknowledged");
+    eventually_async(
+        "every first-half event acknowledged",
+        Duration::from_secs(30),
+        || async { partitions_backlog(&nats).await == 0 },
+    )
+    .await;
     assert!(
         processes[0].log().contains("pulling partition"),
         "the instance to be killed holds partitions"
@@ -278,6 +275,70 @@ async fn a_month_with_an_instance_killed_midway_fires_like_one_process() {
     // Late or repeated fires would show up now.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(fires(&caught), expected, "the same fires as one process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere() {
+    let nats = nats_server();
+    let caught = catcher().await;
+    // Past 1 MiB a month: call the catcher one minute later.
+    let handler = json!({
+        "name": "later", "handlerId": "l-1", "status": "active", "targetOperatorId": "OP1",
+        "ruleConfig": {"type": "SimMonthlyTotalTrafficRule",
+            "properties": {"inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH", "limitTotalTrafficMegaByte": "1"}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "executionOffsetMinutes": "1",
+            "url": caught.url, "httpMethod": "POST",
+            "contentType": "application/json", "body": "{\"simId\":\"${simId}\"}"}}]
+    });
+    let handlers = tempfile::tempdir().unwrap();
+    std::fs::write(handlers.path().join("l.json"), handler.to_string()).unwrap();
+    let extra = format!("[handlers]\ndir = \"{}\"\n", handlers.path().display());
+    let (_dirs, mut processes) = cluster_processes(2, &nats, "http://127.0.0.1:9", &extra, |_| {});
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // A SIM whose partition the instance to be killed evaluates.
+    let members = ["node-0".to_string(), "node-1".to_string()];
+    let event = (0..100)
+        .map(|i| {
+            json!({"id": format!("l-{i}"), "eventType": "TrafficUsage", "simId": format!("sim-{i:02}"),
+                   "operatorId": "OP1", "payload": {"bytes": 2 * 1024 * 1024}})
+        })
+        .find(|e| {
+            let event = kairo::core::Event::from_value(e.clone()).unwrap();
+            let partition = kairo::ingest::cluster::partition_of(&event, 8);
+            kairo::ingest::cluster::owner_of(partition, &members) == Some("node-0")
+        })
+        .unwrap();
+    let asked = std::time::Instant::now();
+    post_round_robin(&[event], &[processes[1].url.clone()]).await;
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut actions = js.get_stream("KAIRO_ACTIONS").await.unwrap();
+    eventually_async(
+        "the event evaluated, its action scheduled",
+        Duration::from_secs(20),
+        || async { partitions_backlog(&nats).await == 0 },
+    )
+    .await;
+    assert_eq!(
+        actions.info().await.unwrap().state.messages,
+        1,
+        "one schedule"
+    );
+    processes[0].kill9();
+    eventually(
+        "the delayed action performed by the instance left",
+        Duration::from_secs(90),
+        || caught.bodies().len() == 1,
+    )
+    .await;
+    let after = asked.elapsed();
+    assert!(
+        after >= Duration::from_secs(59) && after <= Duration::from_secs(70),
+        "due a minute after it was asked for, performed after {after:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(caught.bodies().len(), 1, "performed once");
+    assert!(processes[1].log().contains("action succeeded"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,23 @@ pub struct DispatchContext {
     pub cancel: CancellationToken,
     /// Masks secrets in error messages before they are logged or stored.
     pub redactor: kairo_core::Redactor,
+    /// Where outcomes go besides the store (cluster mode: back to JetStream).
+    pub outcomes: Option<Arc<dyn OutcomeHook>>,
+}
+
+/// Told each attempt's outcome once the store has it; in cluster mode it
+/// acknowledges the action's message, sends it back for a retry, and
+/// records the outcome in JetStream.
+#[async_trait::async_trait]
+pub trait OutcomeHook: Send + Sync {
+    /// The action was performed (`entry` is in the history).
+    async fn finished(&self, entry: &HistoryEntry);
+    /// The action failed for good (`letter` is its dead letter).
+    async fn dead(&self, letter: &DeadLetter);
+    /// The action failed and is to be tried again after `wait`: true when
+    /// that retry is taken care of elsewhere, so neither the outbox nor the
+    /// scheduler keeps it.
+    async fn retry(&self, action: &PendingAction, wait: Duration) -> bool;
 }
 
 enum Message {
@@ -400,33 +417,7 @@ async fn attempt(
     cx.metrics.action_latency.observe(latency.as_secs_f64());
     let request = &action.request;
     match result {
-        Ok(outcome) => {
-            count(&cx, &request.action, "succeeded");
-            tracing::info!(
-                event_id = %request.event_id, rule = %request.rule, action = %request.action,
-                attempt = action.attempts, latency_ms, "action succeeded"
-            );
-            let entry = HistoryEntry {
-                request: request.clone(),
-                status: HistoryStatus::Succeeded,
-                attempts: action.attempts,
-                succeeded: true,
-                error: None,
-                error_class: None,
-                detail: outcome.detail,
-                created_at_ms: action.created_at_ms,
-                finished_at_ms: cx.clock.now_ms(),
-            };
-            commit(
-                &cx,
-                Batch {
-                    finished: vec![entry],
-                    ..Batch::default()
-                },
-            )
-            .await;
-            Attempted::Finished(action.key())
-        }
+        Ok(outcome) => succeeded(&cx, action, outcome, latency_ms).await,
         Err(error) if error.is_retryable() && action.attempts < cx.config.max_attempts => {
             count(&cx, &request.action, "retried");
             if let Some(wait) = error.retry_after {
@@ -440,6 +431,11 @@ async fn attempt(
             );
             action.next_attempt_ms = cx.clock.now_ms() + wait.as_millis() as i64;
             action.last_error = Some(error.message);
+            if let Some(hook) = &cx.outcomes
+                && hook.retry(&action, wait).await
+            {
+                return Attempted::Finished(action.key());
+            }
             commit(
                 &cx,
                 Batch {
@@ -452,6 +448,44 @@ async fn attempt(
         }
         Err(error) => give_up(&cx, action, error, latency_ms).await,
     }
+}
+
+/// Records a successful attempt in the history.
+async fn succeeded(
+    cx: &DispatchContext,
+    action: PendingAction,
+    outcome: kairo_plugin::ActionOutcome,
+    latency_ms: u64,
+) -> Attempted {
+    let request = &action.request;
+    count(cx, &request.action, "succeeded");
+    tracing::info!(
+        event_id = %request.event_id, rule = %request.rule, action = %request.action,
+        attempt = action.attempts, latency_ms, "action succeeded"
+    );
+    let entry = HistoryEntry {
+        request: request.clone(),
+        status: HistoryStatus::Succeeded,
+        attempts: action.attempts,
+        succeeded: true,
+        error: None,
+        error_class: None,
+        detail: outcome.detail,
+        created_at_ms: action.created_at_ms,
+        finished_at_ms: cx.clock.now_ms(),
+    };
+    commit(
+        cx,
+        Batch {
+            finished: vec![entry.clone()],
+            ..Batch::default()
+        },
+    )
+    .await;
+    if let Some(hook) = &cx.outcomes {
+        hook.finished(&entry).await;
+    }
+    Attempted::Finished(action.key())
 }
 
 /// `error` with any secret in its message masked.
@@ -519,11 +553,14 @@ async fn give_up(
         cx,
         Batch {
             finished: vec![entry],
-            dead: vec![letter],
+            dead: vec![letter.clone()],
             ..Batch::default()
         },
     )
     .await;
+    if let Some(hook) = &cx.outcomes {
+        hook.dead(&letter).await;
+    }
     Attempted::Finished(key)
 }
 

@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod builtin;
+mod cluster;
 pub mod config;
 pub mod console;
 pub mod directory;

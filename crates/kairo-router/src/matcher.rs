@@ -60,8 +60,10 @@ pub(crate) enum Work {
 }
 
 /// The answer to [`Work::Partition`]: the state values only that
-/// partition's SIMs change, as the evaluation set them.
-pub(crate) type PartitionEvaluated = Result<Vec<(String, i64)>, CommitError>;
+/// partition's SIMs change, as the evaluation set them, and the actions to
+/// publish to the cluster.
+pub(crate) type PartitionEvaluated =
+    Result<kairo_ingest::cluster::PartitionEvaluation, CommitError>;
 
 impl Work {
     fn len(&self) -> usize {
@@ -261,15 +263,26 @@ impl Matcher {
     }
 
     /// Evaluates one partition's events and commits them here with their
-    /// evaluation (the state only this partition changes is kept in its
-    /// journal, not here); returns that state's changes. Nothing is pending
-    /// before: every earlier commit has landed.
+    /// evaluation, except what the cluster keeps: the state only this
+    /// partition changes (in its journal) and the actions (in the actions
+    /// stream, for any instance to perform); returns those. Nothing is
+    /// pending before: every earlier commit has landed.
     fn evaluate_partition(&mut self, incoming: Vec<Incoming>) -> PartitionEvaluated {
         let now = self.clock.now_ms();
         let all_new = vec![true; incoming.len()];
         let (events, accept, _) = split_fresh(vec![incoming], vec![all_new]);
         let mut evaluation = self.evaluate(&events, now);
         evaluation.batch.accept = accept;
+        for (_, actions) in &mut evaluation.batch.evaluated {
+            actions.clear();
+        }
+        let actions = (std::mem::take(&mut evaluation.actions).into_iter())
+            .map(|action| kairo_ingest::cluster::ActionJob {
+                key: action.key(),
+                due_ms: action.request.not_before_ms.filter(|due| *due > now),
+                body: serde_json::to_vec(&action).expect("actions serialize"),
+            })
+            .collect();
         let (own, shared): (Vec<_>, Vec<_>) = (self.state().changes_from(0).into_iter())
             .partition(|(key, _)| kairo_core::handler::keys::partition_scoped(key));
         evaluation.batch.state = shared;
@@ -279,8 +292,11 @@ impl Matcher {
             Ok(()) => {
                 self.state().take_changes();
                 self.metrics.events_accepted.inc_by(events.len() as u64);
-                self.after_commit(evaluation.actions, &evaluation.outcomes, now);
-                Ok(own)
+                self.after_commit(Vec::new(), &evaluation.outcomes, now);
+                Ok(kairo_ingest::cluster::PartitionEvaluation {
+                    state: own,
+                    actions,
+                })
             }
             Err(error) => {
                 self.state().undo();

@@ -194,6 +194,7 @@ impl RouterBuilder {
         let shared_pace = gates.shared_pace();
         // SIM lookups go through the SORACOM actions' gate: one budget for the API.
         let soracom_gate = gates.get(kairo_plugin_soracom::FAMILY);
+        let link = crate::cluster::connect(&config).await?;
         let (dispatcher, scheduler) = Dispatcher::start(
             DispatchContext {
                 registry,
@@ -206,6 +207,7 @@ impl RouterBuilder {
                 clock: clock.clone(),
                 cancel: cancel.child_token(),
                 redactor: config.redactor(),
+                outcomes: (link.as_ref()).map(|link| link.outcomes.clone() as Arc<_>),
             },
             drain.clone(),
         );
@@ -261,11 +263,25 @@ impl RouterBuilder {
         }));
         // In cluster mode every source stores its events in the partition
         // stream, and the partitions this instance holds come back to `sink`.
-        let cluster = start_cluster(&config, &sink, &shared_pace, &cancel).await?;
+        let cluster = match &link {
+            Some(link) => Some(
+                crate::cluster::start(
+                    link,
+                    &config,
+                    &sink,
+                    dispatcher.clone(),
+                    &shared_pace,
+                    &cancel,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let intake: Arc<dyn EventSink> = match &cluster {
-            Some((publisher, _)) => publisher.clone(),
+            Some(started) => started.intake.clone(),
             None => sink.clone(),
         };
+        let held = link.map(|link| link.outcomes);
         let watch_task = config.soracom.watch.enabled.then(|| {
             let watcher = crate::watcher::Watcher {
                 client: clients.soracom.clone(),
@@ -273,7 +289,7 @@ impl RouterBuilder {
                 store: store.clone(),
                 writer: writer.clone(),
                 sink: match &cluster {
-                    Some((publisher, _)) => publisher.clone(),
+                    Some(started) => started.intake.clone(),
                     None => Arc::new(RouterSink {
                         source: "soracom-watch".into(),
                         ..sink.as_ref().clone()
@@ -291,7 +307,7 @@ impl RouterBuilder {
         };
         let nats_task = nats.map(|source| {
             let sink: Arc<dyn EventSink> = match &cluster {
-                Some((publisher, _)) => publisher.clone(),
+                Some(started) => started.intake.clone(),
                 None => Arc::new(RouterSink {
                     source: match &config.nats.stream {
                         Some(stream) => format!("jetstream:{stream}"),
@@ -302,7 +318,7 @@ impl RouterBuilder {
             };
             tokio::spawn(kairo_ingest::nats::run(source, sink, cancel.clone()))
         });
-        let cluster_task = cluster.map(|(_, task)| task);
+        let cluster_task = cluster.map(|started| started.task);
         let app = webhook_router(intake, config.server.clone())
             .merge(admin::router(admin::AdminState {
                 store: store.clone(),
@@ -360,6 +376,10 @@ impl RouterBuilder {
             scheduler
                 .await
                 .map_err(|e| RouterError::Task("dispatcher", e))?;
+            if let Some(held) = held {
+                // Actions pulled but not performed: the other instances take them now.
+                held.release_all().await;
+            }
             tracing::info!("dispatcher stopped");
             tokio::task::spawn_blocking(move || writer_thread.join())
                 .await
@@ -383,63 +403,12 @@ impl RouterBuilder {
     }
 }
 
-/// In cluster mode: the partition stream's publisher (every source's sink)
-/// and the task that pulls this instance's partitions into `sink`.
-async fn start_cluster(
-    config: &KairoConfig,
-    sink: &Arc<RouterSink>,
-    shared_pace: &crate::limits::SharedPaceSlot,
-    cancel: &CancellationToken,
-) -> Result<Option<(Arc<dyn EventSink>, tokio::task::JoinHandle<()>)>, RouterError> {
-    use kairo_ingest::cluster::{KvPace, Members, PartitionPublisher};
-    let (cluster, Some(url)) = (&config.cluster, &config.nats.url) else {
-        return Ok(None);
-    };
-    if !cluster.enabled() {
-        return Ok(None);
-    }
-    let js = async_nats::jetstream::new(connect_nats(url, config).await?);
-    let window = Duration::from_secs(config.store.dedupe_window_seconds);
-    let cluster_error = |e| RouterError::Cluster(Box::new(e));
-    let local = Arc::new(RouterSink {
-        source: format!("cluster:{}", cluster.stream),
-        ..sink.as_ref().clone()
-    });
-    let publisher = PartitionPublisher::open(js.clone(), cluster.clone(), window, local.clone())
-        .await
-        .map_err(cluster_error)?;
-    let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
-    let pace = KvPace::open(&js, cluster).await.map_err(cluster_error)?;
-    let _ = shared_pace.set(Arc::new(pace));
-    tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
-    let task = tokio::spawn(kairo_ingest::cluster::run(
-        js,
-        cluster.clone(),
-        members,
-        local,
-        cancel.clone(),
-    ));
-    Ok(Some((Arc::new(publisher), task)))
-}
-
-/// Connects to the NATS server at `url` within 10 s.
-async fn connect_nats(url: &str, config: &KairoConfig) -> Result<async_nats::Client, RouterError> {
-    let shown = config.redactor().redact(url).into_owned();
-    tokio::time::timeout(Duration::from_secs(10), kairo_plugin_nats::connect(url))
-        .await
-        .map_err(|_| RouterError::NatsTimeout(shown.clone()))?
-        .map_err(|source| RouterError::NatsConnect {
-            url: shown,
-            source: Box::new(source),
-        })
-}
-
 /// Connects to NATS and subscribes as `[nats]` says; any problem fails the start.
 async fn subscribe_nats(
     url: &str,
     config: &KairoConfig,
 ) -> Result<kairo_ingest::nats::NatsSource, RouterError> {
-    let client = connect_nats(url, config).await?;
+    let client = crate::cluster::connect_nats(url, config).await?;
     let pinned =
         (config.cluster.enabled()).then(|| Duration::from_secs(config.cluster.takeover_seconds));
     kairo_ingest::nats::subscribe(client, &config.nats, pinned)

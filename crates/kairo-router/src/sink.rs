@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kairo_core::{Clock, Event};
-use kairo_ingest::cluster::PartitionSink;
+use kairo_ingest::cluster::{PartitionEvaluation, PartitionSink};
 use kairo_ingest::{EventSink, SinkError};
 use kairo_store::{Batch, DeadLetter, DeadLetterKind};
 use tokio::sync::{mpsc, oneshot};
@@ -62,8 +62,8 @@ impl RouterSink {
 #[async_trait]
 impl PartitionSink for RouterSink {
     /// Evaluates and commits one partition's events; returns the state
-    /// changes its journal keeps.
-    async fn evaluate(&self, events: Vec<Event>) -> Result<Vec<(String, i64)>, SinkError> {
+    /// changes its journal keeps and the actions the cluster performs.
+    async fn evaluate(&self, events: Vec<Event>) -> Result<PartitionEvaluation, SinkError> {
         self.hand_over(events, Work::Partition).await
     }
 

@@ -23,6 +23,7 @@
 //! - Families' `per_second` paces are shared through a key-value bucket
 //!   ([`pace`]), so the instances together keep to each limit.
 
+mod actions;
 mod journal;
 pub mod membership;
 pub mod pace;
@@ -30,6 +31,7 @@ mod partition;
 mod publish;
 mod run;
 
+pub use actions::{ActionJob, ActionQueue, Ended, Job};
 pub use membership::{Members, owner_of};
 pub use pace::{KvPace, SharedPace};
 pub use publish::{ClusterError, PartitionPublisher};
@@ -42,14 +44,23 @@ use kairo_core::Event;
 
 use crate::{EventSink, SinkError};
 
+/// What the cluster keeps of a partition's evaluated events.
+#[derive(Debug, Default)]
+pub struct PartitionEvaluation {
+    /// The state values only that partition's SIMs change, as set.
+    pub state: Vec<(String, i64)>,
+    /// The actions asked for, to perform (not shadow ones).
+    pub actions: Vec<ActionJob>,
+}
+
 /// Where an instance's partitions are evaluated: its router, holding the
 /// handler state of every partition it owns.
 #[async_trait]
 pub trait PartitionSink: EventSink {
     /// Evaluates one partition's `events` in order and commits them, even
     /// those seen before (redeliveries the journal has not applied); returns
-    /// the state values only that partition's SIMs change, as set.
-    async fn evaluate(&self, events: Vec<Event>) -> Result<Vec<(String, i64)>, SinkError>;
+    /// what the cluster keeps of it.
+    async fn evaluate(&self, events: Vec<Event>) -> Result<PartitionEvaluation, SinkError>;
 
     /// Puts handler state in place: each key to its value, or removed for `None`.
     async fn restore(&self, values: Vec<(String, Option<i64>)>) -> Result<(), SinkError>;
@@ -87,6 +98,14 @@ pub struct ClusterConfig {
     pub state_stream: String,
     /// Partition `p`'s journal subject is `{state_subject_prefix}.{p}`.
     pub state_subject_prefix: String,
+    /// The stream of actions to perform (due, and scheduled for later).
+    pub actions_stream: String,
+    /// The actions stream's subjects are under `{actions_subject_prefix}.`.
+    pub actions_subject_prefix: String,
+    /// The stream recording how actions ended (performed, dead letters).
+    pub outcomes_stream: String,
+    /// The outcomes stream's subjects are under `{outcomes_subject_prefix}.`.
+    pub outcomes_subject_prefix: String,
     /// A partition whose instance stopped pulling moves to another after this.
     pub takeover_seconds: u64,
     /// How often an instance says it is alive (a member is gone after three
@@ -110,6 +129,10 @@ impl Default for ClusterConfig {
             members_bucket: "KAIRO_MEMBERS".into(),
             state_stream: "KAIRO_STATE".into(),
             state_subject_prefix: "kairo.state".into(),
+            actions_stream: "KAIRO_ACTIONS".into(),
+            actions_subject_prefix: "kairo.action".into(),
+            outcomes_stream: "KAIRO_OUTCOMES".into(),
+            outcomes_subject_prefix: "kairo.outcome".into(),
             takeover_seconds: 30,
             heartbeat_seconds: 5,
             node: None,
@@ -160,6 +183,8 @@ impl ClusterConfig {
             ("cluster.stream", &self.stream),
             ("cluster.members_bucket", &self.members_bucket),
             ("cluster.state_stream", &self.state_stream),
+            ("cluster.actions_stream", &self.actions_stream),
+            ("cluster.outcomes_stream", &self.outcomes_stream),
         ] {
             if value.is_empty()
                 || !value
@@ -169,23 +194,39 @@ impl ClusterConfig {
                 problems.push((key, "must be letters, digits, `_` or `-`".into()));
             }
         }
-        for (key, prefix) in [
+        problems.extend(self.subject_problems());
+        problems
+    }
+
+    /// Subject prefixes with wildcards, or whose subjects two streams would share.
+    fn subject_problems(&self) -> Vec<(&'static str, String)> {
+        let prefixes = [
             ("cluster.subject_prefix", &self.subject_prefix),
             ("cluster.state_subject_prefix", &self.state_subject_prefix),
-        ] {
+            (
+                "cluster.actions_subject_prefix",
+                &self.actions_subject_prefix,
+            ),
+            (
+                "cluster.outcomes_subject_prefix",
+                &self.outcomes_subject_prefix,
+            ),
+        ];
+        let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
+        let mut problems = Vec::new();
+        for (i, (key, prefix)) in prefixes.iter().enumerate() {
             if prefix.is_empty() || prefix.contains(['*', '>', ' ']) {
-                problems.push((key, "must be a subject without wildcards".into()));
+                problems.push((*key, "must be a subject without wildcards".into()));
             }
-        }
-        if self
-            .state_subject_prefix
-            .starts_with(&format!("{}.", self.subject_prefix))
-        {
-            problems.push((
-                "cluster.state_subject_prefix",
-                "must not be under cluster.subject_prefix (the partition stream takes those subjects)"
-                    .into(),
-            ));
+            let shared = prefixes[..i]
+                .iter()
+                .find(|(_, other)| under(prefix, other) || under(other, prefix));
+            if let Some((other, _)) = shared {
+                problems.push((
+                    *key,
+                    format!("must not be {other} nor under it, nor it under this (each stream takes its own subjects)"),
+                ));
+            }
         }
         problems
     }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::journal::Journal;
-use super::{ClusterConfig, ClusterError, PartitionSink};
+use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink};
 use crate::nats::{CHUNK, PINNED_GROUP as GROUP, ack, parse, reject};
 
 /// Partition `p`'s durable consumer: one per partition, pinned to one
@@ -53,60 +53,92 @@ pub(super) async fn pull(
     config: ClusterConfig,
     partition: u32,
     sink: Arc<dyn PartitionSink>,
+    actions: ActionQueue,
     stop: CancellationToken,
 ) {
-    if let Err(error) = evaluate(&js, &config, partition, sink, stop).await {
+    let owner = Owner {
+        js,
+        config,
+        partition,
+        sink,
+        actions,
+    };
+    if let Err(error) = owner.evaluate(stop).await {
         tracing::error!(%error, partition, "stopped pulling this partition; it is pulled again at the next heartbeat");
     }
 }
 
-async fn evaluate(
-    js: &jetstream::Context,
-    config: &ClusterConfig,
+/// What a partition's owner works with.
+struct Owner {
+    js: jetstream::Context,
+    config: ClusterConfig,
     partition: u32,
     sink: Arc<dyn PartitionSink>,
-    stop: CancellationToken,
-) -> Result<(), ClusterError> {
-    let consumer = consumer(js, config, partition).await?;
-    let max_payload = js.client().server_info().max_payload;
-    let mut journal = Journal::read(js, config, partition, max_payload).await?;
-    (sink.restore(journal.values()).await)
-        .map_err(|e| ClusterError::js(format!("partition {partition} state"), e))?;
-    let messages = (consumer.stream().group(GROUP).messages().await)
-        .map_err(|e| ClusterError::js(format!("consumer kairo-p{partition}"), e))?;
-    let mut chunks = messages.ready_chunks(CHUNK);
-    loop {
-        let chunk = tokio::select! {
-            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
-            _ = stop.cancelled() => return Ok(()),
-        };
-        let (events, good, last) = sort(chunk, journal.applied(), sink.as_ref()).await;
-        if good.is_empty() {
-            continue;
+    actions: ActionQueue,
+}
+
+impl Owner {
+    async fn evaluate(&self, stop: CancellationToken) -> Result<(), ClusterError> {
+        let (js, partition) = (&self.js, self.partition);
+        let consumer = consumer(js, &self.config, partition).await?;
+        let max_payload = js.client().server_info().max_payload;
+        let mut journal = Journal::read(js, &self.config, partition, max_payload).await?;
+        (self.sink.restore(journal.values()).await)
+            .map_err(|e| ClusterError::js(format!("partition {partition} state"), e))?;
+        let messages = (consumer.stream().group(GROUP).messages().await)
+            .map_err(|e| ClusterError::js(format!("consumer kairo-p{partition}"), e))?;
+        let mut chunks = messages.ready_chunks(CHUNK);
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let (events, good, last) = sort(chunk, journal.applied(), self.sink.as_ref()).await;
+            if !good.is_empty() {
+                self.evaluate_chunk(&mut journal, events, &good, last)
+                    .await?;
+            }
         }
-        let changes = match sink.evaluate(events).await {
-            Ok(changes) => changes,
+    }
+
+    /// Evaluates a chunk, publishes its actions, appends its state to the
+    /// journal, then acknowledges it. When the actions or the entry cannot be
+    /// stored, the state goes back to what the journal holds and the chunk is
+    /// evaluated again by whoever owns the partition (its actions are then
+    /// duplicates JetStream drops).
+    async fn evaluate_chunk(
+        &self,
+        journal: &mut Journal,
+        events: Vec<kairo_core::Event>,
+        good: &[jetstream::Message],
+        last: u64,
+    ) -> Result<(), ClusterError> {
+        let evaluation = match self.sink.evaluate(events).await {
+            Ok(evaluation) => evaluation,
             Err(error) => {
                 tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not evaluate partition messages; they will be redelivered");
-                for message in &good {
+                for message in good {
                     ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 }
-                continue;
+                return Ok(());
             }
         };
-        let before = journal.before(&changes);
-        if let Err(error) = journal.append(changes, last, sink.now_ms()).await {
-            // Not in the journal: the state goes back to what it holds, and
-            // the messages are evaluated again by whoever owns the partition.
-            let _ = sink.restore(before).await;
-            for message in &good {
+        let before = journal.before(&evaluation.state);
+        let stored = match self.actions.publish(evaluation.actions).await {
+            Ok(()) => (journal.append(evaluation.state, last, self.sink.now_ms())).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = stored {
+            let _ = self.sink.restore(before).await;
+            for message in good {
                 ack(message, AckKind::Nak(None)).await;
             }
             return Err(error);
         }
-        for message in &good {
+        for message in good {
             ack(message, AckKind::Ack).await;
         }
+        Ok(())
     }
 }
 

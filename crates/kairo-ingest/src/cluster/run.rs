@@ -8,7 +8,7 @@ use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
 
 use super::publish::ClusterError;
-use super::{ClusterConfig, Members, PartitionSink, owner_of};
+use super::{ActionQueue, ClusterConfig, Members, PartitionSink, owner_of};
 
 /// Beats, follows the members, and pulls the partitions this instance
 /// prefers until `shutdown`; then leaves the members list.
@@ -17,6 +17,7 @@ pub async fn run(
     config: ClusterConfig,
     members: Members,
     sink: Arc<dyn PartitionSink>,
+    actions: ActionQueue,
     shutdown: CancellationToken,
 ) {
     let mut pulling: BTreeMap<u32, (CancellationToken, tokio::task::JoinHandle<()>)> =
@@ -47,6 +48,7 @@ pub async fn run(
                             config.clone(),
                             p,
                             sink.clone(),
+                            actions.clone(),
                             stop.clone(),
                         ));
                         (stop, task)
