@@ -53,9 +53,16 @@ fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
 
 /// Routers sharing one handler directory, each with its own store.
 async fn routers(n: usize, catcher: &Catcher, nats: Option<&NatsServer>) -> Vec<Kairo> {
-    let handlers = tempfile::tempdir().unwrap().keep();
-    let handler = monthly_limit(&catcher.url);
-    std::fs::write(handlers.join("m.json"), handler.to_string()).unwrap();
+    routers_with(n, &[monthly_limit(&catcher.url)], nats).await
+}
+
+/// Routers sharing one directory of `handlers`, each with its own store.
+async fn routers_with(n: usize, handlers: &[Value], nats: Option<&NatsServer>) -> Vec<Kairo> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    for (i, handler) in handlers.iter().enumerate() {
+        std::fs::write(dir.join(format!("h{i}.json")), handler.to_string()).unwrap();
+    }
+    let handlers = dir;
     let mut started = Vec::new();
     for i in 0..n {
         let handlers = handlers.clone();
@@ -277,6 +284,77 @@ async fn a_month_with_an_instance_killed_midway_fires_like_one_process() {
     assert_eq!(fires(&caught), expected, "the same fires as one process");
 }
 
+/// A handler for group `G1` that calls `url` with its id and the SIM.
+fn group_handler(id: &str, rule: &str, limit_mib: u64, url: &str) -> Value {
+    json!({
+        "name": id, "handlerId": id, "status": "active", "targetGroupId": "G1",
+        "ruleConfig": {"type": rule, "properties": {
+            "runOnceAmongTarget": "true",
+            "inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH",
+            "limitTotalTrafficMegaByte": limit_mib.to_string()}},
+        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
+            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
+            "contentType": "application/json",
+            "body": format!("{{\"handler\":\"{id}\",\"simId\":\"${{simId}}\"}}")}}]
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_groups_counters_and_run_once_hold_for_the_whole_cluster() {
+    let nats = nats_server();
+    let caught = catcher().await;
+    // Once for the group when any of its SIMs passes 1 MiB a month; once
+    // for the group when the group passes 60 MiB.
+    let handlers = [
+        group_handler("sim-over", "SimMonthlyTotalTrafficRule", 1, &caught.url),
+        group_handler("group-over", "MonthlyTotalTrafficRule", 60, &caught.url),
+    ];
+    let cluster = routers_with(3, &handlers, Some(&nats)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // 40 SIMs of the group, 2 MiB each, twice: 160 MiB in all.
+    let events: Vec<Value> = (0..80)
+        .map(|i| {
+            json!({"id": format!("g-{i}"), "eventType": "TrafficUsage", "groupId": "G1",
+                   "simId": format!("sim-{:02}", i % 40), "operatorId": "OP1",
+                   "payload": {"bytes": 2 * 1024 * 1024}})
+        })
+        .collect();
+    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
+    post_round_robin(&events, &urls).await;
+    eventually_async("every event evaluated", Duration::from_secs(30), || async {
+        partitions_backlog(&nats).await == 0
+    })
+    .await;
+    for kairo in &cluster {
+        kairo.router.idle().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fired: Vec<String> = (caught.bodies().iter())
+        .map(|b| b["handler"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        fired.iter().filter(|h| *h == "sim-over").count(),
+        1,
+        "runOnceAmongTarget fires once for the whole cluster: {fired:?}"
+    );
+    assert_eq!(
+        fired.iter().filter(|h| *h == "group-over").count(),
+        1,
+        "the group's traffic, counted across the instances, passes its limit once: {fired:?}"
+    );
+    // The group's month counter holds every event's bytes, once.
+    let month = chrono::Utc::now().format("%Y%m");
+    let key = format!("c/group/G1/m{month}");
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let shared = kairo::ingest::cluster::SharedState::open(
+        js,
+        kairo::ingest::cluster::ClusterConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(shared.counters(&[key]).await.unwrap(), [160 * 1024 * 1024]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere() {
     let nats = nats_server();
@@ -414,6 +492,10 @@ async fn a_killed_instances_partitions_are_taken_over_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_node_dies_and_every_accepted_event_is_still_evaluated() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,async_nats=warn")
+        .with_test_writer()
+        .try_init();
     let mut nats = nats_cluster();
     nats.ready().await;
     let slack = catcher().await;

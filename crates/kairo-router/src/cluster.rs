@@ -1,5 +1,6 @@
 //! The router in cluster mode: its link to NATS JetStream, the partitions
-//! it pulls, and the actions it pulls from the cluster's actions stream.
+//! it pulls, the actions it pulls from the cluster's actions stream, and
+//! the state it shares with the other instances.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use kairo_core::Clock;
 use kairo_ingest::EventSink;
-use kairo_ingest::cluster::{ActionQueue, Ended, Job, KvPace, Members, PartitionPublisher};
+use kairo_ingest::cluster::{
+    ActionQueue, Ended, Job, KvPace, Members, PartitionPublisher, SharedState,
+};
 use kairo_store::{DeadLetter, HistoryEntry, PendingAction};
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +26,8 @@ pub(crate) struct ClusterLink {
     actions: ActionQueue,
     /// The actions pulled here, until their outcome is known.
     pub(crate) outcomes: Arc<ClusterOutcomes>,
+    /// The handler state many SIMs' events change.
+    pub(crate) shared: SharedState,
 }
 
 fn cluster_error(e: kairo_ingest::cluster::ClusterError) -> RouterError {
@@ -46,6 +51,7 @@ pub(crate) async fn connect(config: &KairoConfig) -> Result<Option<ClusterLink>,
     )
     .await
     .map_err(cluster_error)?;
+    let shared = (SharedState::open(js.clone(), cluster.clone()).await).map_err(cluster_error)?;
     let outcomes = Arc::new(ClusterOutcomes {
         actions: actions.clone(),
         held: Mutex::default(),
@@ -54,6 +60,7 @@ pub(crate) async fn connect(config: &KairoConfig) -> Result<Option<ClusterLink>,
         js,
         actions,
         outcomes,
+        shared,
     }))
 }
 

@@ -30,6 +30,7 @@ pub mod limits;
 mod matcher;
 pub mod metrics;
 pub mod operator_mail;
+mod partition;
 pub mod pipeline;
 pub mod plan;
 pub mod plugins;

@@ -79,6 +79,8 @@ impl Work {
 /// each batch with its action requests and handler state, then hands the
 /// actions to the dispatcher.
 pub(crate) struct Matcher {
+    /// Cluster mode: the state many instances share.
+    pub(crate) shared: Option<crate::partition::Shared>,
     pub(crate) rules: Arc<RuleStore>,
     pub(crate) handlers: Arc<HandlerStore>,
     pub(crate) pipeline: Pipeline,
@@ -98,7 +100,7 @@ pub(crate) struct Matcher {
 
 /// The new events of `batches` (to evaluate), their stored form (to
 /// accept), and how many of each request's events were duplicates.
-fn split_fresh(
+pub(crate) fn split_fresh(
     batches: Vec<Vec<Incoming>>,
     fresh: Vec<Vec<bool>>,
 ) -> (Vec<Event>, Vec<StoredEvent>, Vec<usize>) {
@@ -124,10 +126,10 @@ fn split_fresh(
 
 /// A batch's evaluation, ready to commit: the live actions, and each event's
 /// trace and rule errors for the numbers (counted once it is committed).
-struct Evaluation {
-    batch: Batch,
-    actions: Vec<PendingAction>,
-    outcomes: Vec<(EventTrace, Vec<kairo_script::RuleError>)>,
+pub(crate) struct Evaluation {
+    pub(crate) batch: Batch,
+    pub(crate) actions: Vec<PendingAction>,
+    pub(crate) outcomes: Vec<(EventTrace, Vec<kairo_script::RuleError>)>,
 }
 
 /// A batch of incoming events whose commit is under way: what to do once
@@ -238,71 +240,6 @@ impl Matcher {
             committing = self.accept(std::mem::take(incoming), committing);
         }
         committing
-    }
-
-    /// Cluster-mode work, once every commit before it has landed.
-    fn cluster(&mut self, work: Work) {
-        match work {
-            Work::Partition(events, reply) => {
-                let total = events.len();
-                let _ = reply.send(self.evaluate_partition(events));
-                self.in_flight.done(total);
-            }
-            Work::Restore(values, reply) => {
-                let mut state = self.state();
-                for (key, value) in values {
-                    match value {
-                        Some(value) => state.values.insert(key, value),
-                        None => state.values.remove(&key),
-                    };
-                }
-                let _ = reply.send(());
-            }
-            Work::Accepted(_) | Work::Accept(..) => unreachable!("run handles these"),
-        }
-    }
-
-    /// Evaluates one partition's events and commits them here with their
-    /// evaluation, except what the cluster keeps: the state only this
-    /// partition changes (in its journal) and the actions (in the actions
-    /// stream, for any instance to perform); returns those. Nothing is
-    /// pending before: every earlier commit has landed.
-    fn evaluate_partition(&mut self, incoming: Vec<Incoming>) -> PartitionEvaluated {
-        let now = self.clock.now_ms();
-        let all_new = vec![true; incoming.len()];
-        let (events, accept, _) = split_fresh(vec![incoming], vec![all_new]);
-        let mut evaluation = self.evaluate(&events, now);
-        evaluation.batch.accept = accept;
-        for (_, actions) in &mut evaluation.batch.evaluated {
-            actions.clear();
-        }
-        let actions = (std::mem::take(&mut evaluation.actions).into_iter())
-            .map(|action| kairo_ingest::cluster::ActionJob {
-                key: action.key(),
-                due_ms: action.request.not_before_ms.filter(|due| *due > now),
-                body: serde_json::to_vec(&action).expect("actions serialize"),
-            })
-            .collect();
-        let (own, shared): (Vec<_>, Vec<_>) = (self.state().changes_from(0).into_iter())
-            .partition(|(key, _)| kairo_core::handler::keys::partition_scoped(key));
-        evaluation.batch.state = shared;
-        let committed = (self.writer.submit(evaluation.batch))
-            .and_then(|outcome| StoreWriter::outcome_blocking(outcome).map(|_| ()));
-        match committed {
-            Ok(()) => {
-                self.state().take_changes();
-                self.metrics.events_accepted.inc_by(events.len() as u64);
-                self.after_commit(Vec::new(), &evaluation.outcomes, now);
-                Ok(kairo_ingest::cluster::PartitionEvaluation {
-                    state: own,
-                    actions,
-                })
-            }
-            Err(error) => {
-                self.state().undo();
-                Err(error)
-            }
-        }
     }
 
     /// Evaluates the new events of `requests` while `previous` commits, then,
@@ -450,7 +387,18 @@ impl Matcher {
 
     /// Evaluates `events` at `now`: their records with traces, their
     /// actions (shadow ones straight to the history), not yet committed.
-    fn evaluate(&mut self, events: &[Event], now: i64) -> Evaluation {
+    pub(crate) fn evaluate(&mut self, events: &[Event], now: i64) -> Evaluation {
+        self.evaluate_prepared(events, now, |_, _| {})
+    }
+
+    /// [`Matcher::evaluate`], with `prepare` run before the evaluation
+    /// ([`Pipeline::run_prepared`]).
+    pub(crate) fn evaluate_prepared(
+        &mut self,
+        events: &[Event],
+        now: i64,
+        prepare: impl FnOnce(&[std::borrow::Cow<'_, Event>], &crate::pipeline::SharedState),
+    ) -> Evaluation {
         let rules = self.rules.snapshot();
         let handlers = self.handlers.snapshot();
         let mut evaluation = Evaluation {
@@ -458,7 +406,7 @@ impl Matcher {
             actions: Vec::new(),
             outcomes: Vec::new(),
         };
-        let evaluated = self.pipeline.run(&rules, &handlers, events, now);
+        let evaluated = (self.pipeline).run_prepared(&rules, &handlers, events, now, prepare);
         for (
             event,
             Evaluated {
@@ -493,7 +441,7 @@ impl Matcher {
 
     /// Once a batch is committed: its numbers and logs, then its actions to
     /// the dispatcher; stale handler state leaves memory now and then.
-    fn after_commit(
+    pub(crate) fn after_commit(
         &mut self,
         actions: Vec<PendingAction>,
         outcomes: &[(EventTrace, Vec<kairo_script::RuleError>)],
@@ -520,7 +468,9 @@ impl Matcher {
         self.dispatcher.enqueue(actions);
     }
 
-    fn state(&self) -> std::sync::RwLockWriteGuard<'_, kairo_core::handler::MemoryState> {
+    pub(crate) fn state(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, kairo_core::handler::MemoryState> {
         self.pipeline
             .state
             .write()

@@ -39,6 +39,20 @@ impl Pipeline {
         events: &[Event],
         now_ms: i64,
     ) -> Vec<Evaluated> {
+        self.run_prepared(rules, handlers, events, now_ms, |_, _| {})
+    }
+
+    /// [`Pipeline::run`], letting `prepare` see the events as the handlers
+    /// will (SIM and group filled in) and put state in place before they are
+    /// evaluated: a cluster loads the state many instances share.
+    pub fn run_prepared(
+        &mut self,
+        rules: &RuleSet,
+        handlers: &HandlerSet,
+        events: &[Event],
+        now_ms: i64,
+        prepare: impl FnOnce(&[Cow<'_, Event>], &SharedState),
+    ) -> Vec<Evaluated> {
         let stateful = !handlers.handlers().is_empty() || rules.uses_state();
         let need_group = handlers
             .handlers()
@@ -49,6 +63,7 @@ impl Pipeline {
         } else {
             events.iter().map(Cow::Borrowed).collect()
         };
+        prepare(&enriched, &self.state);
         evaluate(rules, handlers, &self.state, events, &enriched, now_ms)
     }
 }

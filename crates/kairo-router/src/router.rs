@@ -225,6 +225,10 @@ impl RouterBuilder {
                 .collect(),
         );
         let matcher = Matcher {
+            shared: link.as_ref().map(|link| crate::partition::Shared {
+                state: link.shared.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            }),
             rules: rules.clone(),
             handlers: handlers.clone(),
             pipeline: Pipeline {

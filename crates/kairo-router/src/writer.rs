@@ -57,6 +57,9 @@ pub enum CommitError {
     /// This commit failed.
     #[error("store commit failed")]
     Failed(#[source] Arc<kairo_store::StoreError>),
+    /// Cluster mode: the state the instances share could not be read or written.
+    #[error("the cluster's shared handler state is out of reach")]
+    Cluster(#[source] Arc<kairo_ingest::cluster::ClusterError>),
 }
 
 /// A commit's outcome: per accepted event, whether it was new.

@@ -49,6 +49,34 @@ impl HandlerSet {
         &self.handlers
     }
 
+    /// The suppression keys of active, live `runOnceAmongTarget` handlers
+    /// whose target is a group or an operator (shared by many SIMs), with
+    /// the handler id each belongs to.
+    pub fn shared_suppressions(&self) -> Vec<(String, String)> {
+        (self.handlers.iter())
+            .filter(|h| h.active && !h.shadow && h.rule.run_once_among_target)
+            .filter(|h| h.rule.kind != RuleType::MonthlyCharge)
+            .filter(|h| matches!(h.target, Target::Group(_) | Target::Operator(_)))
+            .map(|h| {
+                let key = super::keys::handler_suppression(&h.state_id(), &target_key(&h.target));
+                (h.id.clone(), key)
+            })
+            .collect()
+    }
+
+    /// True when an active handler compares a group's or an operator's
+    /// traffic with its limit.
+    pub fn reads_shared_counters(&self) -> bool {
+        (self.handlers.iter()).any(|h| {
+            h.active
+                && matches!(
+                    h.rule.kind,
+                    RuleType::DailyTotalTraffic | RuleType::MonthlyTotalTraffic
+                )
+                && matches!(h.target, Target::Group(_) | Target::Operator(_))
+        })
+    }
+
     /// Applies `event` at `now_ms`: updates traffic counters once, then every
     /// active handler; returns the actions of the handlers that fired.
     pub fn evaluate(

@@ -20,7 +20,7 @@ pub use engine::{
     event_types, render,
 };
 pub use model::{ActionKind, Handler, HandlerError, RuleType, Target};
-pub use state::{HandlerState, MemoryState, Retention, count};
+pub use state::{HandlerState, MemoryState, Retention, count, shared_traffic};
 pub use timing::DateConst;
 
 /// Parses a handlers file: one `EventHandlerModel` or an array of them.

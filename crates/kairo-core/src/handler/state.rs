@@ -157,26 +157,45 @@ pub(super) fn traffic_bytes(event: &Event) -> Option<i64> {
 
 /// Adds `bytes` to the subscriber, SIM, group and operator counters for the UTC day, month and all time.
 fn count_traffic(event: &Event, state: &mut dyn HandlerState, at: i64, bytes: i64) {
-    use super::keys::{Window, counter};
-    let mut add = |scope: &str, id: &str, window: Window| {
-        let key = counter(scope, id, window, at);
+    for key in traffic_counters(event, at) {
         let value = state.get(&key).unwrap_or(0) + bytes;
         state.set(key, value);
-    };
+    }
+}
+
+/// Every counter a traffic event at `at` adds to: its subscriber's and
+/// SIM's for the UTC day, month and all time, its group's and operator's
+/// for the day and month.
+fn traffic_counters(event: &Event, at: i64) -> Vec<String> {
+    use super::keys::{Window, counter};
+    let mut keys = Vec::with_capacity(10);
     for (scope, id) in [("imsi", &event.imsi), ("sim", &event.sim_id)] {
         if let Some(id) = id {
             for window in [Window::Day, Window::Month, Window::All] {
-                add(scope, id, window);
+                keys.push(counter(scope, id, window, at));
             }
         }
     }
     if let Some(group) = &event.group_id {
-        add("group", group, Window::Day);
-        add("group", group, Window::Month);
+        keys.push(counter("group", group, Window::Day, at));
+        keys.push(counter("group", group, Window::Month, at));
     }
     let operator = event.operator_id.as_deref().unwrap_or("-");
-    add("op", operator, Window::Day);
-    add("op", operator, Window::Month);
+    keys.push(counter("op", operator, Window::Day, at));
+    keys.push(counter("op", operator, Window::Month, at));
+    keys
+}
+
+/// The counters many SIMs' events add to (group and operator) that a
+/// traffic `event` adds to at `now_ms`, and its bytes; `None` for other events.
+pub fn shared_traffic(event: &Event, now_ms: i64) -> Option<(i64, Vec<String>)> {
+    let bytes = traffic_bytes(event)?;
+    let at = event.timestamp_ms.unwrap_or(now_ms);
+    let keys = traffic_counters(event, at)
+        .into_iter()
+        .filter(|key| !super::keys::partition_scoped(key))
+        .collect();
+    Some((bytes, keys))
 }
 
 /// The counter a traffic rule compares with its limit for `event` at `at`

@@ -22,7 +22,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, AckKind, consumer::pull, message::PublishMessage, stream};
 use futures::StreamExt;
 
-use super::{ClusterConfig, ClusterError, fnv1a};
+use super::{ClusterConfig, ClusterError, token};
 
 /// An action to publish: its idempotency key, when it is due if later than
 /// now (epoch milliseconds), and its serialized form.
@@ -175,18 +175,6 @@ impl ActionQueue {
 fn schedule_at(ms: i64) -> String {
     let seconds = (ms + 999).div_euclid(1000);
     format!("@at {}", kairo_core::handler::describe_time(seconds * 1000))
-}
-
-/// A subject token naming `key`: its readable characters, then a hash of
-/// the whole key, so two keys never share a schedule.
-fn token(key: &str) -> String {
-    let readable: String = (key.chars().take(80))
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
-            _ => '_',
-        })
-        .collect();
-    format!("{readable}-{:016x}", fnv1a(key.as_bytes()))
 }
 
 /// A due action pulled from the actions stream.

@@ -30,12 +30,14 @@ pub mod pace;
 mod partition;
 mod publish;
 mod run;
+mod shared;
 
 pub use actions::{ActionJob, ActionQueue, Ended, Job};
 pub use membership::{Members, owner_of};
 pub use pace::{KvPace, SharedPace};
 pub use publish::{ClusterError, PartitionPublisher};
 pub use run::run;
+pub use shared::{Held, SharedState};
 
 use std::time::Duration;
 
@@ -106,6 +108,12 @@ pub struct ClusterConfig {
     pub outcomes_stream: String,
     /// The outcomes stream's subjects are under `{outcomes_subject_prefix}.`.
     pub outcomes_subject_prefix: String,
+    /// The stream of group and operator traffic counters.
+    pub counters_stream: String,
+    /// The counters stream's subjects are under `{counters_subject_prefix}.`.
+    pub counters_subject_prefix: String,
+    /// The key-value bucket of group- and operator-wide suppression times.
+    pub shared_bucket: String,
     /// A partition whose instance stopped pulling moves to another after this.
     pub takeover_seconds: u64,
     /// How often an instance says it is alive (a member is gone after three
@@ -133,6 +141,9 @@ impl Default for ClusterConfig {
             actions_subject_prefix: "kairo.action".into(),
             outcomes_stream: "KAIRO_OUTCOMES".into(),
             outcomes_subject_prefix: "kairo.outcome".into(),
+            counters_stream: "KAIRO_COUNTERS".into(),
+            counters_subject_prefix: "kairo.counter".into(),
+            shared_bucket: "KAIRO_SHARED".into(),
             takeover_seconds: 30,
             heartbeat_seconds: 5,
             node: None,
@@ -185,6 +196,8 @@ impl ClusterConfig {
             ("cluster.state_stream", &self.state_stream),
             ("cluster.actions_stream", &self.actions_stream),
             ("cluster.outcomes_stream", &self.outcomes_stream),
+            ("cluster.counters_stream", &self.counters_stream),
+            ("cluster.shared_bucket", &self.shared_bucket),
         ] {
             if value.is_empty()
                 || !value
@@ -210,6 +223,10 @@ impl ClusterConfig {
             (
                 "cluster.outcomes_subject_prefix",
                 &self.outcomes_subject_prefix,
+            ),
+            (
+                "cluster.counters_subject_prefix",
+                &self.counters_subject_prefix,
             ),
         ];
         let under = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}."));
@@ -253,6 +270,51 @@ pub(crate) async fn bucket(
     })
     .await
     .map_err(|e| ClusterError::js(format!("bucket {bucket}"), e))
+}
+
+/// How many conflicting writes in a row [`compare_and_set`] tolerates.
+const CAS_TRIES: usize = 32;
+
+/// Reads `key` and lets `decide` say what to write in its place (`None`:
+/// nothing) and what to answer; the write expects the revision read, so a
+/// concurrent writer makes it read and decide again.
+pub(crate) async fn compare_and_set<R>(
+    kv: &async_nats::jetstream::kv::Store,
+    key: &str,
+    what: &str,
+    decide: impl Fn(Option<&[u8]>) -> (Option<Vec<u8>>, R),
+) -> Result<R, ClusterError> {
+    for _ in 0..CAS_TRIES {
+        let entry = (kv.entry(key).await).map_err(|e| ClusterError::js(what, e))?;
+        let entry = entry.filter(|e| e.operation == async_nats::jetstream::kv::Operation::Put);
+        let (write, answer) = decide(entry.as_ref().map(|e| e.value.as_ref()));
+        let Some(value) = write else {
+            return Ok(answer);
+        };
+        let written = match &entry {
+            Some(entry) => kv.update(key, value.into(), entry.revision).await.is_ok(),
+            None => kv.create(key, value.into()).await.is_ok(),
+        };
+        if written {
+            return Ok(answer);
+        }
+    }
+    Err(ClusterError::js(
+        what,
+        format!("{CAS_TRIES} conflicting updates in a row"),
+    ))
+}
+
+/// A subject token or key-value key naming `key`: its readable characters,
+/// then a hash of the whole key, so two keys never share one.
+pub(crate) fn token(key: &str) -> String {
+    let readable: String = (key.chars().take(80))
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    format!("{readable}-{:016x}", fnv1a(key.as_bytes()))
 }
 
 /// The partition of `event` among `partitions`: FNV-1a (64-bit) of its

@@ -7,9 +7,6 @@ use async_nats::jetstream::{self, kv};
 use super::ClusterConfig;
 use super::publish::ClusterError;
 
-/// Revision conflicts retried before a take gives up.
-const TRIES: usize = 32;
-
 /// Where a family's pace is kept when several instances share it.
 #[async_trait::async_trait]
 pub trait SharedPace: Send + Sync {
@@ -43,34 +40,13 @@ impl KvPace {
     /// changed it meanwhile (then reads and tries again); returns what `next`
     /// was given.
     async fn swap(&self, family: &str, next: impl Fn(i64) -> i64) -> Result<i64, ClusterError> {
-        let key: String = (family.chars())
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        for _ in 0..TRIES {
-            let entry =
-                (self.kv.entry(&key).await).map_err(|e| ClusterError::js("pace read", e))?;
-            let current = (entry.as_ref())
-                .and_then(|e| std::str::from_utf8(&e.value).ok()?.parse().ok())
-                .unwrap_or(0);
-            let value = next(current).to_string().into();
-            let written = match &entry {
-                Some(entry) => self.kv.update(&key, value, entry.revision).await.is_ok(),
-                None => self.kv.create(&key, value).await.is_ok(),
-            };
-            if written {
-                return Ok(current);
-            }
-        }
-        Err(ClusterError::js(
-            format!("pace of {family}"),
-            format!("{TRIES} conflicting updates in a row"),
-        ))
+        let what = format!("pace of {family}");
+        super::compare_and_set(&self.kv, &super::token(family), &what, |value| {
+            let current =
+                (value.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())).unwrap_or(0);
+            (Some(next(current).to_string().into_bytes()), current)
+        })
+        .await
     }
 }
 
