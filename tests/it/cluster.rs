@@ -635,3 +635,96 @@ async fn a_partition_whose_pull_ended_is_pulled_again() {
     )
     .await;
 }
+
+/// A partition sink that records what it evaluates and refuses its first chunk.
+#[derive(Default)]
+struct RefusesFirst {
+    refused: std::sync::atomic::AtomicBool,
+    evaluated: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl kairo::ingest::EventSink for RefusesFirst {
+    async fn accept(
+        &self,
+        _events: Vec<kairo::core::Event>,
+    ) -> Result<usize, kairo::ingest::SinkError> {
+        unreachable!("a partition's events are evaluated, not accepted")
+    }
+}
+
+#[async_trait::async_trait]
+impl kairo::ingest::cluster::PartitionSink for RefusesFirst {
+    async fn evaluate(
+        &self,
+        events: Vec<kairo::core::Event>,
+    ) -> Result<kairo::ingest::cluster::PartitionEvaluation, kairo::ingest::SinkError> {
+        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let full = std::io::Error::other("the store is full");
+            return Err(kairo::ingest::SinkError::new(full));
+        }
+        let ids = events.into_iter().map(|e| e.id);
+        self.evaluated.lock().unwrap().extend(ids);
+        Ok(Default::default())
+    }
+
+    async fn restore(
+        &self,
+        _values: Vec<(String, Option<i64>)>,
+    ) -> Result<(), kairo::ingest::SinkError> {
+        Ok(())
+    }
+
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
+    use kairo::ingest::cluster::{ActionQueue, Members, PartitionPublisher};
+    let nats = nats_server();
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let config = kairo::ingest::cluster::ClusterConfig {
+        backend: kairo::ingest::cluster::Backend::Jetstream,
+        partitions: 1,
+        takeover_seconds: 2,
+        heartbeat_seconds: 1,
+        ..Default::default()
+    };
+    let sink = std::sync::Arc::new(RefusesFirst::default());
+    let window = Duration::from_secs(600);
+    let publisher = PartitionPublisher::open(js.clone(), config.clone(), window, sink.clone())
+        .await
+        .unwrap();
+    // Stored before the partition is pulled: more than one chunk waits.
+    let ids: BTreeSet<String> = (0..300).map(|i| format!("c-{i}")).collect();
+    let events = (ids.iter())
+        .map(|id| kairo::core::Event::from_value(json!({"id": id, "simId": "sim-1"})).unwrap())
+        .collect();
+    kairo::ingest::EventSink::accept(&publisher, events)
+        .await
+        .unwrap();
+    let actions = ActionQueue::open(js.clone(), config.clone(), window, window)
+        .await
+        .unwrap();
+    let members = Members::join(&js, &config).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(kairo::ingest::cluster::run(
+        js,
+        config,
+        members,
+        sink.clone(),
+        actions,
+        stop.clone(),
+    ));
+    eventually("every event evaluated", Duration::from_secs(30), || {
+        sink.evaluated.lock().unwrap().len() >= ids.len()
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap();
+    let evaluated = sink.evaluated.lock().unwrap().clone();
+    assert_eq!(evaluated.iter().cloned().collect::<BTreeSet<_>>(), ids);
+    assert_eq!(evaluated.len(), ids.len(), "each once");
+}

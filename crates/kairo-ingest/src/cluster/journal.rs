@@ -3,24 +3,26 @@
 //!
 //! The owner appends one entry per evaluated chunk of the partition: the
 //! state values the chunk changed (the keys only that partition's SIMs
-//! change: [`kairo_core::handler::keys::partition_scoped`]) and the last
-//! partition-stream sequence evaluated. One message is stored whole or not
-//! at all, so the values and the sequence always agree. The partition's
-//! messages are acknowledged only after the entry is stored.
+//! change: [`kairo_core::handler::keys::partition_scoped`]) and the
+//! partition-stream sequences of the messages evaluated. One message is
+//! stored whole or not at all, so the values and the sequences always agree.
+//! The partition's messages are acknowledged only after the entry is stored.
 //!
 //! - Every append expects the subject's last sequence it knows
 //!   (`Nats-Expected-Last-Subject-Sequence`): an owner that lost the
 //!   partition (another took over while it was still evaluating) is refused
 //!   and stops, so one chain of entries is the truth.
 //! - A new owner reads the journal, puts its values into the handler state,
-//!   and acknowledges without evaluating every message at or below its
-//!   sequence: evaluated by the previous owner, which died before
-//!   acknowledging.
+//!   and acknowledges without evaluating every message whose sequence it
+//!   lists: evaluated by the previous owner, which died before
+//!   acknowledging. Exact sequences, not a high-water mark: a message sent
+//!   back (its instance stopped, its chunk failed) may come after newer ones.
 //! - Every [`SNAPSHOT_EVERY`] entries the owner appends the whole
-//!   partition's state as a roll-up (`Nats-Rollup: sub`), which replaces the
-//!   entries before it, so reading a journal stays short.
+//!   partition's state as a roll-up (`Nats-Rollup: sub`), with the listed
+//!   sequences not yet acknowledged (above the consumer's ack floor), which
+//!   replaces the entries before it, so reading a journal stays short.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use kairo_core::handler::Retention;
@@ -33,8 +35,9 @@ pub(crate) const SNAPSHOT_EVERY: usize = 64;
 /// One journal message.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
-    /// The partition stream's last sequence whose evaluation this includes.
-    applied: u64,
+    /// The partition-stream sequences of the messages evaluated (for a
+    /// roll-up: those not yet acknowledged).
+    sequences: Vec<u64>,
     /// True for a roll-up: `values` is the whole partition's state.
     #[serde(default)]
     snapshot: bool,
@@ -68,8 +71,8 @@ pub(crate) struct Journal {
     subject: String,
     /// This subject's last sequence: the next append expects it (0: empty).
     last: u64,
-    /// The partition stream's last sequence already evaluated.
-    applied: u64,
+    /// The partition-stream sequences evaluated and perhaps not yet acknowledged.
+    evaluated: BTreeSet<u64>,
     /// The partition's state.
     values: HashMap<String, i64>,
     /// Entries appended since the last roll-up.
@@ -95,7 +98,7 @@ impl Journal {
             js: js.clone(),
             subject,
             last: 0,
-            applied: 0,
+            evaluated: BTreeSet::new(),
             values: HashMap::new(),
             since_snapshot: 0,
             max_payload,
@@ -127,17 +130,24 @@ impl Journal {
     fn apply(&mut self, entry: Entry) {
         if entry.snapshot {
             self.values.clear();
+            self.evaluated.clear();
             self.since_snapshot = 0;
         } else {
             self.since_snapshot += 1;
         }
         self.values.extend(entry.values);
-        self.applied = self.applied.max(entry.applied);
+        self.evaluated.extend(entry.sequences);
     }
 
-    /// The partition stream's last sequence already evaluated.
-    pub(crate) fn applied(&self) -> u64 {
-        self.applied
+    /// True when the message at partition-stream sequence `sequence` was
+    /// evaluated and its state is in the journal.
+    pub(crate) fn evaluated(&self, sequence: u64) -> bool {
+        self.evaluated.contains(&sequence)
+    }
+
+    /// True when enough entries were appended since the last roll-up.
+    pub(crate) fn roll_up_due(&self) -> bool {
+        self.since_snapshot >= SNAPSHOT_EVERY
     }
 
     /// The partition's state, to put into the handler state.
@@ -155,36 +165,39 @@ impl Journal {
             .collect()
     }
 
-    /// Appends `values`, set by evaluating the partition up to sequence
-    /// `applied`; refused when another instance appended since (this one
-    /// no longer owns the partition).
+    /// Appends `values`, set by evaluating the messages at `sequences`;
+    /// refused when another instance appended since (this one no longer owns
+    /// the partition).
     pub(crate) async fn append(
         &mut self,
         values: Vec<(String, i64)>,
-        applied: u64,
-        now_ms: i64,
+        sequences: Vec<u64>,
     ) -> Result<(), ClusterError> {
         let entry = Entry {
-            applied,
+            sequences,
             snapshot: false,
             values,
         };
         self.publish(&entry, false).await?;
         self.apply(entry);
-        if self.since_snapshot >= SNAPSHOT_EVERY {
-            self.roll_up(now_ms).await?;
-        }
         Ok(())
     }
 
     /// Replaces the journal's entries with one holding the whole state (stale
-    /// entries left out), unless it would not fit in a message.
-    async fn roll_up(&mut self, now_ms: i64) -> Result<(), ClusterError> {
+    /// entries left out) and the sequences above `ack_floor` (the consumer's:
+    /// every message at or below it is acknowledged), unless it would not fit
+    /// in a message.
+    pub(crate) async fn roll_up(
+        &mut self,
+        ack_floor: u64,
+        now_ms: i64,
+    ) -> Result<(), ClusterError> {
         let retention = Retention::as_of(now_ms);
         self.values
             .retain(|key, value| !retention.is_stale(key, *value));
+        self.evaluated = self.evaluated.split_off(&(ack_floor + 1));
         let entry = Entry {
-            applied: self.applied,
+            sequences: self.evaluated.iter().copied().collect(),
             snapshot: true,
             values: self.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };

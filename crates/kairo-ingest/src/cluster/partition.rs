@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::journal::Journal;
@@ -68,6 +68,9 @@ pub(super) async fn pull(
     }
 }
 
+/// A partition's messages, in chunks as they arrive.
+type Chunks = futures::stream::ReadyChunks<pull::Stream>;
+
 /// What a partition's owner works with.
 struct Owner {
     js: jetstream::Context,
@@ -88,16 +91,55 @@ impl Owner {
         let messages = (consumer.stream().group(GROUP).messages().await)
             .map_err(|e| ClusterError::js(format!("consumer kairo-p{partition}"), e))?;
         let mut chunks = messages.ready_chunks(CHUNK);
+        let pulled = self.pull(&consumer, &mut journal, &mut chunks, &stop).await;
+        self.leave(chunks).await;
+        pulled
+    }
+
+    /// Evaluates chunk after chunk, in stream order, until `stop` or a chunk
+    /// fails (it is sent back; the partition is pulled again from there).
+    async fn pull(
+        &self,
+        consumer: &jetstream::consumer::PullConsumer,
+        journal: &mut Journal,
+        chunks: &mut Chunks,
+        stop: &CancellationToken,
+    ) -> Result<(), ClusterError> {
         loop {
             let chunk = tokio::select! {
                 chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
                 _ = stop.cancelled() => return Ok(()),
             };
-            let (events, good, last) = sort(chunk, journal.applied(), self.sink.as_ref()).await;
-            if !good.is_empty() {
-                self.evaluate_chunk(&mut journal, events, &good, last)
-                    .await?;
+            let (events, good) = sort(chunk, journal, self.sink.as_ref()).await;
+            if good.is_empty() {
+                continue;
             }
+            self.evaluate_chunk(journal, events, &good).await?;
+            if journal.roll_up_due() {
+                let info = consumer.get_info().await;
+                let info = info.map_err(|e| ClusterError::js("partition consumer", e))?;
+                (journal.roll_up(info.ack_floor.stream_sequence, self.sink.now_ms())).await?;
+            }
+        }
+    }
+
+    /// Stops pulling: the messages received but not evaluated are sent back
+    /// at once, and the partition is unpinned, so whoever pulls next gets it
+    /// now rather than after `takeover_seconds`.
+    async fn leave(&self, mut chunks: Chunks) {
+        while let Some(Some(chunk)) = chunks.next().now_or_never() {
+            for message in chunk.into_iter().flatten() {
+                ack(&message, AckKind::Nak(None)).await;
+            }
+        }
+        drop(chunks);
+        let name = format!("kairo-p{}", self.partition);
+        let unpinned = match self.js.get_stream(&self.config.stream).await {
+            Ok(stream) => (stream.unpin_consumer(&name, GROUP).await).map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = unpinned {
+            tracing::warn!(%error, partition = self.partition, "could not unpin the partition; another instance takes it after takeover_seconds");
         }
     }
 
@@ -111,21 +153,22 @@ impl Owner {
         journal: &mut Journal,
         events: Vec<kairo_core::Event>,
         good: &[jetstream::Message],
-        last: u64,
     ) -> Result<(), ClusterError> {
         let evaluation = match self.sink.evaluate(events).await {
             Ok(evaluation) => evaluation,
             Err(error) => {
-                tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not evaluate partition messages; they will be redelivered");
+                // Later chunks must not pass this one: it is sent back and
+                // the partition pulled again from it.
                 for message in good {
-                    ack(message, AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    ack(message, AckKind::Nak(None)).await;
                 }
-                return Ok(());
+                let message = kairo_core::error_chain(&error);
+                return Err(ClusterError::js("evaluating a partition chunk", message));
             }
         };
         let before = journal.before(&evaluation.state);
         let stored = match self.actions.publish(evaluation.actions).await {
-            Ok(()) => (journal.append(evaluation.state, last, self.sink.now_ms())).await,
+            Ok(()) => journal.append(evaluation.state, sequences(good)).await,
             Err(error) => Err(error),
         };
         if let Err(error) = stored {
@@ -142,10 +185,16 @@ impl Owner {
     }
 }
 
-/// Splits a chunk: the events of messages to evaluate, those messages, and
-/// the last one's stream sequence. Messages at or below `applied` were
-/// evaluated by an earlier owner and are acknowledged; those holding no
-/// event become dead letters.
+/// The partition-stream sequences of `messages`.
+fn sequences(messages: &[jetstream::Message]) -> Vec<u64> {
+    (messages.iter())
+        .filter_map(|m| m.info().ok().map(|info| info.stream_sequence))
+        .collect()
+}
+
+/// Splits a chunk: the events of messages to evaluate, and those messages.
+/// Messages the journal lists were evaluated by an earlier owner and are
+/// acknowledged; those holding no event become dead letters.
 async fn sort(
     chunk: Vec<
         Result<
@@ -153,10 +202,10 @@ async fn sort(
             async_nats::error::Error<jetstream::consumer::pull::MessagesErrorKind>,
         >,
     >,
-    applied: u64,
+    journal: &Journal,
     sink: &dyn PartitionSink,
-) -> (Vec<kairo_core::Event>, Vec<jetstream::Message>, u64) {
-    let (mut events, mut good, mut last) = (Vec::new(), Vec::new(), applied);
+) -> (Vec<kairo_core::Event>, Vec<jetstream::Message>) {
+    let (mut events, mut good) = (Vec::new(), Vec::new());
     for message in chunk {
         let message = match message {
             Ok(message) => message,
@@ -169,18 +218,17 @@ async fn sort(
             tracing::warn!(subject = %message.subject, "a partition message without its stream sequence; it will be redelivered");
             continue;
         };
-        if sequence <= applied {
+        if journal.evaluated(sequence) {
             ack(&message, AckKind::Ack).await;
             continue;
         }
         match parse(&message.payload) {
             Ok(parsed) => {
                 events.extend(parsed);
-                last = last.max(sequence);
                 good.push(message);
             }
             Err(reason) => reject(sink, &message, &reason).await,
         }
     }
-    (events, good, last)
+    (events, good)
 }
