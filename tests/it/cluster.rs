@@ -728,3 +728,55 @@ async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
     assert_eq!(evaluated.iter().cloned().collect::<BTreeSet<_>>(), ids);
     assert_eq!(evaluated.len(), ids.len(), "each once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_instance_takes_its_partitions_without_waiting_for_the_takeover() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let start = |i: usize| {
+        let (slack, nats) = (slack.url.clone(), &nats);
+        async move {
+            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+                clustered(c, nats);
+                // A dead instance's partitions would wait a minute.
+                c.cluster.takeover_seconds = 60;
+                c.cluster.node = Some(format!("node-{i}"));
+                c.plugins.slack.webhook_url = Some(slack);
+            })
+            .await
+        }
+    };
+    let first = start(0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = |part: &str| -> Vec<Value> {
+        (0..100)
+            .map(|i| json!({"id": format!("{part}-{i}"), "simId": format!("sim-{:02}", i % 25)}))
+            .collect()
+    };
+    post_round_robin(&events("before"), std::slice::from_ref(&first.url)).await;
+    eventually(
+        "the first instance performs all",
+        Duration::from_secs(30),
+        || slack.bodies().len() == 100,
+    )
+    .await;
+    let second = start(1).await;
+    // The members see each other within a few beats.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let joined = std::time::Instant::now();
+    post_round_robin(&events("after"), std::slice::from_ref(&first.url)).await;
+    eventually(
+        "every event evaluated and performed after the join",
+        Duration::from_secs(30),
+        || slack.bodies().len() == 200,
+    )
+    .await;
+    eprintln!("performed {:?} after the join", joined.elapsed());
+    let moved = (0..100)
+        .filter(|i| {
+            let id = format!("after-{i}");
+            second.router.store().event_record(&id).unwrap().is_some()
+        })
+        .count();
+    assert!(moved > 0, "the joining instance evaluates its share");
+}
