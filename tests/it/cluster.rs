@@ -13,7 +13,7 @@ const SIMS: usize = 50;
 const EVENTS_PER_SIM: usize = 30;
 
 /// A handler that calls `url` once a month per SIM past 100 MiB.
-fn monthly_limit(url: &str) -> Value {
+pub(crate) fn monthly_limit(url: &str) -> Value {
     json!({
         "name": "monthly-100", "handlerId": "m-1", "status": "active", "targetOperatorId": "OP1",
         "ruleConfig": {"type": "SimMonthlyTotalTrafficRule",
@@ -26,7 +26,7 @@ fn monthly_limit(url: &str) -> Value {
 
 /// A month of traffic for 50 SIMs, a day's usage (0–8 MiB, fixed by the
 /// SIM and day: 15–225 MiB a month) per event, in the order they happened.
-fn fleet_traffic() -> Vec<Value> {
+pub(crate) fn fleet_traffic() -> Vec<Value> {
     let mut events = Vec::new();
     for day in 0..EVENTS_PER_SIM {
         for sim in 0..SIMS {
@@ -42,7 +42,7 @@ fn fleet_traffic() -> Vec<Value> {
 }
 
 /// The cluster settings of an instance on `nats`.
-fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
+pub(crate) fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
     config.nats.url = Some(nats.url.clone());
     config.nats.subject = "kairo.unused.>".into();
     config.cluster.backend = kairo::ingest::cluster::Backend::Jetstream;
@@ -52,12 +52,16 @@ fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
 }
 
 /// Routers sharing one handler directory, each with its own store.
-async fn routers(n: usize, catcher: &Catcher, nats: Option<&NatsServer>) -> Vec<Kairo> {
+pub(crate) async fn routers(n: usize, catcher: &Catcher, nats: Option<&NatsServer>) -> Vec<Kairo> {
     routers_with(n, &[monthly_limit(&catcher.url)], nats).await
 }
 
 /// Routers sharing one directory of `handlers`, each with its own store.
-async fn routers_with(n: usize, handlers: &[Value], nats: Option<&NatsServer>) -> Vec<Kairo> {
+pub(crate) async fn routers_with(
+    n: usize,
+    handlers: &[Value],
+    nats: Option<&NatsServer>,
+) -> Vec<Kairo> {
     let dir = tempfile::tempdir().unwrap().keep();
     for (i, handler) in handlers.iter().enumerate() {
         std::fs::write(dir.join(format!("h{i}.json")), handler.to_string()).unwrap();
@@ -81,7 +85,7 @@ async fn routers_with(n: usize, handlers: &[Value], nats: Option<&NatsServer>) -
 }
 
 /// Which SIMs the handler fired for, and how often.
-fn fires(catcher: &Catcher) -> BTreeMap<String, usize> {
+pub(crate) fn fires(catcher: &Catcher) -> BTreeMap<String, usize> {
     let mut fires = BTreeMap::new();
     for body in catcher.bodies() {
         *fires
@@ -180,7 +184,7 @@ async fn three_instances_count_a_fleets_traffic_exactly_like_one_process() {
 /// `n` `kairo run` processes of one cluster on `nats` (`node-0`, …), each
 /// in a directory of its own that `prepare` fills (rules), with `extra`
 /// added to each configuration.
-fn cluster_processes(
+pub(crate) fn cluster_processes(
     n: usize,
     nats: &NatsServer,
     slack_url: &str,
@@ -206,7 +210,7 @@ fn cluster_processes(
 }
 
 /// Posts `events` one by one, to each of `urls` in turn.
-async fn post_round_robin(events: &[Value], urls: &[String]) {
+pub(crate) async fn post_round_robin(events: &[Value], urls: &[String]) {
     let http = reqwest::Client::new();
     for (i, event) in events.iter().enumerate() {
         let answer = (http.post(format!("{}/v1/events", urls[i % urls.len()])))
@@ -219,204 +223,10 @@ async fn post_round_robin(events: &[Value], urls: &[String]) {
 }
 
 /// Messages in the partition stream not yet acknowledged by their partition's owner.
-async fn partitions_backlog(nats: &NatsServer) -> u64 {
+pub(crate) async fn partitions_backlog(nats: &NatsServer) -> u64 {
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     let mut stream = js.get_stream("KAIRO_PARTITIONS").await.unwrap();
     stream.info().await.unwrap().state.messages
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_month_with_an_instance_killed_midway_fires_like_one_process() {
-    let events = fleet_traffic();
-    let (first_half, second_half) = events.split_at(events.len() / 2);
-    // One process: the reference, after each half.
-    let alone = catcher().await;
-    let single = routers(1, &alone, None).await;
-    post_round_robin(first_half, std::slice::from_ref(&single[0].url)).await;
-    single[0].router.idle().await;
-    let after_first = fires(&alone);
-    post_round_robin(second_half, std::slice::from_ref(&single[0].url)).await;
-    single[0].router.idle().await;
-    let expected = fires(&alone);
-    assert!(
-        after_first.len() < expected.len(),
-        "some SIMs pass the limit in each half: {after_first:?} then {expected:?}"
-    );
-
-    // Three processes; the first half of the month, then one is killed, then
-    // the second half goes to the two left.
-    let nats = nats_server();
-    let caught = catcher().await;
-    let handlers = tempfile::tempdir().unwrap();
-    let handler = monthly_limit(&caught.url).to_string();
-    std::fs::write(handlers.path().join("m.json"), handler).unwrap();
-    let extra = format!("[handlers]\ndir = \"{}\"\n", handlers.path().display());
-    let (_dirs, mut processes) = cluster_processes(3, &nats, "http://127.0.0.1:9", &extra, |_| {});
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let urls: Vec<String> = processes.iter().map(|p| p.url.clone()).collect();
-    post_round_robin(first_half, &urls).await;
-    eventually(
-        "the first half evaluated, its fires performed",
-        Duration::from_secs(60),
-        || fires(&caught) == after_first,
-    )
-    .await;
-    eventually_async(
-        "every first-half event acknowledged",
-        Duration::from_secs(30),
-        || async { partitions_backlog(&nats).await == 0 },
-    )
-    .await;
-    assert!(
-        processes[0].log().contains("pulling partition"),
-        "the instance to be killed holds partitions"
-    );
-    processes[0].kill9();
-    post_round_robin(second_half, &urls[1..]).await;
-    eventually(
-        "the month's fires performed",
-        Duration::from_secs(60),
-        || fires(&caught).len() >= expected.len(),
-    )
-    .await;
-    // Late or repeated fires would show up now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(fires(&caught), expected, "the same fires as one process");
-}
-
-/// A handler for group `G1` that calls `url` with its id and the SIM.
-fn group_handler(id: &str, rule: &str, limit_mib: u64, url: &str) -> Value {
-    json!({
-        "name": id, "handlerId": id, "status": "active", "targetGroupId": "G1",
-        "ruleConfig": {"type": rule, "properties": {
-            "runOnceAmongTarget": "true",
-            "inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH",
-            "limitTotalTrafficMegaByte": limit_mib.to_string()}},
-        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
-            "executionDateTimeConst": "IMMEDIATELY", "url": url, "httpMethod": "POST",
-            "contentType": "application/json",
-            "body": format!("{{\"handler\":\"{id}\",\"simId\":\"${{simId}}\"}}")}}]
-    })
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_groups_counters_and_run_once_hold_for_the_whole_cluster() {
-    let nats = nats_server();
-    let caught = catcher().await;
-    // Once for the group when any of its SIMs passes 1 MiB a month; once
-    // for the group when the group passes 60 MiB.
-    let handlers = [
-        group_handler("sim-over", "SimMonthlyTotalTrafficRule", 1, &caught.url),
-        group_handler("group-over", "MonthlyTotalTrafficRule", 60, &caught.url),
-    ];
-    let cluster = routers_with(3, &handlers, Some(&nats)).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    // 40 SIMs of the group, 2 MiB each, twice: 160 MiB in all.
-    let events: Vec<Value> = (0..80)
-        .map(|i| {
-            json!({"id": format!("g-{i}"), "eventType": "TrafficUsage", "groupId": "G1",
-                   "simId": format!("sim-{:02}", i % 40), "operatorId": "OP1",
-                   "payload": {"bytes": 2 * 1024 * 1024}})
-        })
-        .collect();
-    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
-    post_round_robin(&events, &urls).await;
-    eventually_async("every event evaluated", Duration::from_secs(30), || async {
-        partitions_backlog(&nats).await == 0
-    })
-    .await;
-    for kairo in &cluster {
-        kairo.router.idle().await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let fired: Vec<String> = (caught.bodies().iter())
-        .map(|b| b["handler"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        fired.iter().filter(|h| *h == "sim-over").count(),
-        1,
-        "runOnceAmongTarget fires once for the whole cluster: {fired:?}"
-    );
-    assert_eq!(
-        fired.iter().filter(|h| *h == "group-over").count(),
-        1,
-        "the group's traffic, counted across the instances, passes its limit once: {fired:?}"
-    );
-    // The group's month counter holds every event's bytes, once.
-    let month = chrono::Utc::now().format("%Y%m");
-    let key = format!("c/group/G1/m{month}");
-    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
-    let shared = kairo::ingest::cluster::SharedState::open(
-        js,
-        kairo::ingest::cluster::ClusterConfig::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(shared.counters(&[key]).await.unwrap(), [160 * 1024 * 1024]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere() {
-    let nats = nats_server();
-    let caught = catcher().await;
-    // Past 1 MiB a month: call the catcher one minute later.
-    let handler = json!({
-        "name": "later", "handlerId": "l-1", "status": "active", "targetOperatorId": "OP1",
-        "ruleConfig": {"type": "SimMonthlyTotalTrafficRule",
-            "properties": {"inactiveTimeoutDateConst": "BEGINNING_OF_NEXT_MONTH", "limitTotalTrafficMegaByte": "1"}},
-        "actionConfigList": [{"type": "ExecuteWebRequestAction", "properties": {
-            "executionDateTimeConst": "IMMEDIATELY", "executionOffsetMinutes": "1",
-            "url": caught.url, "httpMethod": "POST",
-            "contentType": "application/json", "body": "{\"simId\":\"${simId}\"}"}}]
-    });
-    let handlers = tempfile::tempdir().unwrap();
-    std::fs::write(handlers.path().join("l.json"), handler.to_string()).unwrap();
-    let extra = format!("[handlers]\ndir = \"{}\"\n", handlers.path().display());
-    let (_dirs, mut processes) = cluster_processes(2, &nats, "http://127.0.0.1:9", &extra, |_| {});
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    // A SIM whose partition the instance to be killed evaluates.
-    let members = ["node-0".to_string(), "node-1".to_string()];
-    let event = (0..100)
-        .map(|i| {
-            json!({"id": format!("l-{i}"), "eventType": "TrafficUsage", "simId": format!("sim-{i:02}"),
-                   "operatorId": "OP1", "payload": {"bytes": 2 * 1024 * 1024}})
-        })
-        .find(|e| {
-            let event = kairo::core::Event::from_value(e.clone()).unwrap();
-            let partition = kairo::ingest::cluster::partition_of(&event, 8);
-            kairo::ingest::cluster::owner_of(partition, &members) == Some("node-0")
-        })
-        .unwrap();
-    let asked = std::time::Instant::now();
-    post_round_robin(&[event], &[processes[1].url.clone()]).await;
-    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
-    let mut actions = js.get_stream("KAIRO_ACTIONS").await.unwrap();
-    eventually_async(
-        "the event evaluated, its action scheduled",
-        Duration::from_secs(20),
-        || async { partitions_backlog(&nats).await == 0 },
-    )
-    .await;
-    assert_eq!(
-        actions.info().await.unwrap().state.messages,
-        1,
-        "one schedule"
-    );
-    processes[0].kill9();
-    eventually(
-        "the delayed action performed by the instance left",
-        Duration::from_secs(90),
-        || caught.bodies().len() == 1,
-    )
-    .await;
-    let after = asked.elapsed();
-    assert!(
-        after >= Duration::from_secs(59) && after <= Duration::from_secs(70),
-        "due a minute after it was asked for, performed after {after:?}"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(caught.bodies().len(), 1, "performed once");
-    assert!(processes[1].log().contains("action succeeded"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,99 +444,6 @@ async fn a_partition_whose_pull_ended_is_pulled_again() {
         || slack.bodies().len() == 16,
     )
     .await;
-}
-
-/// A partition sink that records what it evaluates and refuses its first chunk.
-#[derive(Default)]
-struct RefusesFirst {
-    refused: std::sync::atomic::AtomicBool,
-    evaluated: std::sync::Mutex<Vec<String>>,
-}
-
-#[async_trait::async_trait]
-impl kairo::ingest::EventSink for RefusesFirst {
-    async fn accept(
-        &self,
-        _events: Vec<kairo::core::Event>,
-    ) -> Result<usize, kairo::ingest::SinkError> {
-        unreachable!("a partition's events are evaluated, not accepted")
-    }
-}
-
-#[async_trait::async_trait]
-impl kairo::ingest::cluster::PartitionSink for RefusesFirst {
-    async fn evaluate(
-        &self,
-        events: Vec<kairo::core::Event>,
-    ) -> Result<kairo::ingest::cluster::PartitionEvaluation, kairo::ingest::SinkError> {
-        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let full = std::io::Error::other("the store is full");
-            return Err(kairo::ingest::SinkError::new(full));
-        }
-        let ids = events.into_iter().map(|e| e.id);
-        self.evaluated.lock().unwrap().extend(ids);
-        Ok(Default::default())
-    }
-
-    async fn restore(
-        &self,
-        _values: Vec<(String, Option<i64>)>,
-    ) -> Result<(), kairo::ingest::SinkError> {
-        Ok(())
-    }
-
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
-    use kairo::ingest::cluster::{ActionQueue, Members, PartitionPublisher};
-    let nats = nats_server();
-    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
-    let config = kairo::ingest::cluster::ClusterConfig {
-        backend: kairo::ingest::cluster::Backend::Jetstream,
-        partitions: 1,
-        takeover_seconds: 2,
-        heartbeat_seconds: 1,
-        ..Default::default()
-    };
-    let sink = std::sync::Arc::new(RefusesFirst::default());
-    let window = Duration::from_secs(600);
-    let publisher = PartitionPublisher::open(js.clone(), config.clone(), window, sink.clone())
-        .await
-        .unwrap();
-    // Stored before the partition is pulled: more than one chunk waits.
-    let ids: BTreeSet<String> = (0..300).map(|i| format!("c-{i}")).collect();
-    let events = (ids.iter())
-        .map(|id| kairo::core::Event::from_value(json!({"id": id, "simId": "sim-1"})).unwrap())
-        .collect();
-    kairo::ingest::EventSink::accept(&publisher, events)
-        .await
-        .unwrap();
-    let actions = ActionQueue::open(js.clone(), config.clone(), window, window)
-        .await
-        .unwrap();
-    let members = Members::join(&js, &config).await.unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let run = tokio::spawn(kairo::ingest::cluster::run(
-        js,
-        config,
-        members,
-        sink.clone(),
-        actions,
-        stop.clone(),
-    ));
-    eventually("every event evaluated", Duration::from_secs(30), || {
-        sink.evaluated.lock().unwrap().len() >= ids.len()
-    })
-    .await;
-    stop.cancel();
-    run.await.unwrap();
-    let evaluated = sink.evaluated.lock().unwrap().clone();
-    assert_eq!(evaluated.iter().cloned().collect::<BTreeSet<_>>(), ids);
-    assert_eq!(evaluated.len(), ids.len(), "each once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

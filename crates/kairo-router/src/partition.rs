@@ -19,7 +19,7 @@ use kairo_ingest::cluster::{ActionJob, ClusterError, PartitionEvaluation, Shared
 
 use crate::matcher::{Evaluation, Incoming, Matcher, PartitionEvaluated, Work, split_fresh};
 use crate::pipeline::SharedState as LocalState;
-use crate::writer::{CommitError, StoreWriter};
+use crate::writer::CommitError;
 
 /// Cluster mode: the shared state, and the runtime to reach it from the
 /// matcher's thread.
@@ -91,10 +91,13 @@ impl Matcher {
         let (own, shared): (Vec<_>, Vec<_>) = (self.state().changes_from(0).into_iter())
             .partition(|(key, _)| kairo_core::handler::keys::partition_scoped(key));
         evaluation.batch.state = shared;
-        let committed = (self.writer.submit(evaluation.batch))
-            .and_then(|outcome| StoreWriter::outcome_blocking(outcome).map(|_| ()));
-        match committed {
-            Ok(()) => {
+        // In cluster mode this store is a cache (records, traces, history):
+        // what a partition's evaluation must keep is in its journal and the
+        // actions stream. So the commit is not waited for, and the next
+        // chunk is evaluated meanwhile; a store that cannot commit still
+        // refuses the next ones.
+        match self.writer.submit(evaluation.batch) {
+            Ok(_landing) => {
                 self.state().take_changes();
                 self.metrics.events_accepted.inc_by(events.len() as u64);
                 self.after_commit(Vec::new(), &evaluation.outcomes, now);

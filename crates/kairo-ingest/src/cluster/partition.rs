@@ -167,7 +167,10 @@ impl Owner {
             }
         };
         let before = journal.before(&evaluation.state);
+        // A chunk that changed no state needs no entry: evaluated again, it
+        // changes nothing and asks for the same actions (duplicates then).
         let stored = match self.actions.publish(evaluation.actions).await {
+            Ok(()) if evaluation.state.is_empty() => Ok(()),
             Ok(()) => journal.append(evaluation.state, sequences(good)).await,
             Err(error) => Err(error),
         };
