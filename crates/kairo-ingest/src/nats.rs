@@ -273,14 +273,7 @@ pub(crate) async fn run_jetstream(
         };
         let mut good = Vec::new();
         let mut events = Vec::new();
-        for message in chunk {
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, "JetStream pull failed; continuing");
-                    continue;
-                }
-            };
+        for message in chunk.into_iter().filter_map(pulled) {
             match parse(&message.payload) {
                 Ok(parsed) => {
                     events.extend(parsed);
@@ -303,6 +296,18 @@ pub(crate) async fn run_jetstream(
             ack(message, kind).await;
         }
     }
+}
+
+/// What a pull consumer's stream yields.
+pub(crate) type Pulled =
+    Result<jetstream::Message, async_nats::error::Error<pull::MessagesErrorKind>>;
+
+/// The message pulled, or `None` (logged) when the pull failed; the
+/// consumer goes on with the next.
+pub(crate) fn pulled(pulled: Pulled) -> Option<jetstream::Message> {
+    pulled
+        .inspect_err(|error| tracing::warn!(%error, "JetStream pull failed; continuing"))
+        .ok()
 }
 
 /// Keeps a JetStream message that holds no event as a dead letter and

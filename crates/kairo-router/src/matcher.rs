@@ -81,6 +81,8 @@ impl Work {
 pub(crate) struct Matcher {
     /// Cluster mode: the state many instances share.
     pub(crate) shared: Option<crate::partition::Shared>,
+    /// Cluster mode: local commits of partition chunks not yet landed.
+    pub(crate) landing: std::collections::VecDeque<oneshot::Receiver<crate::writer::Reply>>,
     pub(crate) rules: Arc<RuleStore>,
     pub(crate) handlers: Arc<HandlerStore>,
     pub(crate) pipeline: Pipeline,

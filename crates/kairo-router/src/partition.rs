@@ -19,7 +19,7 @@ use kairo_ingest::cluster::{ActionJob, ClusterError, PartitionEvaluation, Shared
 
 use crate::matcher::{Evaluation, Incoming, Matcher, PartitionEvaluated, Work, split_fresh};
 use crate::pipeline::SharedState as LocalState;
-use crate::writer::CommitError;
+use crate::writer::{CommitError, StoreWriter};
 
 /// Cluster mode: the shared state, and the runtime to reach it from the
 /// matcher's thread.
@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) state: SharedState,
     pub(crate) runtime: tokio::runtime::Handle,
 }
+
+/// Partition chunks committed to the local store and not waited for, at most.
+const LANDING: usize = 4;
 
 /// Group and operator counters a chunk adds to: `(counter, bytes, event id)`.
 type Adds = Vec<(String, i64, String)>;
@@ -97,7 +100,14 @@ impl Matcher {
         // chunk is evaluated meanwhile; a store that cannot commit still
         // refuses the next ones.
         match self.writer.submit(evaluation.batch) {
-            Ok(_landing) => {
+            Ok(landing) => {
+                // At most a few commits under way: memory stays bounded
+                // when the disk is slower than the partitions.
+                self.landing.push_back(landing);
+                while self.landing.len() > LANDING {
+                    let oldest = self.landing.pop_front().expect("more than LANDING");
+                    let _ = StoreWriter::outcome_blocking(oldest);
+                }
                 self.state().take_changes();
                 self.metrics.events_accepted.inc_by(events.len() as u64);
                 self.after_commit(Vec::new(), &evaluation.outcomes, now);

@@ -225,6 +225,7 @@ impl RouterBuilder {
                 .collect(),
         );
         let matcher = Matcher {
+            landing: Default::default(),
             shared: link.as_ref().map(|link| crate::partition::Shared {
                 state: link.shared.clone(),
                 runtime: tokio::runtime::Handle::current(),

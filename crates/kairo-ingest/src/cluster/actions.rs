@@ -160,13 +160,7 @@ impl ActionQueue {
             .map_err(|e| ClusterError::js(what(), e))?;
         let messages = (consumer.messages().await).map_err(|e| ClusterError::js(what(), e))?;
         Ok(messages.filter_map(|message| async move {
-            match message {
-                Ok(message) => Some(Job { message }),
-                Err(error) => {
-                    tracing::warn!(%error, "pulling due actions failed; continuing");
-                    None
-                }
-            }
+            crate::nats::pulled(message).map(|message| Job { message })
         }))
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::journal::Journal;
 use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink};
-use crate::nats::{CHUNK, PINNED_GROUP as GROUP, ack, parse, reject};
+use crate::nats::{CHUNK, PINNED_GROUP as GROUP, Pulled, ack, parse, pulled, reject};
 
 /// Partition `p`'s durable consumer: one per partition, pinned to one
 /// instance at a time; a partition moves when its instance has not pulled
@@ -199,24 +199,12 @@ fn sequences(messages: &[jetstream::Message]) -> Vec<u64> {
 /// Messages the journal lists were evaluated by an earlier owner and are
 /// acknowledged; those holding no event become dead letters.
 async fn sort(
-    chunk: Vec<
-        Result<
-            jetstream::Message,
-            async_nats::error::Error<jetstream::consumer::pull::MessagesErrorKind>,
-        >,
-    >,
+    chunk: Vec<Pulled>,
     journal: &Journal,
     sink: &dyn PartitionSink,
 ) -> (Vec<kairo_core::Event>, Vec<jetstream::Message>) {
     let (mut events, mut good) = (Vec::new(), Vec::new());
-    for message in chunk {
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "JetStream pull failed; continuing");
-                continue;
-            }
-        };
+    for message in chunk.into_iter().filter_map(pulled) {
         let Ok(sequence) = message.info().map(|info| info.stream_sequence) else {
             tracing::warn!(subject = %message.subject, "a partition message without its stream sequence; it will be redelivered");
             continue;
