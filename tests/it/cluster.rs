@@ -497,3 +497,78 @@ async fn a_joining_instance_takes_its_partitions_without_waiting_for_the_takeove
         .count();
     assert!(moved > 0, "the joining instance evaluates its share");
 }
+
+/// Calls at once, at most, and calls done, of a [`slow_server`].
+#[derive(Default)]
+struct Busy {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+/// An HTTP server on loopback that answers every request after `delay`.
+async fn slow_server(delay: Duration) -> (String, std::sync::Arc<Busy>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let busy = std::sync::Arc::new(Busy::default());
+    let counts = busy.clone();
+    let app = axum::Router::new().fallback(move || {
+        let busy = counts.clone();
+        async move {
+            let now = busy.now.fetch_add(1, SeqCst) + 1;
+            busy.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(delay).await;
+            busy.now.fetch_sub(1, SeqCst);
+            busy.done.fetch_add(1, SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_familys_concurrency_holds_for_the_whole_cluster() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let nats = nats_server();
+    let (url, busy) = slow_server(Duration::from_millis(300)).await;
+    let mut instances = Vec::new();
+    for i in 0..2 {
+        let url = url.clone();
+        instances.push(
+            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+                clustered(c, &nats);
+                c.cluster.node = Some(format!("node-{i}"));
+                c.plugins.slack.webhook_url = Some(url);
+                let limit = kairo::limits::FamilyLimit {
+                    concurrency: 2,
+                    per_second: None,
+                };
+                c.dispatch.limits.insert("slack".into(), limit);
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let events: Vec<Value> = (0..16)
+        .map(|i| json!({"id": format!("b-{i}"), "simId": format!("sim-{i:02}")}))
+        .collect();
+    let urls: Vec<String> = instances.iter().map(|k| k.url.clone()).collect();
+    post_round_robin(&events, &urls).await;
+    eventually("every message sent", Duration::from_secs(60), || {
+        busy.done.load(SeqCst) == 16
+    })
+    .await;
+    for kairo in &instances {
+        assert!(
+            !kairo.router.history().is_empty(),
+            "both instances perform actions"
+        );
+    }
+    assert_eq!(
+        busy.most.load(SeqCst),
+        2,
+        "two at once for the whole cluster, not two per instance"
+    );
+}

@@ -94,7 +94,9 @@ pub(crate) async fn start(
         .await
         .map_err(cluster_error)?;
     let members = Members::join(&js, cluster).await.map_err(cluster_error)?;
-    let pace = KvPace::open(&js, cluster).await.map_err(cluster_error)?;
+    // A slot lasts an attempt at most (plus a margin) if its holder dies.
+    let lease = Duration::from_millis(config.dispatch.action_timeout_ms) + Duration::from_secs(5);
+    let pace = (KvPace::open(&js, cluster, lease).await).map_err(cluster_error)?;
     let _ = shared_pace.set(Arc::new(pace));
     tracing::info!(node = members.node(), partitions = cluster.partitions, stream = %cluster.stream, "cluster mode on NATS JetStream");
     let partitions = tokio::spawn(kairo_ingest::cluster::run(

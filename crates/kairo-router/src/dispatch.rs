@@ -383,10 +383,10 @@ async fn attempt(
         ));
         return give_up(&cx, action, error, 0).await;
     };
-    tokio::select! {
-        () = gate.pace() => {}
+    let _cluster_slot = tokio::select! {
+        slot = async { gate.pace().await; gate.cluster_slot().await } => slot,
         () = halt.cancelled() => return Attempted::Requeue(action),
-    }
+    };
     if halt.is_cancelled() {
         return Attempted::Requeue(action);
     }

@@ -93,6 +93,10 @@ pub type SharedPaceSlot = Arc<std::sync::OnceLock<Arc<dyn SharedPace>>>;
 pub struct Gate {
     family: String,
     permits: Arc<Semaphore>,
+    /// Its configured concurrency, held for the whole cluster in cluster
+    /// mode; `None` for a family without `[dispatch.limits]` (its bound is
+    /// this instance's protection, not the target's limit).
+    cluster_concurrency: Option<usize>,
     interval: Option<Duration>,
     next_slot: Mutex<Instant>,
     paused_until: Mutex<Option<Instant>>,
@@ -112,15 +116,22 @@ impl std::fmt::Debug for Gate {
 impl Gate {
     /// A gate for `limit`, paced by this instance alone.
     pub fn new(limit: &FamilyLimit) -> Self {
-        Self::shared(String::new(), limit, SharedPaceSlot::default())
+        Self::shared(String::new(), limit, SharedPaceSlot::default(), false)
     }
 
     /// A gate for `family` under `limit`, paced with every instance when
-    /// `shared` is set.
-    fn shared(family: String, limit: &FamilyLimit, shared: SharedPaceSlot) -> Self {
+    /// `shared` is set, and its concurrency then held for the whole cluster
+    /// when `configured`.
+    fn shared(
+        family: String,
+        limit: &FamilyLimit,
+        shared: SharedPaceSlot,
+        configured: bool,
+    ) -> Self {
         Self {
             family,
             shared,
+            cluster_concurrency: configured.then_some(limit.concurrency.max(1)),
             permits: Arc::new(Semaphore::new(limit.concurrency.max(1))),
             interval: limit
                 .per_second
@@ -187,6 +198,32 @@ impl Gate {
         }
     }
 
+    /// In cluster mode, for a family with configured limits: waits for one
+    /// of its `concurrency` slots among every instance (polling while all are
+    /// taken); hold the answer while the action runs. `None` otherwise, or
+    /// when the slots cannot be reached (then this instance's bound alone
+    /// holds, and why is logged).
+    pub async fn cluster_slot(&self) -> Option<ClusterSlot> {
+        let (Some(limit), Some(shared)) = (self.cluster_concurrency, self.shared.get()) else {
+            return None;
+        };
+        loop {
+            match shared.take_slot(&self.family, limit).await {
+                Ok(Some(key)) => {
+                    return Some(ClusterSlot {
+                        key,
+                        shared: shared.clone(),
+                    });
+                }
+                Ok(None) => tokio::time::sleep(SLOT_POLL).await,
+                Err(error) => {
+                    tracing::warn!(%error, family = %self.family, "shared concurrency unavailable; bounding this instance alone");
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Holds back every action of the family for `wait` (in cluster mode,
     /// every instance's: the shared pace moves past it).
     pub fn pause(&self, wait: Duration) {
@@ -203,6 +240,26 @@ impl Gate {
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
         }
+    }
+}
+
+/// How often a start waiting for a cluster-wide slot tries again.
+const SLOT_POLL: Duration = Duration::from_millis(50);
+
+/// One of a family's slots among every instance; given back when dropped.
+pub struct ClusterSlot {
+    key: String,
+    shared: Arc<dyn SharedPace>,
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        let (key, shared) = (std::mem::take(&mut self.key), self.shared.clone());
+        tokio::spawn(async move {
+            if let Err(error) = shared.give_back(&key).await {
+                tracing::warn!(%error, "a family slot was not given back; it frees itself when its lease ends");
+            }
+        });
     }
 }
 
@@ -237,7 +294,7 @@ impl Gates {
     pub fn new(limits: &BTreeMap<String, FamilyLimit>, default_concurrency: usize) -> Self {
         let shared = SharedPaceSlot::default();
         let gate = |(family, limit): (&String, &FamilyLimit)| {
-            let gate = Gate::shared(family.clone(), limit, shared.clone());
+            let gate = Gate::shared(family.clone(), limit, shared.clone(), true);
             (family.clone(), Arc::new(gate))
         };
         Self {
@@ -266,6 +323,7 @@ impl Gates {
                     family.to_string(),
                     &limit,
                     self.shared.clone(),
+                    false,
                 ))
             })
             .clone()

@@ -1,6 +1,12 @@
-//! Paces shared by every instance: a family's next start slot kept in a
-//! key-value bucket and taken with revision-checked updates, so N instances
-//! start at most `per_second` actions of a family per second together.
+//! Limits shared by every instance:
+//!
+//! - a family's pace: its next start slot kept in a key-value bucket and
+//!   taken with revision-checked updates, so N instances start at most
+//!   `per_second` actions of a family per second together;
+//! - a family's concurrency: `concurrency` slot keys in another bucket, each
+//!   taken by creating it (only one creation of a key succeeds) with a time
+//!   to live, and deleted when the action ends: an instance that dies holding
+//!   one frees it when it expires.
 
 use async_nats::jetstream::{self, kv};
 
@@ -17,23 +23,50 @@ pub trait SharedPace: Send + Sync {
     /// Holds every instance's starts of the family back until `until_ms`
     /// (what a 429 asked for).
     async fn hold(&self, family: &str, until_ms: i64) -> Result<(), ClusterError>;
+
+    /// Takes one of the family's `limit` slots for the whole cluster;
+    /// `None` when every one is taken. Give it back with [`SharedPace::give_back`].
+    async fn take_slot(&self, family: &str, limit: usize) -> Result<Option<String>, ClusterError>;
+
+    /// Gives back a slot [`SharedPace::take_slot`] took.
+    async fn give_back(&self, slot: &str) -> Result<(), ClusterError>;
 }
 
-/// [`SharedPace`] in the bucket `{stream}_LIMITS`: one key per family, its
-/// value the next start slot in epoch milliseconds.
+/// [`SharedPace`] in the buckets `{stream}_LIMITS` (one key per family, its
+/// value the next start slot in epoch milliseconds) and `{stream}_SLOTS`
+/// (`{family}.{n}` while an instance holds slot `n`).
 pub struct KvPace {
     kv: kv::Store,
+    slots: kv::Store,
+    /// How long a slot stays taken when its holder never gives it back.
+    lease: std::time::Duration,
 }
 
 impl KvPace {
-    /// Opens (creating) the bucket.
+    /// Opens (creating) the buckets; a slot an instance never gives back
+    /// (it died) is free again after `lease`.
     pub async fn open(
         js: &jetstream::Context,
         config: &ClusterConfig,
+        lease: std::time::Duration,
     ) -> Result<Self, ClusterError> {
         let bucket = format!("{}_LIMITS", config.stream);
         let kv = super::bucket(js, config, bucket, std::time::Duration::ZERO).await?;
-        Ok(Self { kv })
+        let name = format!("{}_SLOTS", config.stream);
+        let slots = match js.get_key_value(&name).await {
+            Ok(slots) => slots,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: name.clone(),
+                    history: 1,
+                    num_replicas: config.replicas,
+                    limit_markers: Some(lease),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| ClusterError::js(format!("bucket {name}"), e))?,
+        };
+        Ok(Self { kv, slots, lease })
     }
 
     /// Sets the family's slot to `next(current)` unless another instance
@@ -63,5 +96,26 @@ impl SharedPace for KvPace {
         self.swap(family, |slot| slot.max(until_ms))
             .await
             .map(|_| ())
+    }
+
+    async fn take_slot(&self, family: &str, limit: usize) -> Result<Option<String>, ClusterError> {
+        let family = super::token(family);
+        for n in 0..limit {
+            let key = format!("{family}.{n}");
+            match self
+                .slots
+                .create_with_ttl(&key, "taken".into(), self.lease)
+                .await
+            {
+                Ok(_) => return Ok(Some(key)),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(ClusterError::js(format!("slot {key}"), e)),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn give_back(&self, slot: &str) -> Result<(), ClusterError> {
+        (self.slots.purge(slot).await).map_err(|e| ClusterError::js(format!("slot {slot}"), e))
     }
 }
