@@ -296,3 +296,67 @@ async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
     assert_eq!(evaluated.iter().cloned().collect::<BTreeSet<_>>(), ids);
     assert_eq!(evaluated.len(), ids.len(), "each once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_scheduled_in_the_cluster_is_listed_and_cancelled_by_any_instance() {
+    let nats = nats_server();
+    let caught = catcher().await;
+    let mut later = group_handler("later", "SimMonthlyTotalTrafficRule", 1, &caught.url);
+    let action = &mut later["actionConfigList"][0]["properties"];
+    action["executionOffsetMinutes"] = json!("5");
+    let cluster = routers_with(2, &[later], Some(&nats)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let event = json!({"id": "s-1", "eventType": "TrafficUsage", "groupId": "G1",
+                       "simId": "sim-01", "payload": {"bytes": 2 * 1024 * 1024}});
+    post_round_robin(&[event], &[cluster[0].url.clone()]).await;
+    let scheduled = |kairo: &Kairo| {
+        let (http, url) = (kairo.http.clone(), format!("{}/v1/scheduled", kairo.url));
+        async move {
+            let answer = http.get(url).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Vec<Value>>().await.unwrap()
+        }
+    };
+    eventually_async(
+        "the delayed action listed by both instances",
+        Duration::from_secs(20),
+        || async {
+            scheduled(&cluster[0]).await.len() == 1 && scheduled(&cluster[1]).await.len() == 1
+        },
+    )
+    .await;
+    let listed = scheduled(&cluster[1]).await;
+    assert_eq!(listed[0]["state"], "delayed", "{listed:?}");
+    assert_eq!(listed[0]["eventId"], "s-1");
+    let key = listed[0]["key"].as_str().unwrap().to_string();
+    // Cancelled on one instance, whichever evaluated the event.
+    for kairo in &cluster {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/scheduled", kairo.url)).unwrap();
+        url.path_segments_mut().unwrap().push(&key);
+        let answer = kairo.http.delete(url.clone()).send().await.unwrap();
+        if kairo.url == cluster[0].url {
+            assert_eq!(answer.status(), 200, "{}", answer.text().await.unwrap());
+            assert_eq!(
+                kairo.http.delete(url).send().await.unwrap().status(),
+                404,
+                "once"
+            );
+        }
+        if kairo.url == cluster[1].url {
+            assert_eq!(answer.status(), 404, "already cancelled");
+        }
+    }
+    assert!(scheduled(&cluster[1]).await.is_empty());
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let mut actions = js.get_stream("KAIRO_ACTIONS").await.unwrap();
+    assert_eq!(
+        actions.info().await.unwrap().state.messages,
+        0,
+        "nothing left to run"
+    );
+    let history = cluster[0].router.history();
+    assert!(
+        history.iter().any(|h| h.request.event_id == "s-1"),
+        "{history:?}"
+    );
+}

@@ -42,6 +42,8 @@ pub struct AdminState {
     pub started: std::time::Instant,
     /// Why the store cannot commit now, if it cannot.
     pub health: Arc<crate::writer::StoreHealth>,
+    /// Cluster mode: the actions scheduled in JetStream.
+    pub cluster_actions: Option<kairo_ingest::cluster::ActionQueue>,
 }
 
 /// `GET /v1/dead-letters`, `POST /v1/dead-letters/retry`, `DELETE /v1/dead-letters/{id}`,

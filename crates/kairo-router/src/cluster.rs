@@ -23,7 +23,8 @@ use crate::sink::RouterSink;
 /// An instance's link to the cluster, made before the dispatcher starts.
 pub(crate) struct ClusterLink {
     js: async_nats::jetstream::Context,
-    actions: ActionQueue,
+    /// The actions stream.
+    pub(crate) actions: ActionQueue,
     /// The actions pulled here, until their outcome is known.
     pub(crate) outcomes: Arc<ClusterOutcomes>,
     /// The handler state many SIMs' events change.

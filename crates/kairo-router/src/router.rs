@@ -286,6 +286,7 @@ impl RouterBuilder {
             Some(started) => started.intake.clone(),
             None => sink.clone(),
         };
+        let cluster_actions = link.as_ref().map(|link| link.actions.clone());
         let held = link.map(|link| link.outcomes);
         let watch_task = config.soracom.watch.enabled.then(|| {
             let watcher = crate::watcher::Watcher {
@@ -336,6 +337,7 @@ impl RouterBuilder {
                 watch: watch_status,
                 started: std::time::Instant::now(),
                 health: writer.health().clone(),
+                cluster_actions,
             }))
             .merge(crate::console::router());
         drop(dispatcher);

@@ -39,13 +39,34 @@ pub fn describe(action: &PendingAction, now_ms: i64) -> Value {
     })
 }
 
-/// `GET /v1/scheduled`: every action not yet performed, soonest due first.
+/// Actions scheduled in the cluster's JetStream listed at most.
+const CLUSTER_LISTED: usize = 10_000;
+
+/// `GET /v1/scheduled`: every action not yet performed, soonest due first:
+/// this instance's, and in cluster mode those scheduled in JetStream.
 pub(crate) async fn list(State(state): State<AdminState>) -> Answer {
     let store = state.store.clone();
-    let actions = blocking(move || store.outbox()).await?;
+    let mut actions = blocking(move || store.outbox()).await?;
+    actions.extend(cluster_scheduled(&state).await?);
+    actions.sort_by_key(PendingAction::due_ms);
     let now = state.clock.now_ms();
     let listed: Vec<Value> = actions.iter().map(|a| describe(a, now)).collect();
     Ok(Json(json!(listed)))
+}
+
+/// In cluster mode, the actions scheduled in JetStream for later.
+async fn cluster_scheduled(state: &AdminState) -> Result<Vec<PendingAction>, AdminError> {
+    let Some(queue) = &state.cluster_actions else {
+        return Ok(Vec::new());
+    };
+    let scheduled = (queue.scheduled(CLUSTER_LISTED).await).map_err(unreachable_cluster)?;
+    Ok((scheduled.iter())
+        .filter_map(|body| serde_json::from_slice(body).ok())
+        .collect())
+}
+
+fn unreachable_cluster(error: kairo_ingest::cluster::ClusterError) -> AdminError {
+    AdminError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 
 /// `DELETE /v1/scheduled/{key}` (the key percent-encoded or not): takes the
@@ -55,10 +76,7 @@ pub(crate) async fn cancel(State(state): State<AdminState>, Path(key): Path<Stri
     let store = state.store.clone();
     let lookup = key.clone();
     let Some(action) = blocking(move || store.pending_action(&lookup)).await? else {
-        return Err(AdminError::new(
-            StatusCode::NOT_FOUND,
-            format!("no scheduled action with key {key}"),
-        ));
+        return cancel_in_cluster(&state, key).await;
     };
     match state.dispatcher.cancel(key.clone()).await {
         Some(Cancelled::Removed | Cancelled::NotQueued) => {}
@@ -75,6 +93,30 @@ pub(crate) async fn cancel(State(state): State<AdminState>, Path(key): Path<Stri
             ));
         }
     }
+    cancelled(&state, action).await
+}
+
+/// Takes an action scheduled in the cluster's JetStream off the schedule;
+/// 404 when none with `key` waits there (or not in cluster mode).
+async fn cancel_in_cluster(state: &AdminState, key: String) -> Answer {
+    let not_found = || {
+        let message = format!("no scheduled action with key {key}");
+        AdminError::new(StatusCode::NOT_FOUND, message)
+    };
+    let Some(queue) = &state.cluster_actions else {
+        return Err(not_found());
+    };
+    let scheduled = cluster_scheduled(state).await?;
+    let action = (scheduled.into_iter().find(|a| a.key() == key)).ok_or_else(not_found)?;
+    if !(queue.unschedule(&key).await).map_err(unreachable_cluster)? {
+        return Err(not_found());
+    }
+    cancelled(state, action).await
+}
+
+/// Records `action` in the history as `cancelled`.
+async fn cancelled(state: &AdminState, action: PendingAction) -> Answer {
+    let key = action.key();
     let now = state.clock.now_ms();
     let batch = Batch {
         finished: vec![HistoryEntry::cancelled(action, now)],

@@ -138,6 +138,30 @@ impl ActionQueue {
         Ok(())
     }
 
+    /// The actions scheduled for later (as published), soonest scheduled
+    /// first, `limit` at most.
+    pub async fn scheduled(&self, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
+        let what = || format!("stream {}", self.config.actions_stream);
+        let stream = (self.js.get_stream(&self.config.actions_stream).await)
+            .map_err(|e| ClusterError::js(what(), e))?;
+        let subject = format!("{}.at.*", self.config.actions_subject_prefix);
+        let found = super::messages(&stream, &subject, limit).await;
+        let found = found.map_err(|e| ClusterError::js(what(), e))?;
+        Ok(found.into_iter().map(|m| m.payload.to_vec()).collect())
+    }
+
+    /// Takes the action with key `key` off the schedule; false when no such
+    /// action waits (it is due already, or was never scheduled).
+    pub async fn unschedule(&self, key: &str) -> Result<bool, ClusterError> {
+        let what = || format!("stream {}", self.config.actions_stream);
+        let stream = (self.js.get_stream(&self.config.actions_stream).await)
+            .map_err(|e| ClusterError::js(what(), e))?;
+        let subject = format!("{}.at.{}", self.config.actions_subject_prefix, token(key));
+        let purged =
+            (stream.purge().filter(subject).await).map_err(|e| ClusterError::js(what(), e))?;
+        Ok(purged.purged > 0)
+    }
+
     /// The due actions, pulled through the consumer every instance shares.
     pub async fn pull(&self) -> Result<impl futures::Stream<Item = Job> + use<>, ClusterError> {
         let name = "kairo-actions".to_string();

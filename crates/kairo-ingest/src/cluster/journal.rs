@@ -103,26 +103,13 @@ impl Journal {
             since_snapshot: 0,
             max_payload,
         };
-        let mut next = 1;
-        loop {
-            let message = journal
-                .stream
-                .raw_message_builder()
-                .sequence(next)
-                .next_by_subject(journal.subject.clone())
-                .send()
-                .await;
-            let message = match message {
-                Ok(message) => message,
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => break,
-                Err(e) => return Err(ClusterError::js(what(), e)),
-            };
+        let entries = super::messages(&journal.stream, &journal.subject, usize::MAX).await;
+        for message in entries.map_err(|e| ClusterError::js(what(), e))? {
             let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
                 ClusterError::js(format!("{} entry {}", journal.subject, message.sequence), e)
             })?;
             journal.apply(entry);
             journal.last = message.sequence;
-            next = message.sequence + 1;
         }
         Ok(journal)
     }

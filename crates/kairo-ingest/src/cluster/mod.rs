@@ -305,6 +305,37 @@ pub(crate) async fn compare_and_set<R>(
     ))
 }
 
+/// The messages of `stream` on `subject` (wildcards allowed), oldest first,
+/// `limit` at most.
+pub(crate) async fn messages(
+    stream: &async_nats::jetstream::stream::Stream,
+    subject: &str,
+    limit: usize,
+) -> Result<
+    Vec<async_nats::jetstream::message::StreamMessage>,
+    async_nats::jetstream::stream::RawMessageError,
+> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let (mut found, mut next) = (Vec::new(), 1);
+    while found.len() < limit {
+        let message = stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject.to_string())
+            .send()
+            .await;
+        match message {
+            Ok(message) => {
+                next = message.sequence + 1;
+                found.push(message);
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(found)
+}
+
 /// A subject token or key-value key naming `key`: its readable characters,
 /// then a hash of the whole key, so two keys never share one.
 pub(crate) fn token(key: &str) -> String {
