@@ -360,3 +360,121 @@ async fn an_action_scheduled_in_the_cluster_is_listed_and_cancelled_by_any_insta
         "{history:?}"
     );
 }
+
+/// A partition sink that counts its events in one state value per SIM and
+/// records what it was given back.
+#[derive(Default)]
+struct Counts {
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    restored: std::sync::Mutex<Vec<(String, Option<i64>)>>,
+}
+
+#[async_trait::async_trait]
+impl kairo::ingest::EventSink for Counts {
+    async fn accept(
+        &self,
+        _events: Vec<kairo::core::Event>,
+    ) -> Result<usize, kairo::ingest::SinkError> {
+        unreachable!("a partition's events are evaluated, not accepted")
+    }
+}
+
+#[async_trait::async_trait]
+impl kairo::ingest::cluster::PartitionSink for Counts {
+    async fn evaluate(
+        &self,
+        events: Vec<kairo::core::Event>,
+    ) -> Result<kairo::ingest::cluster::PartitionEvaluation, kairo::ingest::SinkError> {
+        let mut seen = self.seen.lock().unwrap();
+        let mut state = Vec::new();
+        for event in events {
+            let key = format!("c/sim/{}/all", event.sim_id.unwrap());
+            let count = seen.entry(key.clone()).or_default();
+            *count += 1;
+            state.push((key, *count));
+        }
+        Ok(kairo::ingest::cluster::PartitionEvaluation {
+            state,
+            actions: Vec::new(),
+        })
+    }
+
+    async fn restore(
+        &self,
+        values: Vec<(String, Option<i64>)>,
+    ) -> Result<(), kairo::ingest::SinkError> {
+        self.restored.lock().unwrap().extend(values);
+        Ok(())
+    }
+
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_journal_is_rolled_up_and_read_back_whole() {
+    use kairo::ingest::cluster::{ActionQueue, Members, PartitionPublisher};
+    let nats = nats_server();
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let config = kairo::ingest::cluster::ClusterConfig {
+        backend: kairo::ingest::cluster::Backend::Jetstream,
+        partitions: 1,
+        takeover_seconds: 2,
+        heartbeat_seconds: 1,
+        ..Default::default()
+    };
+    let window = Duration::from_secs(600);
+    let owner = |sink: std::sync::Arc<Counts>| {
+        let (js, config) = (js.clone(), config.clone());
+        async move {
+            let actions = ActionQueue::open(js.clone(), config.clone(), window, window)
+                .await
+                .unwrap();
+            let members = Members::join(&js, &config).await.unwrap();
+            let stop = tokio_util::sync::CancellationToken::new();
+            let run = kairo::ingest::cluster::run(js, config, members, sink, actions, stop.clone());
+            (tokio::spawn(run), stop)
+        }
+    };
+    let first = std::sync::Arc::new(Counts::default());
+    let publisher = PartitionPublisher::open(js.clone(), config.clone(), window, first.clone())
+        .await
+        .unwrap();
+    let (run, stop) = owner(first.clone()).await;
+    // One event at a time: one journal entry each, past a roll-up.
+    for i in 0..100 {
+        let event = json!({"id": format!("j-{i}"), "simId": format!("sim-{}", i % 3)});
+        let event = kairo::core::Event::from_value(event).unwrap();
+        kairo::ingest::EventSink::accept(&publisher, vec![event])
+            .await
+            .unwrap();
+        let evaluated = || first.seen.lock().unwrap().values().sum::<i64>() == i + 1;
+        eventually("the event evaluated", Duration::from_secs(10), evaluated).await;
+    }
+    stop.cancel();
+    run.await.unwrap();
+    let mut journal = js.get_stream("KAIRO_STATE").await.unwrap();
+    let entries = journal.info().await.unwrap().state.messages;
+    assert!(entries < 64, "rolled up: {entries} entries left");
+
+    // The next owner reads every SIM's count back.
+    let next = std::sync::Arc::new(Counts::default());
+    let (run, stop) = owner(next.clone()).await;
+    eventually("the state read back", Duration::from_secs(10), || {
+        next.restored.lock().unwrap().len() == 3
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap();
+    let mut restored = next.restored.lock().unwrap().clone();
+    restored.sort();
+    assert_eq!(
+        restored,
+        [
+            ("c/sim/sim-0/all".to_string(), Some(34)),
+            ("c/sim/sim-1/all".to_string(), Some(33)),
+            ("c/sim/sim-2/all".to_string(), Some(33)),
+        ]
+    );
+}
