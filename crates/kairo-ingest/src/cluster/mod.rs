@@ -122,8 +122,8 @@ pub struct ClusterConfig {
     /// This instance's name among the members (default: host name, process id
     /// and a random suffix).
     pub node: Option<String>,
-    /// Replicas of the stream and bucket (1 for a single server, 3 for a
-    /// three-node NATS cluster).
+    /// Replicas of every stream and bucket of the cluster (1 for a single
+    /// server, 3 for a three-node NATS cluster).
     pub replicas: usize,
 }
 
