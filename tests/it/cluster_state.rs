@@ -204,15 +204,20 @@ async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere(
     assert!(processes[1].log().contains("action succeeded"));
 }
 
-/// A partition sink that records what it evaluates and refuses its first chunk.
+/// A partition sink to drive partitions with directly: it records the
+/// events it evaluates and the state it is given back, counts each SIM's
+/// events in one state value, and refuses its first chunk when asked to.
 #[derive(Default)]
-struct RefusesFirst {
+struct Recorder {
+    refuse_first: bool,
     refused: std::sync::atomic::AtomicBool,
     evaluated: std::sync::Mutex<Vec<String>>,
+    counts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    restored: std::sync::Mutex<Vec<(String, Option<i64>)>>,
 }
 
 #[async_trait::async_trait]
-impl kairo::ingest::EventSink for RefusesFirst {
+impl kairo::ingest::EventSink for Recorder {
     async fn accept(
         &self,
         _events: Vec<kairo::core::Event>,
@@ -222,24 +227,35 @@ impl kairo::ingest::EventSink for RefusesFirst {
 }
 
 #[async_trait::async_trait]
-impl kairo::ingest::cluster::PartitionSink for RefusesFirst {
+impl kairo::ingest::cluster::PartitionSink for Recorder {
     async fn evaluate(
         &self,
         events: Vec<kairo::core::Event>,
     ) -> Result<kairo::ingest::cluster::PartitionEvaluation, kairo::ingest::SinkError> {
-        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if self.refuse_first && !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let full = std::io::Error::other("the store is full");
             return Err(kairo::ingest::SinkError::new(full));
         }
-        let ids = events.into_iter().map(|e| e.id);
-        self.evaluated.lock().unwrap().extend(ids);
-        Ok(Default::default())
+        let mut counts = self.counts.lock().unwrap();
+        let mut state = Vec::new();
+        for event in events {
+            let key = format!("c/sim/{}/all", event.sim_id.clone().unwrap());
+            let count = counts.entry(key.clone()).or_default();
+            *count += 1;
+            state.push((key, *count));
+            self.evaluated.lock().unwrap().push(event.id);
+        }
+        Ok(kairo::ingest::cluster::PartitionEvaluation {
+            state,
+            actions: Vec::new(),
+        })
     }
 
     async fn restore(
         &self,
-        _values: Vec<(String, Option<i64>)>,
+        values: Vec<(String, Option<i64>)>,
     ) -> Result<(), kairo::ingest::SinkError> {
+        self.restored.lock().unwrap().extend(values);
         Ok(())
     }
 
@@ -248,10 +264,16 @@ impl kairo::ingest::cluster::PartitionSink for RefusesFirst {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
-    use kairo::ingest::cluster::{ActionQueue, Members, PartitionPublisher};
-    let nats = nats_server();
+/// A cluster of one partition on `nats`, its publisher (whose local sink is
+/// `sink`), and the settings.
+async fn one_partition(
+    nats: &NatsServer,
+    sink: std::sync::Arc<Recorder>,
+) -> (
+    async_nats::jetstream::Context,
+    kairo::ingest::cluster::ClusterConfig,
+    kairo::ingest::cluster::PartitionPublisher,
+) {
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     let config = kairo::ingest::cluster::ClusterConfig {
         backend: kairo::ingest::cluster::Backend::Jetstream,
@@ -260,11 +282,50 @@ async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
         heartbeat_seconds: 1,
         ..Default::default()
     };
-    let sink = std::sync::Arc::new(RefusesFirst::default());
-    let window = Duration::from_secs(600);
-    let publisher = PartitionPublisher::open(js.clone(), config.clone(), window, sink.clone())
+    let publisher =
+        kairo::ingest::cluster::PartitionPublisher::open(js.clone(), config.clone(), WINDOW, sink)
+            .await
+            .unwrap();
+    (js, config, publisher)
+}
+
+/// The dedupe and history windows of [`one_partition`].
+const WINDOW: Duration = Duration::from_secs(600);
+
+/// Pulls the partitions of `config` into `sink` until the token is cancelled.
+async fn own(
+    js: &async_nats::jetstream::Context,
+    config: &kairo::ingest::cluster::ClusterConfig,
+    sink: std::sync::Arc<Recorder>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio_util::sync::CancellationToken,
+) {
+    use kairo::ingest::cluster::{ActionQueue, Members};
+    let actions = ActionQueue::open(js.clone(), config.clone(), WINDOW, WINDOW)
         .await
         .unwrap();
+    let members = Members::join(js, config).await.unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = kairo::ingest::cluster::run(
+        js.clone(),
+        config.clone(),
+        members,
+        sink,
+        actions,
+        stop.clone(),
+    );
+    (tokio::spawn(run), stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
+    let nats = nats_server();
+    let sink = std::sync::Arc::new(Recorder {
+        refuse_first: true,
+        ..Recorder::default()
+    });
+    let (js, config, publisher) = one_partition(&nats, sink.clone()).await;
     // Stored before the partition is pulled: more than one chunk waits.
     let ids: BTreeSet<String> = (0..300).map(|i| format!("c-{i}")).collect();
     let events = (ids.iter())
@@ -273,19 +334,7 @@ async fn a_chunk_that_could_not_be_evaluated_is_evaluated_later_not_skipped() {
     kairo::ingest::EventSink::accept(&publisher, events)
         .await
         .unwrap();
-    let actions = ActionQueue::open(js.clone(), config.clone(), window, window)
-        .await
-        .unwrap();
-    let members = Members::join(&js, &config).await.unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let run = tokio::spawn(kairo::ingest::cluster::run(
-        js,
-        config,
-        members,
-        sink.clone(),
-        actions,
-        stop.clone(),
-    ));
+    let (run, stop) = own(&js, &config, sink.clone()).await;
     eventually("every event evaluated", Duration::from_secs(30), || {
         sink.evaluated.lock().unwrap().len() >= ids.len()
     })
@@ -309,23 +358,15 @@ async fn an_action_scheduled_in_the_cluster_is_listed_and_cancelled_by_any_insta
     let event = json!({"id": "s-1", "eventType": "TrafficUsage", "groupId": "G1",
                        "simId": "sim-01", "payload": {"bytes": 2 * 1024 * 1024}});
     post_round_robin(&[event], &[cluster[0].url.clone()]).await;
-    let scheduled = |kairo: &Kairo| {
-        let (http, url) = (kairo.http.clone(), format!("{}/v1/scheduled", kairo.url));
-        async move {
-            let answer = http.get(url).send().await.unwrap();
-            assert_eq!(answer.status(), 200);
-            answer.json::<Vec<Value>>().await.unwrap()
-        }
-    };
     eventually_async(
         "the delayed action listed by both instances",
         Duration::from_secs(20),
         || async {
-            scheduled(&cluster[0]).await.len() == 1 && scheduled(&cluster[1]).await.len() == 1
+            cluster[0].scheduled().await.len() == 1 && cluster[1].scheduled().await.len() == 1
         },
     )
     .await;
-    let listed = scheduled(&cluster[1]).await;
+    let listed = cluster[1].scheduled().await;
     assert_eq!(listed[0]["state"], "delayed", "{listed:?}");
     assert_eq!(listed[0]["eventId"], "s-1");
     let key = listed[0]["key"].as_str().unwrap().to_string();
@@ -346,7 +387,7 @@ async fn an_action_scheduled_in_the_cluster_is_listed_and_cancelled_by_any_insta
             assert_eq!(answer.status(), 404, "already cancelled");
         }
     }
-    assert!(scheduled(&cluster[1]).await.is_empty());
+    assert!(cluster[1].scheduled().await.is_empty());
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     let mut actions = js.get_stream("KAIRO_ACTIONS").await.unwrap();
     assert_eq!(
@@ -361,87 +402,12 @@ async fn an_action_scheduled_in_the_cluster_is_listed_and_cancelled_by_any_insta
     );
 }
 
-/// A partition sink that counts its events in one state value per SIM and
-/// records what it was given back.
-#[derive(Default)]
-struct Counts {
-    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
-    restored: std::sync::Mutex<Vec<(String, Option<i64>)>>,
-}
-
-#[async_trait::async_trait]
-impl kairo::ingest::EventSink for Counts {
-    async fn accept(
-        &self,
-        _events: Vec<kairo::core::Event>,
-    ) -> Result<usize, kairo::ingest::SinkError> {
-        unreachable!("a partition's events are evaluated, not accepted")
-    }
-}
-
-#[async_trait::async_trait]
-impl kairo::ingest::cluster::PartitionSink for Counts {
-    async fn evaluate(
-        &self,
-        events: Vec<kairo::core::Event>,
-    ) -> Result<kairo::ingest::cluster::PartitionEvaluation, kairo::ingest::SinkError> {
-        let mut seen = self.seen.lock().unwrap();
-        let mut state = Vec::new();
-        for event in events {
-            let key = format!("c/sim/{}/all", event.sim_id.unwrap());
-            let count = seen.entry(key.clone()).or_default();
-            *count += 1;
-            state.push((key, *count));
-        }
-        Ok(kairo::ingest::cluster::PartitionEvaluation {
-            state,
-            actions: Vec::new(),
-        })
-    }
-
-    async fn restore(
-        &self,
-        values: Vec<(String, Option<i64>)>,
-    ) -> Result<(), kairo::ingest::SinkError> {
-        self.restored.lock().unwrap().extend(values);
-        Ok(())
-    }
-
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_journal_is_rolled_up_and_read_back_whole() {
-    use kairo::ingest::cluster::{ActionQueue, Members, PartitionPublisher};
     let nats = nats_server();
-    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
-    let config = kairo::ingest::cluster::ClusterConfig {
-        backend: kairo::ingest::cluster::Backend::Jetstream,
-        partitions: 1,
-        takeover_seconds: 2,
-        heartbeat_seconds: 1,
-        ..Default::default()
-    };
-    let window = Duration::from_secs(600);
-    let owner = |sink: std::sync::Arc<Counts>| {
-        let (js, config) = (js.clone(), config.clone());
-        async move {
-            let actions = ActionQueue::open(js.clone(), config.clone(), window, window)
-                .await
-                .unwrap();
-            let members = Members::join(&js, &config).await.unwrap();
-            let stop = tokio_util::sync::CancellationToken::new();
-            let run = kairo::ingest::cluster::run(js, config, members, sink, actions, stop.clone());
-            (tokio::spawn(run), stop)
-        }
-    };
-    let first = std::sync::Arc::new(Counts::default());
-    let publisher = PartitionPublisher::open(js.clone(), config.clone(), window, first.clone())
-        .await
-        .unwrap();
-    let (run, stop) = owner(first.clone()).await;
+    let first = std::sync::Arc::new(Recorder::default());
+    let (js, config, publisher) = one_partition(&nats, first.clone()).await;
+    let (run, stop) = own(&js, &config, first.clone()).await;
     // One event at a time: one journal entry each, past a roll-up.
     for i in 0..100 {
         let event = json!({"id": format!("j-{i}"), "simId": format!("sim-{}", i % 3)});
@@ -449,7 +415,7 @@ async fn a_long_journal_is_rolled_up_and_read_back_whole() {
         kairo::ingest::EventSink::accept(&publisher, vec![event])
             .await
             .unwrap();
-        let evaluated = || first.seen.lock().unwrap().values().sum::<i64>() == i + 1;
+        let evaluated = || first.counts.lock().unwrap().values().sum::<i64>() == i + 1;
         eventually("the event evaluated", Duration::from_secs(10), evaluated).await;
     }
     stop.cancel();
@@ -459,8 +425,8 @@ async fn a_long_journal_is_rolled_up_and_read_back_whole() {
     assert!(entries < 64, "rolled up: {entries} entries left");
 
     // The next owner reads every SIM's count back.
-    let next = std::sync::Arc::new(Counts::default());
-    let (run, stop) = owner(next.clone()).await;
+    let next = std::sync::Arc::new(Recorder::default());
+    let (run, stop) = own(&js, &config, next.clone()).await;
     eventually("the state read back", Duration::from_secs(10), || {
         next.restored.lock().unwrap().len() == 3
     })

@@ -240,6 +240,14 @@ pub struct Kairo {
 }
 
 impl Kairo {
+    /// `GET /v1/scheduled`, which must answer 200.
+    pub async fn scheduled(&self) -> Vec<Value> {
+        let url = format!("{}/v1/scheduled", self.url);
+        let answer = self.http.get(url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json::<Vec<Value>>().await.unwrap()
+    }
+
     pub fn rules_path(&self) -> &Path {
         self.rules_dir.path()
     }

@@ -22,24 +22,16 @@ async fn a_retrying_action_is_listed_and_cancelled_into_the_history() {
     })
     .await;
     kairo.post(r#"{"id": "ev-1", "simId": "s-1"}"#).await;
-    let scheduled = |kairo: &crate::common::Kairo| {
-        let (http, url) = (kairo.http.clone(), format!("{}/v1/scheduled", kairo.url));
-        async move {
-            let answer = http.get(url).send().await.unwrap();
-            assert_eq!(answer.status(), 200);
-            answer.json::<Vec<Value>>().await.unwrap()
-        }
-    };
     eventually_async(
         "the failed attempt to be rescheduled",
         Duration::from_secs(10),
         || {
-            let listed = scheduled(&kairo);
+            let listed = kairo.scheduled();
             async move { listed.await.first().is_some_and(|a| a["attempts"] == 1) }
         },
     )
     .await;
-    let listed = scheduled(&kairo).await;
+    let listed = kairo.scheduled().await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     let action = &listed[0];
     let key = action["key"].as_str().unwrap().to_string();
@@ -63,7 +55,7 @@ async fn a_retrying_action_is_listed_and_cancelled_into_the_history() {
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.json::<Value>().await.unwrap()["cancelled"], key);
 
-    assert!(scheduled(&kairo).await.is_empty());
+    assert!(kairo.scheduled().await.is_empty());
     let history = kairo.router.history();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status, kairo_store::HistoryStatus::Cancelled);
