@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use kairo_core::Event;
-use kairo_core::handler::{HandlerOutcome, HandlerSet};
+use kairo_core::handler::HandlerOutcome;
 use kairo_ingest::cluster::{ActionJob, ClusterError, PartitionEvaluation, SharedState};
 
 use crate::matcher::{Evaluation, Incoming, Matcher, PartitionEvaluated, Work, split_fresh};
@@ -31,6 +31,9 @@ pub(crate) struct Shared {
 
 /// Partition chunks committed to the local store and not waited for, at most.
 const LANDING: usize = 4;
+
+/// The suppression keys many SIMs share, by the id of the handler they hold back.
+type Suppressions = HashMap<String, String>;
 
 /// Group and operator counters a chunk adds to: `(counter, bytes, event id)`.
 type Adds = Vec<(String, i64, String)>;
@@ -69,19 +72,20 @@ impl Matcher {
         let all_new = vec![true; incoming.len()];
         let (events, accept, _) = split_fresh(vec![incoming], vec![all_new]);
         let handlers = self.handlers.snapshot();
+        let suppressions: Suppressions = handlers.shared_suppressions().into_iter().collect();
         let mut loaded: Result<Adds, ClusterError> = Ok(Vec::new());
         let mut evaluation = match self.shared.clone() {
             Some(shared) => {
                 let reads = handlers.reads_shared_counters() || self.rules.snapshot().uses_state();
                 self.evaluate_prepared(&events, now, |enriched, state| {
-                    loaded = load_shared(&shared, &handlers, enriched, state, reads, now);
+                    loaded = load_shared(&shared, &suppressions, enriched, state, reads, now);
                 })
             }
             None => self.evaluate(&events, now),
         };
         let shared_written = match self.shared.clone() {
             Some(shared) => loaded.and_then(|adds| {
-                self.store_shared(&shared, &handlers, &events, &mut evaluation, adds, now)
+                self.store_shared(&shared, &suppressions, &events, &mut evaluation, adds, now)
             }),
             None => Ok(()),
         };
@@ -129,7 +133,7 @@ impl Matcher {
     fn store_shared(
         &mut self,
         shared: &Shared,
-        handlers: &HandlerSet,
+        suppressions: &Suppressions,
         events: &[Event],
         evaluation: &mut Evaluation,
         adds: Adds,
@@ -142,8 +146,6 @@ impl Matcher {
                 state.values.insert(key, total);
             }
         }
-        let suppressions: HashMap<String, String> =
-            handlers.shared_suppressions().into_iter().collect();
         if suppressions.is_empty() {
             return Ok(());
         }
@@ -172,7 +174,7 @@ impl Matcher {
 /// the chunk adds to. Returns those adds.
 fn load_shared(
     shared: &Shared,
-    handlers: &HandlerSet,
+    suppressions: &Suppressions,
     enriched: &[Cow<'_, Event>],
     state: &LocalState,
     reads_counters: bool,
@@ -189,9 +191,7 @@ fn load_shared(
     let mut counters: Vec<String> = adds.iter().map(|(key, _, _)| key.clone()).collect();
     counters.sort();
     counters.dedup();
-    let suppressions: Vec<String> = (handlers.shared_suppressions().into_iter())
-        .map(|(_, key)| key)
-        .collect();
+    let suppressions: Vec<String> = suppressions.values().cloned().collect();
     let (totals, held) = shared.runtime.block_on(async {
         tokio::try_join!(
             shared.state.counters(&counters),
