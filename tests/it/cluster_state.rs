@@ -444,3 +444,66 @@ async fn a_long_journal_is_rolled_up_and_read_back_whole() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_kept_in_the_cluster_and_retried_from_any_instance() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    // Refused for good once, then accepted.
+    slack.fail_with(&[400]);
+    let mut instances = Vec::new();
+    for i in 0..2 {
+        let url = slack.url.clone();
+        instances.push(
+            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+                clustered(c, &nats);
+                c.cluster.node = Some(format!("node-{i}"));
+                c.plugins.slack.webhook_url = Some(url);
+            })
+            .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let event = json!({"id": "d-1", "simId": "sim-01"});
+    post_round_robin(&[event], &[instances[0].url.clone()]).await;
+    let dead = |kairo: &Kairo| {
+        let (http, url) = (kairo.http.clone(), format!("{}/v1/dead-letters", kairo.url));
+        async move {
+            let answer = http.get(url).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.json::<Vec<Value>>().await.unwrap()
+        }
+    };
+    eventually_async(
+        "the dead letter listed by both instances",
+        Duration::from_secs(20),
+        || async { dead(&instances[0]).await.len() == 1 && dead(&instances[1]).await.len() == 1 },
+    )
+    .await;
+    let letter = dead(&instances[1]).await.remove(0);
+    assert_eq!(letter["action"]["request"]["eventId"], "d-1", "{letter}");
+    let id = letter["id"].as_str().unwrap().to_string();
+    for kairo in &instances {
+        let local = kairo.router.store().dead_letters().unwrap();
+        assert!(
+            local.is_empty(),
+            "kept in the cluster, not in a store: {local:?}"
+        );
+    }
+    // Retried from either instance: performed once, gone from both lists.
+    let answer = (instances[1].http)
+        .post(format!("{}/v1/dead-letters/retry", instances[1].url))
+        .json(&json!({"ids": [id]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    eventually(
+        "the retried action performed",
+        Duration::from_secs(20),
+        || slack.bodies().len() == 2,
+    )
+    .await;
+    assert!(dead(&instances[0]).await.is_empty());
+    assert!(dead(&instances[1]).await.is_empty());
+}

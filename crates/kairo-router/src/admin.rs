@@ -115,9 +115,65 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
+/// `GET /v1/dead-letters`: this instance's, and in cluster mode the action
+/// dead letters every instance keeps in JetStream, oldest first.
 async fn list_dead(State(state): State<AdminState>) -> Answer {
-    let letters = blocking(move || state.store.dead_letters()).await?;
+    let store = state.store.clone();
+    let mut letters = blocking(move || store.dead_letters()).await?;
+    letters.extend(cluster_dead(&state).await?);
+    letters.sort_by_key(|l| l.failed_at_ms);
     Ok(Json(json!(letters)))
+}
+
+/// Action dead letters listed from the cluster at most.
+const CLUSTER_DEAD_LISTED: usize = 10_000;
+
+/// In cluster mode, the action dead letters kept in JetStream.
+async fn cluster_dead(state: &AdminState) -> Result<Vec<kairo_store::DeadLetter>, AdminError> {
+    let Some(queue) = &state.cluster_actions else {
+        return Ok(Vec::new());
+    };
+    let kept = (queue.dead_letters(CLUSTER_DEAD_LISTED).await).map_err(cluster_unreachable)?;
+    Ok(kept
+        .iter()
+        .filter_map(|b| serde_json::from_slice(b).ok())
+        .collect())
+}
+
+/// The cluster's JetStream could not answer.
+pub(crate) fn cluster_unreachable(error: kairo_ingest::cluster::ClusterError) -> AdminError {
+    AdminError(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
+}
+
+/// Retries the cluster's dead letters among `chosen`: each action is
+/// published again, due now, under a fresh message id, and its letter
+/// removed. Returns the keys retried.
+async fn retry_in_cluster(
+    state: &AdminState,
+    chosen: Vec<kairo_store::DeadLetter>,
+) -> Result<Vec<String>, AdminError> {
+    let Some(queue) = &state.cluster_actions else {
+        return Ok(Vec::new());
+    };
+    let now = state.clock.now_ms();
+    let mut keys = Vec::new();
+    for letter in chosen {
+        let Some(mut action) = letter.action else {
+            continue;
+        };
+        action.attempts = 0;
+        action.next_attempt_ms = now;
+        action.request.not_before_ms = None;
+        let job = kairo_ingest::cluster::ActionJob {
+            key: format!("{}#retry-{now}", action.key()),
+            due_ms: None,
+            body: serde_json::to_vec(&action).expect("actions serialize"),
+        };
+        (queue.publish(vec![job]).await).map_err(cluster_unreachable)?;
+        (queue.drop_dead(&letter.id).await).map_err(cluster_unreachable)?;
+        keys.push(action.key());
+    }
+    Ok(keys)
 }
 
 /// Body of `POST /v1/dead-letters/retry`.
@@ -139,12 +195,28 @@ async fn retry_dead(State(state): State<AdminState>, Json(body): Json<RetryReque
             "give `ids` or `all: true`".into(),
         ));
     }
-    let store = state.store.clone();
-    let now = state.clock.now_ms();
-    let ids = (!body.all).then_some(body.ids);
-    let retried = blocking(move || store.retry_dead(ids.as_deref(), now)).await?;
-    let keys: Vec<String> = retried.iter().map(|a| a.key()).collect();
-    state.dispatcher.enqueue(retried);
+    // In cluster mode the cluster's letters are retried there, the rest here.
+    let in_cluster = cluster_dead(&state).await?;
+    let (chosen, ids) = match body.all {
+        true => (in_cluster, None),
+        false => {
+            let (chosen, _): (Vec<_>, Vec<_>) = in_cluster
+                .into_iter()
+                .partition(|l| body.ids.contains(&l.id));
+            let rest: Vec<String> = (body.ids.into_iter())
+                .filter(|id| !chosen.iter().any(|l| &l.id == id))
+                .collect();
+            (chosen, Some(rest))
+        }
+    };
+    let mut keys = retry_in_cluster(&state, chosen).await?;
+    if ids.as_ref().is_none_or(|ids| !ids.is_empty()) {
+        let store = state.store.clone();
+        let now = state.clock.now_ms();
+        let retried = blocking(move || store.retry_dead(ids.as_deref(), now)).await?;
+        keys.extend(retried.iter().map(|a| a.key()));
+        state.dispatcher.enqueue(retried);
+    }
     Ok(Json(json!({"retried": keys})))
 }
 
@@ -152,7 +224,14 @@ async fn drop_dead(
     State(state): State<AdminState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AdminError> {
-    if blocking(move || state.store.drop_dead(&id)).await? {
+    let store = state.store.clone();
+    let local = id.clone();
+    let dropped = blocking(move || store.drop_dead(&local)).await?
+        || match &state.cluster_actions {
+            Some(queue) => (queue.drop_dead(&id).await).map_err(cluster_unreachable)?,
+            None => false,
+        };
+    if dropped {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(AdminError(

@@ -9,9 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kairo_core::Clock;
 use kairo_ingest::EventSink;
-use kairo_ingest::cluster::{
-    ActionQueue, Ended, Job, KvPace, Members, PartitionPublisher, SharedState,
-};
+use kairo_ingest::cluster::{ActionQueue, Job, KvPace, Members, PartitionPublisher, SharedState};
 use kairo_store::{DeadLetter, HistoryEntry, PendingAction};
 use tokio_util::sync::CancellationToken;
 
@@ -225,30 +223,30 @@ impl ClusterOutcomes {
             job.release().await;
         }
     }
-
-    async fn record(&self, ended: Ended, body: Vec<u8>) {
-        if let Err(error) = self.actions.record(ended, body).await {
-            tracing::warn!(%error, "an action's outcome was not recorded in JetStream (it is in this instance's store)");
-        }
-    }
 }
 
 #[async_trait::async_trait]
 impl OutcomeHook for ClusterOutcomes {
     async fn finished(&self, entry: &HistoryEntry) {
-        self.record(Ended::Done, serde_json::to_vec(entry).unwrap_or_default())
-            .await;
+        let body = serde_json::to_vec(entry).expect("history entries serialize");
+        if let Err(error) = self.actions.record_done(body).await {
+            tracing::warn!(%error, "a finished action was not recorded in JetStream (it is in this instance's history)");
+        }
         if let Some(job) = self.take(&entry.request.key()) {
             job.done().await;
         }
     }
 
-    async fn dead(&self, letter: &DeadLetter) {
-        self.record(Ended::Dead, serde_json::to_vec(letter).unwrap_or_default())
-            .await;
+    async fn dead(&self, letter: &DeadLetter) -> bool {
+        let body = serde_json::to_vec(letter).expect("dead letters serialize");
+        let kept = self.actions.record_dead(&letter.id, body).await;
+        if let Err(error) = &kept {
+            tracing::warn!(%error, id = %letter.id, "a dead letter could not be kept in JetStream; this instance's store keeps it");
+        }
         if let Some(job) = self.take(&letter.id) {
             job.done().await;
         }
+        kept.is_ok()
     }
 
     async fn retry(&self, action: &PendingAction, wait: Duration) -> bool {

@@ -101,8 +101,9 @@ pub struct DispatchContext {
 pub trait OutcomeHook: Send + Sync {
     /// The action was performed (`entry` is in the history).
     async fn finished(&self, entry: &HistoryEntry);
-    /// The action failed for good (`letter` is its dead letter).
-    async fn dead(&self, letter: &DeadLetter);
+    /// The action failed for good (`letter` is its dead letter): true when
+    /// the letter is kept elsewhere, so the store need not keep it.
+    async fn dead(&self, letter: &DeadLetter) -> bool;
     /// The action failed and is to be tried again after `wait`: true when
     /// that retry is taken care of elsewhere, so neither the outbox nor the
     /// scheduler keeps it.
@@ -549,18 +550,21 @@ async fn give_up(
         error: error.message,
         failed_at_ms: now,
     };
+    // In cluster mode the letter is kept in the cluster, where any instance
+    // lists, retries or drops it; here only when that failed.
+    let kept_elsewhere = match &cx.outcomes {
+        Some(hook) => hook.dead(&letter).await,
+        None => false,
+    };
     commit(
         cx,
         Batch {
             finished: vec![entry],
-            dead: vec![letter.clone()],
+            dead: (!kept_elsewhere).then_some(letter).into_iter().collect(),
             ..Batch::default()
         },
     )
     .await;
-    if let Some(hook) = &cx.outcomes {
-        hook.dead(&letter).await;
-    }
     Attempted::Finished(key)
 }
 

@@ -8,7 +8,7 @@ use kairo_core::handler::describe_time;
 use kairo_store::{Batch, HistoryEntry, PendingAction};
 use serde_json::{Value, json};
 
-use crate::admin::{AdminError, AdminState, Answer, blocking};
+use crate::admin::{AdminError, AdminState, Answer, blocking, cluster_unreachable};
 use crate::dispatch::Cancelled;
 
 /// Why an action waits: `due` (its turn comes now), `delayed` (not before a
@@ -59,14 +59,10 @@ async fn cluster_scheduled(state: &AdminState) -> Result<Vec<PendingAction>, Adm
     let Some(queue) = &state.cluster_actions else {
         return Ok(Vec::new());
     };
-    let scheduled = (queue.scheduled(CLUSTER_LISTED).await).map_err(unreachable_cluster)?;
+    let scheduled = (queue.scheduled(CLUSTER_LISTED).await).map_err(cluster_unreachable)?;
     Ok((scheduled.iter())
         .filter_map(|body| serde_json::from_slice(body).ok())
         .collect())
-}
-
-fn unreachable_cluster(error: kairo_ingest::cluster::ClusterError) -> AdminError {
-    AdminError::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
 }
 
 /// `DELETE /v1/scheduled/{key}` (the key percent-encoded or not): takes the
@@ -108,7 +104,7 @@ async fn cancel_in_cluster(state: &AdminState, key: String) -> Answer {
     };
     let scheduled = cluster_scheduled(state).await?;
     let action = (scheduled.into_iter().find(|a| a.key() == key)).ok_or_else(not_found)?;
-    if !(queue.unschedule(&key).await).map_err(unreachable_cluster)? {
+    if !(queue.unschedule(&key).await).map_err(cluster_unreachable)? {
         return Err(not_found());
     }
     cancelled(state, action).await

@@ -13,9 +13,10 @@
 //!   once its outcome is recorded, sent back with a delay for a retry, and
 //!   kept alive (`+WPI`) while it waits its turn. A message whose instance
 //!   died is delivered to another after `takeover_seconds`.
-//! - Finished and dead actions are recorded in the outcomes stream,
-//!   `{outcomes_prefix}.done` and `{outcomes_prefix}.dead`, for as long as the
-//!   history is kept.
+//! - Finished actions are recorded in the outcomes stream on
+//!   `{outcomes_prefix}.done`, each for as long as the history is kept
+//!   (`Nats-TTL`); dead letters on `{outcomes_prefix}.dead.{id}`, one subject
+//!   each, until they are retried or dropped from any instance.
 
 use std::time::Duration;
 
@@ -36,26 +37,20 @@ pub struct ActionJob {
     pub body: Vec<u8>,
 }
 
-/// How an action ended, for the outcomes stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
-    /// Performed.
-    Done,
-    /// Failed for good: a dead letter.
-    Dead,
-}
-
 /// The actions and outcomes streams.
 #[derive(Clone)]
 pub struct ActionQueue {
     js: jetstream::Context,
     config: ClusterConfig,
+    /// How long a finished action's record is kept.
+    history: Duration,
 }
 
 impl ActionQueue {
     /// Creates the actions stream (work-queue retention, message schedules,
-    /// ids deduplicated for `dedupe_window`) and the outcomes stream (kept
-    /// for `history`) when missing.
+    /// ids deduplicated for `dedupe_window`) and the outcomes stream
+    /// (per-message time to live: finished actions are kept for `history`)
+    /// when missing.
     pub async fn open(
         js: jetstream::Context,
         config: ClusterConfig,
@@ -75,7 +70,7 @@ impl ActionQueue {
             stream::Config {
                 name: config.outcomes_stream.clone(),
                 subjects: vec![format!("{}.>", config.outcomes_subject_prefix)],
-                max_age: history,
+                allow_message_ttl: true,
                 num_replicas: config.replicas,
                 ..Default::default()
             },
@@ -85,7 +80,11 @@ impl ActionQueue {
             (js.get_or_create_stream(stream).await)
                 .map_err(|e| ClusterError::js(format!("stream {name}"), e))?;
         }
-        Ok(Self { js, config })
+        Ok(Self {
+            js,
+            config,
+            history,
+        })
     }
 
     fn due_subject(&self) -> String {
@@ -124,42 +123,85 @@ impl ActionQueue {
         Ok(())
     }
 
-    /// Records how an action ended.
-    pub async fn record(&self, ended: Ended, body: Vec<u8>) -> Result<(), ClusterError> {
-        let subject = match ended {
-            Ended::Done => format!("{}.done", self.config.outcomes_subject_prefix),
-            Ended::Dead => format!("{}.dead", self.config.outcomes_subject_prefix),
-        };
+    /// Records a finished action (its history entry), kept for the history's time.
+    pub async fn record_done(&self, body: Vec<u8>) -> Result<(), ClusterError> {
+        let subject = format!("{}.done", self.config.outcomes_subject_prefix);
+        let ttl = format!("{}s", self.history.as_secs().max(1));
+        let message = PublishMessage::build()
+            .payload(body.into())
+            .header("Nats-TTL", ttl);
+        self.outcome(subject, message).await
+    }
+
+    /// Keeps dead letter `id` until it is retried or dropped.
+    pub async fn record_dead(&self, id: &str, body: Vec<u8>) -> Result<(), ClusterError> {
+        let message = PublishMessage::build().payload(body.into());
+        self.outcome(self.dead_subject(id), message).await
+    }
+
+    fn dead_subject(&self, id: &str) -> String {
+        format!("{}.dead.{}", self.config.outcomes_subject_prefix, token(id))
+    }
+
+    async fn outcome(&self, subject: String, message: PublishMessage) -> Result<(), ClusterError> {
         let what = || format!("stream {}", self.config.outcomes_stream);
-        (self.js.publish(subject, body.into()).await)
+        (self.js.send_publish(subject, message).await)
             .map_err(|e| ClusterError::js(what(), e))?
             .await
             .map_err(|e| ClusterError::js(what(), e))?;
         Ok(())
     }
 
+    /// The dead letters kept in the cluster (as recorded), oldest first,
+    /// `limit` at most.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
+        let subject = format!("{}.dead.*", self.config.outcomes_subject_prefix);
+        self.read(&self.config.outcomes_stream, &subject, limit)
+            .await
+    }
+
+    /// Removes dead letter `id` from the cluster; false when it is not there.
+    pub async fn drop_dead(&self, id: &str) -> Result<bool, ClusterError> {
+        self.purge(&self.config.outcomes_stream, self.dead_subject(id))
+            .await
+    }
+
+    /// The messages of `stream` on `subject`, `limit` at most.
+    async fn read(
+        &self,
+        stream: &str,
+        subject: &str,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, ClusterError> {
+        let what = || format!("stream {stream}");
+        let stream = (self.js.get_stream(stream).await).map_err(|e| ClusterError::js(what(), e))?;
+        let found = super::messages(&stream, subject, limit).await;
+        let found = found.map_err(|e| ClusterError::js(what(), e))?;
+        Ok(found.into_iter().map(|m| m.payload.to_vec()).collect())
+    }
+
+    /// Purges `subject` of `stream`; false when it held nothing.
+    async fn purge(&self, stream: &str, subject: String) -> Result<bool, ClusterError> {
+        let what = || format!("stream {stream}");
+        let stream = (self.js.get_stream(stream).await).map_err(|e| ClusterError::js(what(), e))?;
+        let purged =
+            (stream.purge().filter(subject).await).map_err(|e| ClusterError::js(what(), e))?;
+        Ok(purged.purged > 0)
+    }
+
     /// The actions scheduled for later (as published), soonest scheduled
     /// first, `limit` at most.
     pub async fn scheduled(&self, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
-        let what = || format!("stream {}", self.config.actions_stream);
-        let stream = (self.js.get_stream(&self.config.actions_stream).await)
-            .map_err(|e| ClusterError::js(what(), e))?;
         let subject = format!("{}.at.*", self.config.actions_subject_prefix);
-        let found = super::messages(&stream, &subject, limit).await;
-        let found = found.map_err(|e| ClusterError::js(what(), e))?;
-        Ok(found.into_iter().map(|m| m.payload.to_vec()).collect())
+        self.read(&self.config.actions_stream, &subject, limit)
+            .await
     }
 
     /// Takes the action with key `key` off the schedule; false when no such
     /// action waits (it is due already, or was never scheduled).
     pub async fn unschedule(&self, key: &str) -> Result<bool, ClusterError> {
-        let what = || format!("stream {}", self.config.actions_stream);
-        let stream = (self.js.get_stream(&self.config.actions_stream).await)
-            .map_err(|e| ClusterError::js(what(), e))?;
         let subject = format!("{}.at.{}", self.config.actions_subject_prefix, token(key));
-        let purged =
-            (stream.purge().filter(subject).await).map_err(|e| ClusterError::js(what(), e))?;
-        Ok(purged.purged > 0)
+        self.purge(&self.config.actions_stream, subject).await
     }
 
     /// The due actions, pulled through the consumer every instance shares.

@@ -32,7 +32,7 @@ mod publish;
 mod run;
 mod shared;
 
-pub use actions::{ActionJob, ActionQueue, Ended, Job};
+pub use actions::{ActionJob, ActionQueue, Job};
 pub use membership::{Members, owner_of};
 pub use pace::{KvPace, SharedPace};
 pub use publish::{ClusterError, PartitionPublisher};
