@@ -571,4 +571,16 @@ async fn a_familys_concurrency_holds_for_the_whole_cluster() {
         2,
         "two at once for the whole cluster, not two per instance"
     );
+    // Each instance's history shows every instance's performed actions.
+    for kairo in &instances {
+        let url = format!("{}/v1/history?limit=100", kairo.url);
+        let answer = kairo.http.get(url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let history = answer.json::<Vec<Value>>().await.unwrap();
+        assert_eq!(history.len(), 16, "{history:?}");
+        assert!(
+            kairo.router.history().len() < 16,
+            "its own store has its share"
+        );
+    }
 }

@@ -248,9 +248,28 @@ pub struct HistoryQuery {
     pub limit: Option<usize>,
 }
 
+/// `GET /v1/history`: the most recent finished actions, oldest first:
+/// this instance's, and in cluster mode every instance's.
 async fn history(State(state): State<AdminState>, Query(query): Query<HistoryQuery>) -> Answer {
     let limit = query.limit.unwrap_or(100);
-    let entries = blocking(move || state.store.history(limit)).await?;
+    let store = state.store.clone();
+    let mut entries = blocking(move || store.history(limit)).await?;
+    if let Some(queue) = &state.cluster_actions {
+        let finished = (queue.finished(limit).await).map_err(cluster_unreachable)?;
+        let finished = finished
+            .iter()
+            .filter_map(|b| serde_json::from_slice::<kairo_store::HistoryEntry>(b).ok());
+        // This instance's performed actions are in both.
+        let known: std::collections::HashSet<(String, i64)> = (entries.iter())
+            .map(|e| (e.request.key(), e.finished_at_ms))
+            .collect();
+        let finished: Vec<_> = finished
+            .filter(|e| !known.contains(&(e.request.key(), e.finished_at_ms)))
+            .collect();
+        entries.extend(finished);
+        entries.sort_by_key(|e| e.finished_at_ms);
+        entries.drain(..entries.len().saturating_sub(limit));
+    }
     Ok(Json(json!(entries)))
 }
 

@@ -160,6 +160,28 @@ impl ActionQueue {
             .await
     }
 
+    /// The most recent finished actions (as recorded), oldest first, about
+    /// `limit` at most: those among the outcomes stream's last `4 × limit`
+    /// messages.
+    pub async fn finished(&self, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
+        let what = || format!("stream {}", self.config.outcomes_stream);
+        let mut stream = (self.js.get_stream(&self.config.outcomes_stream).await)
+            .map_err(|e| ClusterError::js(what(), e))?;
+        let last = (stream.info().await).map_err(|e| ClusterError::js(what(), e))?;
+        let from = (last.state.last_sequence + 1)
+            .saturating_sub(4 * limit as u64)
+            .max(1);
+        let subject = format!("{}.done", self.config.outcomes_subject_prefix);
+        let found = super::messages_from(&stream, &subject, from, limit * 4).await;
+        let found = found.map_err(|e| ClusterError::js(what(), e))?;
+        let skip = found.len().saturating_sub(limit);
+        Ok(found
+            .into_iter()
+            .skip(skip)
+            .map(|m| m.payload.to_vec())
+            .collect())
+    }
+
     /// Removes dead letter `id` from the cluster; false when it is not there.
     pub async fn drop_dead(&self, id: &str) -> Result<bool, ClusterError> {
         self.purge(&self.config.outcomes_stream, self.dead_subject(id))

@@ -315,8 +315,21 @@ pub(crate) async fn messages(
     Vec<async_nats::jetstream::message::StreamMessage>,
     async_nats::jetstream::stream::RawMessageError,
 > {
+    messages_from(stream, subject, 1, limit).await
+}
+
+/// [`messages`] from stream sequence `from` on.
+pub(crate) async fn messages_from(
+    stream: &async_nats::jetstream::stream::Stream,
+    subject: &str,
+    from: u64,
+    limit: usize,
+) -> Result<
+    Vec<async_nats::jetstream::message::StreamMessage>,
+    async_nats::jetstream::stream::RawMessageError,
+> {
     use async_nats::jetstream::stream::RawMessageErrorKind;
-    let (mut found, mut next) = (Vec::new(), 1);
+    let (mut found, mut next) = (Vec::new(), from);
     while found.len() < limit {
         let message = stream
             .raw_message_builder()
