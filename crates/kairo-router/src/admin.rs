@@ -158,12 +158,9 @@ async fn retry_in_cluster(
     let now = state.clock.now_ms();
     let mut keys = Vec::new();
     for letter in chosen {
-        let Some(mut action) = letter.action else {
+        let Some(action) = letter.action.map(|a| a.retried(now)) else {
             continue;
         };
-        action.attempts = 0;
-        action.next_attempt_ms = now;
-        action.request.not_before_ms = None;
         let job = kairo_ingest::cluster::ActionJob {
             key: format!("{}#retry-{now}", action.key()),
             due_ms: None,

@@ -58,6 +58,15 @@ impl PendingAction {
         self.request.key()
     }
 
+    /// This action tried again from scratch (a retried dead letter): no
+    /// attempts made, due at `now_ms`, whatever delay it first had.
+    pub fn retried(mut self, now_ms: i64) -> Self {
+        self.attempts = 0;
+        self.next_attempt_ms = now_ms;
+        self.request.not_before_ms = None;
+        self
+    }
+
     /// When it may next be attempted.
     pub fn due_ms(&self) -> i64 {
         self.next_attempt_ms

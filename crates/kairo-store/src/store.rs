@@ -445,12 +445,9 @@ impl Store {
             let t = &engine.t;
             let mut retried = Vec::new();
             for letter in chosen {
-                let Some(mut action) = letter.action else {
+                let Some(action) = letter.action.map(|a| a.retried(now_ms)) else {
                     continue;
                 };
-                action.attempts = 0;
-                action.next_attempt_ms = now_ms;
-                action.request.not_before_ms = None;
                 self.take(tx, &t.dead, &letter.id, &mut delta.dead)?;
                 self.put(
                     tx,
