@@ -140,6 +140,67 @@ async fn a_groups_counters_and_run_once_hold_for_the_whole_cluster() {
     assert_eq!(shared.counters(&[key]).await.unwrap(), [160 * 1024 * 1024]);
 }
 
+/// A rule that holds itself back for the day on events naming no SIM, which
+/// are partitioned by their ids and so spread over every instance.
+const ALARM_RULE: &str = r#"if eventType == "Alarm" && simId == () && imsi == () {
+    slack(`alarm ${event.id}`);
+    reevaluate("BEGINNING_OF_NEXT_DAY");
+}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_reevaluate_on_events_naming_no_sim_holds_for_the_whole_cluster() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let mut cluster = Vec::new();
+    for i in 0..3 {
+        let slack = slack.url.clone();
+        let kairo = start_kairo(&[("alarm.rhai", ALARM_RULE)], |c| {
+            c.plugins.slack.webhook_url = Some(slack);
+            clustered(c, &nats);
+            c.cluster.node = Some(format!("node-{i}"));
+        })
+        .await;
+        cluster.push(kairo);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"id": format!("alarm-{i}"), "eventType": "Alarm", "payload": {"n": i}}))
+        .collect();
+    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
+    post_round_robin(&events, &urls).await;
+    eventually_async("every event evaluated", Duration::from_secs(30), || async {
+        partitions_backlog(&nats).await == 0
+    })
+    .await;
+    for kairo in &cluster {
+        kairo.router.idle().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sent = slack.bodies();
+    assert_eq!(sent.len(), 1, "once a day for the whole cluster: {sent:?}");
+    // Every other event's trace says the rule was held back.
+    let mut held = 0;
+    for kairo in &cluster {
+        for event in &events {
+            let id = event["id"].as_str().unwrap();
+            let Some(record) = kairo.router.store().event_record(id).unwrap() else {
+                continue;
+            };
+            let trace = record.trace.get();
+            if trace.contains("suppressed") {
+                held += 1;
+            } else {
+                assert!(trace.contains("fired"), "{id}: {trace}");
+            }
+        }
+    }
+    assert_eq!(
+        held,
+        events.len() - 1,
+        "every event but the one that fired is held back"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere() {
     let nats = nats_server();

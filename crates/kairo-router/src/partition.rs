@@ -6,19 +6,22 @@
 //! read from JetStream before a chunk is evaluated and written back after:
 //! group and operator counters (kept there while a handler or a rule script
 //! reads them) and the suppressions of `runOnceAmongTarget` handlers aimed
-//! at a group or an operator, which a firing event must claim: when another
-//! instance claimed one first, the fire is taken back, its actions dropped,
-//! and its trace says so.
+//! at a group or an operator, and of rule scripts' `reevaluate(...)` on
+//! events naming no SIM or subscriber, which a firing event must claim:
+//! when another instance claimed one first, the fire is taken back, its
+//! actions dropped, and its trace says so.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use kairo_core::Event;
-use kairo_core::handler::HandlerOutcome;
-use kairo_ingest::cluster::{ActionJob, ClusterError, PartitionEvaluation, SharedState};
+use kairo_core::handler::{HandlerOutcome, HandlerSet, describe_time};
+use kairo_ingest::cluster::{ActionJob, ClusterError, Held, PartitionEvaluation, SharedState};
+use kairo_script::RuleSet;
 
 use crate::matcher::{Evaluation, Incoming, Matcher, PartitionEvaluated, Work, split_fresh};
-use crate::pipeline::SharedState as LocalState;
+use crate::pipeline::{NO_SUBJECT, SharedState as LocalState, rule_subject, rule_suppression_key};
+use crate::trace::{EventTrace, RuleOutcome};
 use crate::writer::{CommitError, StoreWriter};
 
 /// Cluster mode: the shared state, and the runtime to reach it from the
@@ -32,11 +35,50 @@ pub(crate) struct Shared {
 /// Partition chunks committed to the local store and not waited for, at most.
 const LANDING: usize = 4;
 
-/// The suppression keys many SIMs share, by the id of the handler they hold back.
-type Suppressions = HashMap<String, String>;
-
 /// Group and operator counters a chunk adds to: `(counter, bytes, event id)`.
 type Adds = Vec<(String, i64, String)>;
+
+/// The suppressions many partitions share, which a fire must claim.
+#[derive(Default)]
+struct Holds {
+    /// Of `runOnceAmongTarget` handlers aimed at a group or an operator:
+    /// the key, by handler id.
+    handlers: HashMap<String, String>,
+    /// Of rules that may call `reevaluate(...)`, when the chunk has events
+    /// naming no SIM or subscriber: the key, by rule id.
+    rules: HashMap<String, String>,
+}
+
+impl Holds {
+    /// The shared suppressions `events`' evaluation may set.
+    fn of(handlers: &HandlerSet, rules: &RuleSet, events: &[Event]) -> Self {
+        let rules = match events.iter().find(|e| rule_subject(e) == NO_SUBJECT) {
+            Some(event) => (rules.rules().iter())
+                .filter(|rule| rule.reevaluates())
+                .map(|rule| (rule.id.clone(), rule_suppression_key(&rule.id, event)))
+                .collect(),
+            None => HashMap::new(),
+        };
+        Self {
+            handlers: handlers.shared_suppressions().into_iter().collect(),
+            rules,
+        }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        (self.handlers.values().chain(self.rules.values()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The shared state read before a chunk: the counters it adds to, and who
+/// held each shared suppression until when.
+#[derive(Default)]
+struct Loaded {
+    adds: Adds,
+    held: HashMap<String, Option<i64>>,
+}
 
 impl Matcher {
     /// Cluster-mode work, once every commit before it has landed.
@@ -71,21 +113,21 @@ impl Matcher {
         let now = self.clock.now_ms();
         let all_new = vec![true; incoming.len()];
         let (events, accept, _) = split_fresh(vec![incoming], vec![all_new]);
-        let handlers = self.handlers.snapshot();
-        let suppressions: Suppressions = handlers.shared_suppressions().into_iter().collect();
-        let mut loaded: Result<Adds, ClusterError> = Ok(Vec::new());
+        let (handlers, rules) = (self.handlers.snapshot(), self.rules.snapshot());
+        let holds = Holds::of(&handlers, &rules, &events);
+        let mut loaded: Result<Loaded, ClusterError> = Ok(Loaded::default());
         let mut evaluation = match self.shared.clone() {
             Some(shared) => {
-                let reads = handlers.reads_shared_counters() || self.rules.snapshot().uses_state();
+                let reads = handlers.reads_shared_counters() || rules.uses_state();
                 self.evaluate_prepared(&events, now, |enriched, state| {
-                    loaded = load_shared(&shared, &suppressions, enriched, state, reads, now);
+                    loaded = load_shared(&shared, &holds, enriched, state, reads, now);
                 })
             }
             None => self.evaluate(&events, now),
         };
         let shared_written = match self.shared.clone() {
-            Some(shared) => loaded.and_then(|adds| {
-                self.store_shared(&shared, &suppressions, &events, &mut evaluation, adds, now)
+            Some(shared) => loaded.and_then(|loaded| {
+                self.store_shared(&shared, &holds, &events, &mut evaluation, loaded, now)
             }),
             None => Ok(()),
         };
@@ -133,53 +175,95 @@ impl Matcher {
     fn store_shared(
         &mut self,
         shared: &Shared,
-        suppressions: &Suppressions,
+        holds: &Holds,
         events: &[Event],
         evaluation: &mut Evaluation,
-        adds: Adds,
+        loaded: Loaded,
         now: i64,
     ) -> Result<(), ClusterError> {
-        if !adds.is_empty() {
-            let totals = shared.runtime.block_on(shared.state.add(adds))?;
+        if !loaded.adds.is_empty() {
+            let totals = shared.runtime.block_on(shared.state.add(loaded.adds))?;
             let mut state = self.state();
             for (key, total) in totals {
                 state.values.insert(key, total);
             }
         }
-        if suppressions.is_empty() {
-            return Ok(());
-        }
-        for (i, event) in events.iter().enumerate() {
+        let claiming = if holds.handlers.is_empty() {
+            0
+        } else {
+            events.len()
+        };
+        for (i, event) in events.iter().enumerate().take(claiming) {
             let fired: Vec<String> = (evaluation.outcomes[i].0.handlers.iter())
                 .filter(|h| h.outcome == HandlerOutcome::Fired)
-                .filter(|h| suppressions.contains_key(h.handler.as_str()))
+                .filter(|h| holds.handlers.contains_key(h.handler.as_str()))
                 .map(|h| h.handler.clone())
                 .collect();
             for handler in fired {
-                let key = &suppressions[&handler];
-                let until = self.state().values.get(key).copied().unwrap_or(i64::MAX);
-                let claim = shared.state.claim(key, until, &event.id, now);
-                if let Some(held) = shared.runtime.block_on(claim)? {
-                    self.state().values.insert(key.clone(), held.until);
+                let key = &holds.handlers[&handler];
+                if let Some(held) = self.claim(shared, key, &event.id, now)? {
                     take_back(evaluation, i, &event.id, &handler, &held);
                 }
             }
         }
+        for (rule, key) in &holds.rules {
+            let until = self.state().values.get(key).copied();
+            if until == loaded.held.get(key).copied().flatten() {
+                continue; // no event of the chunk called `reevaluate(...)`
+            }
+            // The event that called it: the last one naming no SIM the rule
+            // ran on (the rule is held back on those after it).
+            let ran = |i: &usize| {
+                rule_subject(&events[*i]) == NO_SUBJECT && ran(&evaluation.outcomes[*i].0, rule)
+            };
+            let Some(i) = (0..events.len()).rev().find(ran) else {
+                continue;
+            };
+            if let Some(held) = self.claim(shared, key, &events[i].id, now)? {
+                take_back_rule(evaluation, i, &events[i].id, rule, &held);
+            }
+        }
         Ok(())
     }
+
+    /// Claims shared suppression `key` for event `by` until the time this
+    /// chunk set; when another event holds it, takes its time and returns it.
+    fn claim(
+        &mut self,
+        shared: &Shared,
+        key: &str,
+        by: &str,
+        now: i64,
+    ) -> Result<Option<Held>, ClusterError> {
+        let until = self.state().values.get(key).copied().unwrap_or(i64::MAX);
+        let held = shared
+            .runtime
+            .block_on(shared.state.claim(key, until, by, now))?;
+        if let Some(held) = &held {
+            self.state().values.insert(key.to_string(), held.until);
+        }
+        Ok(held)
+    }
+}
+
+/// True when rule `rule` (its id) ran on the event `trace` tells of.
+fn ran(trace: &EventTrace, rule: &str) -> bool {
+    (trace.rules.iter()).any(|r| {
+        r.rule_id() == rule && matches!(r.outcome, RuleOutcome::Fired | RuleOutcome::NotMatched)
+    })
 }
 
 /// Reads the shared state the chunk's evaluation depends on into `state`:
 /// every shared suppression, and, when something reads them, the counters
-/// the chunk adds to. Returns those adds.
+/// the chunk adds to. Returns those adds and suppressions.
 fn load_shared(
     shared: &Shared,
-    suppressions: &Suppressions,
+    holds: &Holds,
     enriched: &[Cow<'_, Event>],
     state: &LocalState,
     reads_counters: bool,
     now: i64,
-) -> Result<Adds, ClusterError> {
+) -> Result<Loaded, ClusterError> {
     let mut adds = Vec::new();
     if reads_counters {
         for event in enriched {
@@ -191,7 +275,7 @@ fn load_shared(
     let mut counters: Vec<String> = adds.iter().map(|(key, _, _)| key.clone()).collect();
     counters.sort();
     counters.dedup();
-    let suppressions: Vec<String> = suppressions.values().cloned().collect();
+    let suppressions = holds.keys();
     let (totals, held) = shared.runtime.block_on(async {
         tokio::try_join!(
             shared.state.counters(&counters),
@@ -202,24 +286,24 @@ fn load_shared(
     for (key, total) in counters.into_iter().zip(totals) {
         state.values.insert(key, total);
     }
+    let mut loaded = Loaded {
+        adds,
+        held: HashMap::new(),
+    };
     for (key, held) in suppressions.into_iter().zip(held) {
-        match held {
-            Some(held) => state.values.insert(key, held.until),
+        let until = held.map(|h| h.until);
+        match until {
+            Some(until) => state.values.insert(key.clone(), until),
             None => state.values.remove(&key),
         };
+        loaded.held.insert(key, until);
     }
-    Ok(adds)
+    Ok(loaded)
 }
 
 /// Takes back handler `handler`'s fire on event `i` (`event_id`): its
 /// actions are dropped and its trace says who holds the target.
-fn take_back(
-    evaluation: &mut Evaluation,
-    i: usize,
-    event_id: &str,
-    handler: &str,
-    held: &kairo_ingest::cluster::Held,
-) {
+fn take_back(evaluation: &mut Evaluation, i: usize, event_id: &str, handler: &str, held: &Held) {
     let rule = format!("handler:{handler}");
     (evaluation.actions).retain(|a| !(a.request.event_id == event_id && a.request.rule == rule));
     let trace = &mut evaluation.outcomes[i].0;
@@ -227,13 +311,35 @@ fn take_back(
         decision.outcome = HandlerOutcome::Suppressed;
         decision.reason = Some(format!(
             "held back until {} by runOnceAmongTarget: event {} fired it first in the cluster",
-            kairo_core::handler::describe_time(held.until),
+            describe_time(held.until),
             held.by
         ));
         decision.actions.clear();
     }
     evaluation.batch.traces[i].trace = trace.to_json();
     tracing::info!(event_id, handler, by = %held.by, "runOnceAmongTarget already fired elsewhere in the cluster; not fired again");
+}
+
+/// Takes back rule `rule`'s run on event `i` (`event_id`), which called
+/// `reevaluate(...)` while another event held the rule back in the cluster:
+/// its actions are dropped and its trace says who holds it.
+fn take_back_rule(evaluation: &mut Evaluation, i: usize, event_id: &str, rule: &str, held: &Held) {
+    let trace = &mut evaluation.outcomes[i].0;
+    for decision in trace.rules.iter_mut().filter(|r| r.rule_id() == rule) {
+        (evaluation.actions).retain(|a| {
+            !(a.request.event_id == event_id
+                && a.request.rule == decision.rule
+                && a.request.shadow == decision.shadow)
+        });
+        decision.outcome = RuleOutcome::Suppressed;
+        decision.reason = Some(format!(
+            "held back by reevaluate(...) until {}: event {} ran it first in the cluster",
+            describe_time(held.until),
+            held.by
+        ));
+    }
+    evaluation.batch.traces[i].trace = trace.to_json();
+    tracing::info!(event_id, rule, by = %held.by, "reevaluate(...) already holds the rule back elsewhere in the cluster; not run again");
 }
 
 /// The evaluation's live actions, to publish to the cluster instead of the

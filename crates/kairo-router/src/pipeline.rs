@@ -145,14 +145,23 @@ fn read(state: &SharedState) -> std::sync::RwLockReadGuard<'_, MemoryState> {
 
 /// The state key that holds back the rule `rule` (its id) for `event`'s SIM (or IMSI) after `reevaluate(...)`.
 pub fn rule_suppression_key(rule: &str, event: &Event) -> String {
-    let subject = event
+    kairo_core::handler::keys::rule_suppression(rule, &rule_subject(event))
+}
+
+/// What `reevaluate(...)` holds a rule back for on `event`: its SIM
+/// (`sim:…`), else its subscriber (`imsi:…`), else every event naming
+/// neither ([`NO_SUBJECT`]).
+pub fn rule_subject(event: &Event) -> String {
+    event
         .sim_id
         .as_deref()
         .map(|s| format!("sim:{s}"))
         .or_else(|| event.imsi.as_deref().map(|i| format!("imsi:{i}")))
-        .unwrap_or_else(|| "-".into());
-    kairo_core::handler::keys::rule_suppression(rule, &subject)
+        .unwrap_or_else(|| NO_SUBJECT.into())
 }
+
+/// The subject of events that name no SIM and no subscriber.
+pub const NO_SUBJECT: &str = "-";
 
 /// Runs the rules not held back by an earlier `reevaluate(...)`, with
 /// counters readable through `traffic_mib(...)`, and records the

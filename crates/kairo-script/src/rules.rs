@@ -84,6 +84,7 @@ pub struct Rule {
     ast: AST,
     guard: Option<kairo_core::Guard>,
     uses_state: bool,
+    reevaluates: bool,
     event_access: Access,
     payload_access: Access,
 }
@@ -92,6 +93,11 @@ impl Rule {
     /// The compiled script.
     pub fn ast(&self) -> &AST {
         &self.ast
+    }
+
+    /// True when it may call `reevaluate(...)`, holding itself back for a time.
+    pub fn reevaluates(&self) -> bool {
+        self.reevaluates
     }
 
     /// The condition that must hold for this rule to act, when it has one.
@@ -205,6 +211,7 @@ impl RuleSet {
         let guard = crate::guard::extract(&ast);
         let (event_access, payload_access) = crate::access::accesses(&ast);
         let uses_state = calls_any(&ast, &["traffic_mib", "reevaluate"]);
+        let reevaluates = calls_any(&ast, &["reevaluate"]);
         let name = id.strip_suffix(SHADOW_SUFFIX).unwrap_or(id);
         Ok(Rule {
             name: name.to_string(),
@@ -215,6 +222,7 @@ impl RuleSet {
             ast,
             guard,
             uses_state,
+            reevaluates,
             event_access,
             payload_access,
         })
