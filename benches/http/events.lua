@@ -1,8 +1,11 @@
 -- wrk script: POST /v1/events with SORACOM-style events (about 450 bytes
 -- each), BENCH_BATCH per request (1: one event object; more: an array), every
 -- event with a new id so the router never takes one for a redelivery.
+-- BENCH_EVENTS=traffic sends TrafficUsage events instead (1 MiB each, 100,000
+-- SIMs in 10 groups), which traffic handlers count.
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
 local run = os.getenv("BENCH_RUN") or tostring(os.time())
+local traffic = os.getenv("BENCH_EVENTS") == "traffic"
 local made = 0
 
 function setup(thread)
@@ -16,6 +19,15 @@ function init(args)
 end
 
 local function event(i)
+  if traffic then
+    return string.format(
+      '{"id":"%s-%d-%d","eventType":"TrafficUsage","simId":"89811000%011d",' ..
+      '"imsi":"44010%010d","operatorId":"OP0012345678","timestamp":1764590000000,' ..
+      '"groupId":"group-%d","payload":{"bytes":1048576,"uplinkBytes":262144,' ..
+      '"downlinkBytes":786432,"tags":{"name":"device-%d","site":"tokyo-3"},' ..
+      '"note":"bench event padded to a realistic size"}}',
+      run, tid, i, i % 100000, i % 100000, i % 10, i % 1000)
+  end
   return string.format(
     '{"id":"%s-%d-%d","eventType":"SimSubscriptionStatus","simId":"89811000%011d",' ..
     '"imsi":"44010%010d","operatorId":"OP0012345678","timestamp":1764590000000,' ..

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::cluster::*;
@@ -377,6 +378,63 @@ async fn own(
         stop.clone(),
     );
     (tokio::spawn(run), stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_evaluates_what_a_dead_owner_held_before_newer_events() {
+    let nats = nats_server();
+    let sink = std::sync::Arc::new(Recorder::default());
+    let (js, config, publisher) = one_partition(&nats, sink.clone()).await;
+    let event = |i: usize| {
+        kairo::core::Event::from_value(json!({"id": format!("o-{i}"), "simId": "sim-1"})).unwrap()
+    };
+    // An owner asks for up to 5 messages and gets them 1.5 s later: its pin
+    // lapses 2 s after it asked, their acknowledgement time 2 s after they
+    // came. Then it dies with them.
+    let consumer = kairo::ingest::cluster::partition_consumer(&js, &config, 0)
+        .await
+        .unwrap();
+    let dead = async_nats::connect(&nats.url).await.unwrap();
+    let inbox = dead.new_inbox();
+    let mut delivered = dead.subscribe(inbox.clone()).await.unwrap();
+    let next = format!(
+        "$JS.API.CONSUMER.MSG.NEXT.{}.{}",
+        config.stream,
+        consumer.cached_info().name
+    );
+    let pull = json!({"batch": 5, "expires": 10_000_000_000u64, "group": "kairo"});
+    (dead.publish_with_reply(next, inbox, pull.to_string().into()))
+        .await
+        .unwrap();
+    dead.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kairo::ingest::EventSink::accept(&publisher, (1..=5).map(event).collect())
+        .await
+        .unwrap();
+    let mut received = 0;
+    while received < 5 {
+        let message = delivered.next().await.unwrap();
+        received += usize::from(!message.payload.is_empty());
+    }
+    drop(delivered);
+    dead.drain().await.unwrap();
+    // The next owner is given newer events of the same SIM at once.
+    let (run, stop) = own(&js, &config, sink.clone()).await;
+    kairo::ingest::EventSink::accept(&publisher, (6..=8).map(event).collect())
+        .await
+        .unwrap();
+    eventually("every event evaluated", Duration::from_secs(30), || {
+        sink.evaluated.lock().unwrap().len() >= 8
+    })
+    .await;
+    let order: Vec<String> = (1..=8).map(|i| format!("o-{i}")).collect();
+    assert_eq!(
+        *sink.evaluated.lock().unwrap(),
+        order,
+        "the SIM's events in order"
+    );
+    stop.cancel();
+    run.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

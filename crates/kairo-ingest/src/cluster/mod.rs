@@ -35,6 +35,7 @@ mod shared;
 pub use actions::{ActionJob, ActionQueue, Job};
 pub use membership::{Members, owner_of};
 pub use pace::{KvPace, SharedPace};
+pub use partition::partition_consumer;
 pub use publish::{ClusterError, PartitionPublisher};
 pub use run::run;
 pub use shared::{Held, SharedState};

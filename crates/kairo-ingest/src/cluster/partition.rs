@@ -1,6 +1,7 @@
 //! Evaluating one partition: its pinned consumer, its journal, and the
 //! order of work that keeps its state exact across owners.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use super::journal::Journal;
 use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink};
 use crate::nats::{CHUNK, PINNED_GROUP as GROUP, Pulled, ack, parse, pulled, reject};
 
-/// Partition `p`'s durable consumer: one per partition, pinned to one
-/// instance at a time; a partition moves when its instance has not pulled
-/// for `takeover_seconds` (also how long a message waits for its
-/// acknowledgement before it is delivered again).
-async fn consumer(
+/// Partition `p`'s durable consumer (created when missing): one per
+/// partition, pinned to one instance at a time; a partition moves when its
+/// instance has not pulled for `takeover_seconds` (also how long a message
+/// waits for its acknowledgement before it is delivered again).
+pub async fn partition_consumer(
     js: &jetstream::Context,
     config: &ClusterConfig,
     partition: u32,
@@ -83,7 +84,7 @@ struct Owner {
 impl Owner {
     async fn evaluate(&self, stop: CancellationToken) -> Result<(), ClusterError> {
         let (js, partition) = (&self.js, self.partition);
-        let consumer = consumer(js, &self.config, partition).await?;
+        let consumer = partition_consumer(js, &self.config, partition).await?;
         let max_payload = js.client().server_info().max_payload;
         let mut journal = Journal::read(js, &self.config, partition, max_payload).await?;
         (self.sink.restore(journal.values()).await)
@@ -98,6 +99,7 @@ impl Owner {
 
     /// Evaluates chunk after chunk, in stream order, until `stop` or a chunk
     /// fails (it is sent back; the partition is pulled again from there).
+    /// First, what an earlier owner left is caught up with.
     async fn pull(
         &self,
         consumer: &jetstream::consumer::PullConsumer,
@@ -105,20 +107,84 @@ impl Owner {
         chunks: &mut Chunks,
         stop: &CancellationToken,
     ) -> Result<(), ClusterError> {
+        let Some(held) = self.catch_up(consumer, chunks, stop).await? else {
+            return Ok(());
+        };
+        let mut held = held.into_iter().map(Ok).peekable();
+        while held.peek().is_some() {
+            let chunk: Vec<Pulled> = held.by_ref().take(CHUNK).collect();
+            self.chunk(consumer, journal, chunk).await?;
+        }
         loop {
             let chunk = tokio::select! {
                 chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
                 _ = stop.cancelled() => return Ok(()),
             };
-            let (events, good) = sort(chunk, journal, self.sink.as_ref()).await;
-            if good.is_empty() {
+            self.chunk(consumer, journal, chunk).await?;
+        }
+    }
+
+    /// Evaluates one chunk, and rolls the journal up when it is time.
+    async fn chunk(
+        &self,
+        consumer: &jetstream::consumer::PullConsumer,
+        journal: &mut Journal,
+        chunk: Vec<Pulled>,
+    ) -> Result<(), ClusterError> {
+        let (events, good) = sort(chunk, journal, self.sink.as_ref()).await;
+        if good.is_empty() {
+            return Ok(());
+        }
+        self.evaluate_chunk(journal, events, &good).await?;
+        if journal.roll_up_due() {
+            let info = consumer.get_info().await;
+            let info = info.map_err(|e| ClusterError::js("partition consumer", e))?;
+            (journal.roll_up(info.ack_floor.stream_sequence, self.sink.now_ms())).await?;
+        }
+        Ok(())
+    }
+
+    /// Holds what this new owner receives until every message of the
+    /// partition delivered and not acknowledged is in its hands; returns
+    /// them in stream order (`None` on `stop`, having sent them back). The
+    /// messages an owner that died had received come back only after their
+    /// acknowledgement time, later than newer ones this owner may be given
+    /// at once: evaluated as they come, a SIM's older events would follow
+    /// its newer ones.
+    async fn catch_up(
+        &self,
+        consumer: &jetstream::consumer::PullConsumer,
+        chunks: &mut Chunks,
+        stop: &CancellationToken,
+    ) -> Result<Option<Vec<jetstream::Message>>, ClusterError> {
+        let mut held = BTreeMap::new();
+        loop {
+            tokio::select! {
+                chunk = chunks.next() => match chunk {
+                    Some(chunk) => hold(&mut held, chunk),
+                    None => return Ok(Some(held.into_values().collect())),
+                },
+                // Another instance may acknowledge what it held meanwhile.
+                _ = tokio::time::sleep(CATCH_UP_CHECK), if !held.is_empty() => {}
+                _ = stop.cancelled() => {
+                    for message in held.values() {
+                        ack(message, AckKind::Nak(None)).await;
+                    }
+                    return Ok(None);
+                }
+            }
+            if held.is_empty() {
                 continue;
             }
-            self.evaluate_chunk(journal, events, &good).await?;
-            if journal.roll_up_due() {
-                let info = consumer.get_info().await;
-                let info = info.map_err(|e| ClusterError::js("partition consumer", e))?;
-                (journal.roll_up(info.ack_floor.stream_sequence, self.sink.now_ms())).await?;
+            let info = (consumer.get_info().await)
+                .map_err(|e| ClusterError::js(format!("consumer kairo-p{}", self.partition), e))?;
+            if info.num_ack_pending <= held.len() {
+                tracing::debug!(
+                    partition = self.partition,
+                    held = held.len(),
+                    "caught up with what earlier owners left"
+                );
+                return Ok(Some(held.into_values().collect()));
             }
         }
     }
@@ -185,6 +251,25 @@ impl Owner {
             ack(message, AckKind::Ack).await;
         }
         Ok(())
+    }
+}
+
+/// How often a new owner waiting for an earlier owner's messages checks the
+/// partition's consumer when nothing arrives.
+const CATCH_UP_CHECK: Duration = Duration::from_millis(250);
+
+/// Adds `chunk` to `held` by stream sequence (a message delivered again
+/// replaces its earlier delivery).
+fn hold(held: &mut BTreeMap<u64, jetstream::Message>, chunk: Vec<Pulled>) {
+    for message in chunk.into_iter().filter_map(pulled) {
+        match message.info().map(|info| info.stream_sequence) {
+            Ok(sequence) => {
+                held.insert(sequence, message);
+            }
+            Err(_) => {
+                tracing::warn!(subject = %message.subject, "a partition message without its stream sequence; it will be redelivered")
+            }
+        }
     }
 }
 
