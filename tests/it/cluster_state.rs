@@ -268,10 +268,12 @@ async fn a_delayed_action_asked_for_on_a_killed_instance_runs_on_time_elsewhere(
 
 /// A partition sink to drive partitions with directly: it records the
 /// events it evaluates and the state it is given back, counts each SIM's
-/// events in one state value, and refuses its first chunk when asked to.
+/// events in one state value (and, when `group` is set, adds 1 a event to
+/// that group's shared counter), and refuses its first chunk when asked to.
 #[derive(Default)]
 struct Recorder {
     refuse_first: bool,
+    group: Option<String>,
     refused: std::sync::atomic::AtomicBool,
     evaluated: std::sync::Mutex<Vec<String>>,
     counts: std::sync::Mutex<std::collections::HashMap<String, i64>>,
@@ -307,9 +309,13 @@ impl kairo::ingest::cluster::PartitionSink for Recorder {
             state.push((key, *count));
             self.evaluated.lock().unwrap().push(event.id);
         }
+        let adds = (self.group.iter())
+            .map(|group| (format!("c/group/{group}/all"), state.len() as i64))
+            .collect();
         Ok(kairo::ingest::cluster::PartitionEvaluation {
             state,
             actions: Vec::new(),
+            adds,
         })
     }
 
@@ -435,6 +441,59 @@ async fn a_new_owner_evaluates_what_a_dead_owner_held_before_newer_events() {
     );
     stop.cancel();
     run.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_entrys_shared_counts_are_added_once_whoever_adds_them() {
+    let nats = nats_server();
+    let sink = std::sync::Arc::new(Recorder {
+        group: Some("G".into()),
+        ..Recorder::default()
+    });
+    let (js, config, publisher) = one_partition(&nats, sink.clone()).await;
+    let shared = kairo::ingest::cluster::SharedState::open(js.clone(), config.clone())
+        .await
+        .unwrap();
+    let counter = || async {
+        let key = "c/group/G/all".to_string();
+        shared.counters(&[key]).await.unwrap()[0]
+    };
+    let events = (0..10)
+        .map(|i| kairo::core::Event::from_value(json!({"id": format!("j-{i}"), "simId": "sim-1"})))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    kairo::ingest::EventSink::accept(&publisher, events)
+        .await
+        .unwrap();
+    let (run, stop) = own(&js, &config, sink.clone()).await;
+    eventually_async("each event counted", Duration::from_secs(30), || async {
+        counter().await == 10
+    })
+    .await;
+    stop.cancel();
+    run.await.unwrap();
+
+    // An owner stored an entry adding 5 and died before adding it.
+    let entry = json!({"sequences": [], "values": [], "adds": [["c/group/G/all", 5]]});
+    let subject = format!("{}.0", config.state_subject_prefix);
+    (js.publish(subject, entry.to_string().into()).await)
+        .unwrap()
+        .await
+        .unwrap();
+    let restores = || sink.restored.lock().unwrap().len();
+    for _ in 0..2 {
+        // Each next owner adds the last entry's counts again: once in all.
+        let before = restores();
+        let (run, stop) = own(&js, &config, sink.clone()).await;
+        eventually("the journal read", Duration::from_secs(30), || {
+            restores() > before
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(counter().await, 15);
+        stop.cancel();
+        run.await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //!
 //! A partition's own state (its SIMs' counters and suppressions) comes from
 //! its journal ([`Work::Restore`]). The state many SIMs' events change is
-//! read from JetStream before a chunk is evaluated and written back after:
+//! read from JetStream before a chunk is evaluated and claimed or added to after:
 //! group and operator counters (kept there while a handler or a rule script
 //! reads them) and the suppressions of `runOnceAmongTarget` handlers aimed
 //! at a group or an operator, and of rule scripts' `reevaluate(...)` on
@@ -35,8 +35,8 @@ pub(crate) struct Shared {
 /// Partition chunks committed to the local store and not waited for, at most.
 const LANDING: usize = 4;
 
-/// Group and operator counters a chunk adds to: `(counter, bytes, event id)`.
-type Adds = Vec<(String, i64, String)>;
+/// What a chunk adds to group and operator counters, by counter.
+type Adds = std::collections::BTreeMap<String, i64>;
 
 /// The suppressions many partitions share, which a fire must claim.
 #[derive(Default)]
@@ -127,14 +127,18 @@ impl Matcher {
         };
         let shared_written = match self.shared.clone() {
             Some(shared) => loaded.and_then(|loaded| {
-                self.store_shared(&shared, &holds, &events, &mut evaluation, loaded, now)
+                self.claim_shared(&shared, &holds, &events, &mut evaluation, &loaded, now)?;
+                Ok(loaded.adds.into_iter().collect())
             }),
-            None => Ok(()),
+            None => Ok(Vec::new()),
         };
-        if let Err(error) = shared_written {
-            self.state().undo();
-            return Err(CommitError::Cluster(std::sync::Arc::new(error)));
-        }
+        let adds = match shared_written {
+            Ok(adds) => adds,
+            Err(error) => {
+                self.state().undo();
+                return Err(CommitError::Cluster(std::sync::Arc::new(error)));
+            }
+        };
         evaluation.batch.accept = accept;
         let actions = take_actions(&mut evaluation, now);
         let (own, shared): (Vec<_>, Vec<_>) = (self.state().changes_from(0).into_iter())
@@ -160,6 +164,7 @@ impl Matcher {
                 Ok(PartitionEvaluation {
                     state: own,
                     actions,
+                    adds,
                 })
             }
             Err(error) => {
@@ -169,25 +174,18 @@ impl Matcher {
         }
     }
 
-    /// Adds the chunk's traffic to the shared counters (taking the totals
-    /// back), and claims the shared suppressions its fires set; a fire whose
-    /// claim another event holds is taken back.
-    fn store_shared(
+    /// Claims the shared suppressions the chunk's fires set; a fire whose
+    /// claim another event holds is taken back. (Its counts are added to
+    /// the shared counters once its journal entry is stored.)
+    fn claim_shared(
         &mut self,
         shared: &Shared,
         holds: &Holds,
         events: &[Event],
         evaluation: &mut Evaluation,
-        loaded: Loaded,
+        loaded: &Loaded,
         now: i64,
     ) -> Result<(), ClusterError> {
-        if !loaded.adds.is_empty() {
-            let totals = shared.runtime.block_on(shared.state.add(loaded.adds))?;
-            let mut state = self.state();
-            for (key, total) in totals {
-                state.values.insert(key, total);
-            }
-        }
         let claiming = if holds.handlers.is_empty() {
             0
         } else {
@@ -264,17 +262,17 @@ fn load_shared(
     reads_counters: bool,
     now: i64,
 ) -> Result<Loaded, ClusterError> {
-    let mut adds = Vec::new();
+    let mut adds = Adds::new();
     if reads_counters {
         for event in enriched {
             if let Some((bytes, keys)) = kairo_core::handler::shared_traffic(event, now) {
-                adds.extend(keys.into_iter().map(|k| (k, bytes, event.id.clone())));
+                for key in keys {
+                    *adds.entry(key).or_default() += bytes;
+                }
             }
         }
     }
-    let mut counters: Vec<String> = adds.iter().map(|(key, _, _)| key.clone()).collect();
-    counters.sort();
-    counters.dedup();
+    let counters: Vec<String> = adds.keys().cloned().collect();
     let suppressions = holds.keys();
     let (totals, held) = shared.runtime.block_on(async {
         tokio::try_join!(

@@ -17,6 +17,12 @@
 //!   lists: evaluated by the previous owner, which died before
 //!   acknowledging. Exact sequences, not a high-water mark: a message sent
 //!   back (its instance stopped, its chunk failed) may come after newer ones.
+//! - An entry also holds what its chunk adds to the counters many
+//!   partitions share, which the owner adds right after the entry is
+//!   stored, each with the entry's subject and sequence as `Nats-Msg-Id`. A
+//!   new owner adds the last entry's again (a duplicate for the counters'
+//!   stream when its owner had added them), as its owner may have died
+//!   between the two.
 //! - Every [`SNAPSHOT_EVERY`] entries the owner appends the whole
 //!   partition's state as a roll-up (`Nats-Rollup: sub`), with the listed
 //!   sequences not yet acknowledged (above the consumer's ack floor), which
@@ -43,6 +49,20 @@ struct Entry {
     snapshot: bool,
     /// The values set.
     values: Vec<(String, i64)>,
+    /// What the chunk adds to shared counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    adds: Vec<(String, i64)>,
+}
+
+/// What an entry adds to shared counters, to add once.
+#[derive(Debug, Clone)]
+pub(crate) struct Adds {
+    /// The entry's subject and sequence: the same for every attempt.
+    pub(crate) id: String,
+    /// By counter.
+    pub(crate) adds: Vec<(String, i64)>,
+    /// When the entry was stored, epoch milliseconds.
+    pub(crate) at_ms: i64,
 }
 
 /// Creates the state stream when missing (roll-ups allowed; one stream
@@ -79,6 +99,8 @@ pub(crate) struct Journal {
     since_snapshot: usize,
     /// The largest message the server takes.
     max_payload: usize,
+    /// The last entry's shared-counter adds, when it has some.
+    last_adds: Option<Adds>,
 }
 
 impl Journal {
@@ -102,16 +124,33 @@ impl Journal {
             values: HashMap::new(),
             since_snapshot: 0,
             max_payload,
+            last_adds: None,
         };
         let entries = super::messages(&journal.stream, &journal.subject, usize::MAX).await;
         for message in entries.map_err(|e| ClusterError::js(what(), e))? {
             let entry: Entry = serde_json::from_slice(&message.payload).map_err(|e| {
                 ClusterError::js(format!("{} entry {}", journal.subject, message.sequence), e)
             })?;
+            let at_ms = (message.time.unix_timestamp_nanos() / 1_000_000) as i64;
+            journal.last_adds = journal.adds_of(&entry, message.sequence, at_ms);
             journal.apply(entry);
             journal.last = message.sequence;
         }
         Ok(journal)
+    }
+
+    fn adds_of(&self, entry: &Entry, sequence: u64, at_ms: i64) -> Option<Adds> {
+        (!entry.adds.is_empty()).then(|| Adds {
+            id: format!("{}:{sequence}", self.subject),
+            adds: entry.adds.clone(),
+            at_ms,
+        })
+    }
+
+    /// The last entry's shared-counter adds, which its owner may not have
+    /// added (it died in between).
+    pub(crate) fn last_adds(&self) -> Option<&Adds> {
+        self.last_adds.as_ref()
     }
 
     fn apply(&mut self, entry: Entry) {
@@ -152,22 +191,27 @@ impl Journal {
             .collect()
     }
 
-    /// Appends `values`, set by evaluating the messages at `sequences`;
-    /// refused when another instance appended since (this one no longer owns
-    /// the partition).
+    /// Appends `values` and `adds`, from evaluating the messages at
+    /// `sequences`; refused when another instance appended since (this one
+    /// no longer owns the partition). Returns the adds to add, named by the
+    /// entry (stored at `now_ms`).
     pub(crate) async fn append(
         &mut self,
         values: Vec<(String, i64)>,
         sequences: Vec<u64>,
-    ) -> Result<(), ClusterError> {
+        adds: Vec<(String, i64)>,
+        now_ms: i64,
+    ) -> Result<Option<Adds>, ClusterError> {
         let entry = Entry {
             sequences,
             snapshot: false,
             values,
+            adds,
         };
         self.publish(&entry, false).await?;
+        self.last_adds = self.adds_of(&entry, self.last, now_ms);
         self.apply(entry);
-        Ok(())
+        Ok(self.last_adds.clone())
     }
 
     /// Replaces the journal's entries with one holding the whole state (stale
@@ -187,6 +231,7 @@ impl Journal {
             sequences: self.evaluated.iter().copied().collect(),
             snapshot: true,
             values: self.values.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            adds: Vec::new(),
         };
         if serde_json::to_vec(&entry).map_or(0, |b| b.len()) > self.max_payload {
             tracing::warn!(
@@ -198,6 +243,7 @@ impl Journal {
         }
         self.publish(&entry, true).await?;
         self.since_snapshot = 0;
+        self.last_adds = None;
         Ok(())
     }
 

@@ -54,6 +54,9 @@ pub struct PartitionEvaluation {
     pub state: Vec<(String, i64)>,
     /// The actions asked for, to perform (not shadow ones).
     pub actions: Vec<ActionJob>,
+    /// What the events add to counters many partitions share (group and
+    /// operator traffic), by counter: added once the journal holds them.
+    pub adds: Vec<(String, i64)>,
 }
 
 /// Where an instance's partitions are evaluated: its router, holding the

@@ -9,8 +9,8 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use super::journal::Journal;
-use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink};
+use super::journal::{Adds, Journal};
+use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink, SharedState};
 use crate::nats::{CHUNK, PINNED_GROUP as GROUP, Pulled, ack, parse, pulled, reject};
 
 /// Partition `p`'s durable consumer (created when missing): one per
@@ -63,6 +63,7 @@ pub(super) async fn pull(
         partition,
         sink,
         actions,
+        counters: tokio::sync::OnceCell::new(),
     };
     if let Err(error) = owner.evaluate(stop).await {
         tracing::error!(%error, partition, "stopped pulling this partition; it is pulled again at the next heartbeat");
@@ -79,6 +80,8 @@ struct Owner {
     partition: u32,
     sink: Arc<dyn PartitionSink>,
     actions: ActionQueue,
+    /// The shared counters, opened when first added to.
+    counters: tokio::sync::OnceCell<SharedState>,
 }
 
 impl Owner {
@@ -89,6 +92,9 @@ impl Owner {
         let mut journal = Journal::read(js, &self.config, partition, max_payload).await?;
         (self.sink.restore(journal.values()).await)
             .map_err(|e| ClusterError::js(format!("partition {partition} state"), e))?;
+        if let Some(adds) = journal.last_adds() {
+            self.add_again(adds).await?;
+        }
         let messages = (consumer.stream().group(GROUP).messages().await)
             .map_err(|e| ClusterError::js(format!("consumer kairo-p{partition}"), e))?;
         let mut chunks = messages.ready_chunks(CHUNK);
@@ -235,13 +241,24 @@ impl Owner {
         let before = journal.before(&evaluation.state);
         // A chunk that changed no state needs no entry: evaluated again, it
         // changes nothing and asks for the same actions (duplicates then).
+        let (state, adds, now) = (evaluation.state, evaluation.adds, self.sink.now_ms());
         let stored = match self.actions.publish(evaluation.actions).await {
-            Ok(()) if evaluation.state.is_empty() => Ok(()),
-            Ok(()) => journal.append(evaluation.state, sequences(good)).await,
+            Ok(()) if state.is_empty() && adds.is_empty() => Ok(None),
+            Ok(()) => journal.append(state, sequences(good), adds, now).await,
             Err(error) => Err(error),
         };
-        if let Err(error) = stored {
-            let _ = self.sink.restore(before).await;
+        let added = match stored {
+            Ok(Some(adds)) => self.add(&adds).await,
+            Ok(None) => Ok(()),
+            Err(error) => {
+                let _ = self.sink.restore(before).await;
+                Err(error)
+            }
+        };
+        if let Err(error) = added {
+            // Sent back: evaluated again, or, when the journal holds them,
+            // acknowledged by whoever pulls the partition next, which adds
+            // the last entry's counts again.
             for message in good {
                 ack(message, AckKind::Nak(None)).await;
             }
@@ -250,6 +267,31 @@ impl Owner {
         for message in good {
             ack(message, AckKind::Ack).await;
         }
+        Ok(())
+    }
+}
+
+impl Owner {
+    /// Adds a journal entry's counts to the shared counters.
+    async fn add(&self, adds: &Adds) -> Result<(), ClusterError> {
+        let open = || SharedState::open(self.js.clone(), self.config.clone());
+        let counters = self.counters.get_or_try_init(open).await?;
+        counters.add(&adds.id, &adds.adds).await
+    }
+
+    /// Adds the last entry's counts again, as its owner may have died before
+    /// adding them: a duplicate if it had, while the counters' stream still
+    /// remembers the entry; an entry older than that is left as it is.
+    async fn add_again(&self, adds: &Adds) -> Result<(), ClusterError> {
+        let window = super::shared::duplicate_window(&self.config).as_millis() as i64;
+        let age = self.sink.now_ms() - adds.at_ms;
+        if age < window - 10_000 {
+            return self.add(adds).await;
+        }
+        tracing::warn!(
+            partition = self.partition, entry = %adds.id, age_ms = age,
+            "the journal's last entry is too old to add its shared counts again safely; left as they are"
+        );
         Ok(())
     }
 }

@@ -3,15 +3,14 @@
 //! `runOnceAmongTarget` handlers aimed at a group or an operator.
 //!
 //! - Counters are JetStream counters (nats-server 2.12+): one subject per
-//!   counter in the counters stream, each event's bytes added with
-//!   `Nats-Incr` and `{event id}/{counter}` as `Nats-Msg-Id`, so an event
-//!   evaluated again after a takeover is not counted twice.
+//!   counter in the counters stream. A partition chunk's bytes are added
+//!   with `Nats-Incr` once its journal entry is stored, with the entry's
+//!   subject and sequence as `Nats-Msg-Id`, so the entry added again by a
+//!   new owner (its owner died in between) is not counted twice.
 //! - Suppression times are entries of a key-value bucket, claimed with
 //!   revision-checked writes: the first instance to claim a handler's target
 //!   fires, the others see it held. A claim names the event that made it, so
 //!   that event evaluated again claims it again.
-
-use std::collections::HashMap;
 
 use async_nats::jetstream::{self, kv, message::PublishMessage, stream};
 use futures::future::try_join_all;
@@ -50,10 +49,7 @@ impl SharedState {
                 allow_message_counter: true,
                 max_messages_per_subject: 1,
                 max_age: COUNTER_AGE,
-                // An event is evaluated again within a takeover or two.
-                duplicate_window: std::time::Duration::from_secs(
-                    (config.takeover_seconds * 10).max(120),
-                ),
+                duplicate_window: duplicate_window(&config),
                 num_replicas: config.replicas,
                 ..Default::default()
             })
@@ -88,43 +84,23 @@ impl SharedState {
         try_join_all(read).await
     }
 
-    /// Adds each `(counter, amount, id)` once per id (within the stream's
-    /// duplicate window); returns each counter's total after the adds.
-    pub async fn add(
-        &self,
-        adds: Vec<(String, i64, String)>,
-    ) -> Result<HashMap<String, i64>, ClusterError> {
+    /// Adds each `(counter, amount)` of journal entry `id` once: the same
+    /// entry added again within [`duplicate_window`] is a duplicate.
+    pub async fn add(&self, id: &str, adds: &[(String, i64)]) -> Result<(), ClusterError> {
         let what = || format!("stream {}", self.config.counters_stream);
         let mut acks = Vec::with_capacity(adds.len());
-        for (key, amount, id) in adds {
+        for (key, amount) in adds {
             let message = PublishMessage::build()
                 .header("Nats-Incr", format!("{amount:+}"))
                 .message_id(format!("{id}/{key}"));
-            let ack = (self.js.send_publish(self.subject(&key), message).await)
+            let ack = (self.js.send_publish(self.subject(key), message).await)
                 .map_err(|e| ClusterError::js(what(), e))?;
-            acks.push((key, ack));
+            acks.push(ack);
         }
-        let mut totals = HashMap::new();
-        let mut unknown = Vec::new();
-        for (key, ack) in acks {
-            let ack = ack.await.map_err(|e| ClusterError::js(what(), e))?;
-            match ack.value.and_then(|v| v.parse().ok()) {
-                Some(total) => {
-                    totals.insert(key, total);
-                }
-                // A duplicate's acknowledgement carries no total.
-                None => unknown.push(key),
-            }
+        for ack in acks {
+            ack.await.map_err(|e| ClusterError::js(what(), e))?;
         }
-        unknown.retain(|key| !totals.contains_key(key));
-        for (key, total) in unknown
-            .clone()
-            .into_iter()
-            .zip(self.counters(&unknown).await?)
-        {
-            totals.insert(key, total);
-        }
-        Ok(totals)
+        Ok(())
     }
 
     /// Who holds each suppression, if anyone.
@@ -162,6 +138,12 @@ impl SharedState {
         })
         .await
     }
+}
+
+/// How long the counters' stream remembers an add's id: a journal entry's
+/// adds are added again within a takeover or two.
+pub fn duplicate_window(config: &ClusterConfig) -> std::time::Duration {
+    std::time::Duration::from_secs((config.takeover_seconds * 10).max(120))
 }
 
 /// A counter message's value: `{"val":"123"}`.
