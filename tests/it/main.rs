@@ -6,6 +6,7 @@ mod common;
 mod actions;
 mod cli;
 mod cluster;
+mod cluster_actions;
 mod cluster_state;
 mod console;
 mod durability;

@@ -86,6 +86,7 @@ pub(crate) async fn start(
     let window = Duration::from_secs(config.store.dedupe_window_seconds);
     let local = Arc::new(RouterSink {
         source: format!("cluster:{}", cluster.stream),
+        dead_letters: Some(link.outcomes.clone()),
         ..sink.clone()
     });
     let js = link.js.clone();

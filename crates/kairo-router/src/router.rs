@@ -260,6 +260,7 @@ impl RouterBuilder {
             in_flight: in_flight.clone(),
             clock: clock.clone(),
             source: "webhook".into(),
+            dead_letters: None,
         });
         let watch_status = Arc::new(std::sync::Mutex::new(crate::watcher::WatchStatus {
             enabled: config.soracom.watch.enabled,

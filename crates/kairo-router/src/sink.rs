@@ -10,7 +10,7 @@ use kairo_ingest::{EventSink, SinkError};
 use kairo_store::{Batch, DeadLetter, DeadLetterKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::dispatch::InFlight;
+use crate::dispatch::{InFlight, OutcomeHook};
 use crate::matcher::{Incoming, Work};
 use crate::metrics::{Metrics, RejectLabels};
 use crate::writer::{CommitError, StoreWriter};
@@ -23,6 +23,9 @@ pub(crate) struct RouterSink {
     pub(crate) in_flight: Arc<InFlight>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) source: String,
+    /// In cluster mode: where rejected input is kept first (with the
+    /// cluster's dead letters); the store keeps what it could not.
+    pub(crate) dead_letters: Option<Arc<dyn OutcomeHook>>,
 }
 
 impl RouterSink {
@@ -109,6 +112,11 @@ impl EventSink for RouterSink {
             failed_at_ms: now,
         };
         tracing::warn!(source, reason, id = %letter.id, "input rejected; kept as a dead letter");
+        if let Some(cluster) = &self.dead_letters
+            && cluster.dead(&letter).await
+        {
+            return Ok(());
+        }
         self.writer
             .commit(Batch {
                 dead: vec![letter],
