@@ -51,6 +51,33 @@ pub(crate) fn clustered(config: &mut kairo::KairoConfig, nats: &NatsServer) {
     config.cluster.heartbeat_seconds = 1;
 }
 
+/// A rule that tells Slack each event's id.
+pub(crate) const SLACK_EACH: (&str, &str) = ("n.rhai", "slack(`${event.id}`);");
+
+/// `n` routers of one cluster on `nats` (`node-0`, …) running `rules`, each
+/// configured by `configure` after the cluster settings, and `settle` given
+/// for them to find each other and spread the partitions.
+pub(crate) async fn cluster_of(
+    n: usize,
+    nats: &NatsServer,
+    rules: &[(&str, &str)],
+    settle: Duration,
+    configure: impl Fn(&mut kairo::KairoConfig),
+) -> Vec<Kairo> {
+    let mut instances = Vec::new();
+    for i in 0..n {
+        let kairo = start_kairo(rules, |c| {
+            clustered(c, nats);
+            c.cluster.node = Some(format!("node-{i}"));
+            configure(c);
+        })
+        .await;
+        instances.push(kairo);
+    }
+    tokio::time::sleep(settle).await;
+    instances
+}
+
 /// Routers sharing one handler directory, each with its own store.
 pub(crate) async fn routers(n: usize, catcher: &Catcher, nats: Option<&NatsServer>) -> Vec<Kairo> {
     routers_with(n, &[monthly_limit(&catcher.url)], nats).await
@@ -222,6 +249,22 @@ pub(crate) async fn post_round_robin(events: &[Value], urls: &[String]) {
     }
 }
 
+/// Posts `events` to each of `cluster` in turn, and waits until every one
+/// is evaluated and its actions are performed.
+pub(crate) async fn post_and_settle(events: &[Value], cluster: &[Kairo], nats: &NatsServer) {
+    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
+    post_round_robin(events, &urls).await;
+    eventually_async("every event evaluated", Duration::from_secs(30), || async {
+        partitions_backlog(nats).await == 0
+    })
+    .await;
+    for kairo in cluster {
+        kairo.router.idle().await;
+    }
+    // Actions pulled by another instance than the one that asked for them.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
 /// Messages in the partition stream not yet acknowledged by their partition's owner.
 pub(crate) async fn partitions_backlog(nats: &NatsServer) -> u64 {
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
@@ -315,7 +358,7 @@ async fn a_nats_node_dies_and_every_accepted_event_is_still_evaluated() {
         let urls = urls.clone();
         let slack = slack.url.clone();
         instances.push(
-            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], move |c| {
+            start_kairo(&[SLACK_EACH], move |c| {
                 c.nats.url = Some(urls);
                 c.nats.subject = "kairo.unused.>".into();
                 c.plugins.slack.webhook_url = Some(slack);
@@ -371,24 +414,15 @@ async fn a_nats_node_dies_and_every_accepted_event_is_still_evaluated() {
 async fn a_familys_rate_limit_holds_for_the_whole_cluster() {
     let nats = nats_server();
     let slack = catcher().await;
-    let mut instances = Vec::new();
-    for i in 0..2 {
-        let slack = slack.url.clone();
-        instances.push(
-            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
-                clustered(c, &nats);
-                c.cluster.node = Some(format!("node-{i}"));
-                c.plugins.slack.webhook_url = Some(slack);
-                let limit = kairo::limits::FamilyLimit {
-                    concurrency: 4,
-                    per_second: Some(5.0),
-                };
-                c.dispatch.limits.insert("slack".into(), limit);
-            })
-            .await,
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let instances = cluster_of(2, &nats, &[SLACK_EACH], Duration::from_secs(4), |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+        let limit = kairo::limits::FamilyLimit {
+            concurrency: 4,
+            per_second: Some(5.0),
+        };
+        c.dispatch.limits.insert("slack".into(), limit);
+    })
+    .await;
     let started = std::time::Instant::now();
     for i in 0..20 {
         let event = json!({"id": format!("r-{i}"), "simId": format!("sim-{i:02}")});
@@ -418,7 +452,7 @@ async fn a_partition_whose_pull_ended_is_pulled_again() {
     let nats = nats_server();
     let slack = catcher().await;
     let url = slack.url.clone();
-    let kairo = start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+    let kairo = start_kairo(&[SLACK_EACH], |c| {
         clustered(c, &nats);
         c.plugins.slack.webhook_url = Some(url);
     })
@@ -453,7 +487,7 @@ async fn a_joining_instance_takes_its_partitions_without_waiting_for_the_takeove
     let start = |i: usize| {
         let (slack, nats) = (slack.url.clone(), &nats);
         async move {
-            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
+            start_kairo(&[SLACK_EACH], |c| {
                 clustered(c, nats);
                 // A dead instance's partitions would wait a minute.
                 c.cluster.takeover_seconds = 60;
@@ -533,24 +567,15 @@ async fn a_familys_concurrency_holds_for_the_whole_cluster() {
     use std::sync::atomic::Ordering::SeqCst;
     let nats = nats_server();
     let (url, busy) = slow_server(Duration::from_millis(300)).await;
-    let mut instances = Vec::new();
-    for i in 0..2 {
-        let url = url.clone();
-        instances.push(
-            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
-                clustered(c, &nats);
-                c.cluster.node = Some(format!("node-{i}"));
-                c.plugins.slack.webhook_url = Some(url);
-                let limit = kairo::limits::FamilyLimit {
-                    concurrency: 2,
-                    per_second: None,
-                };
-                c.dispatch.limits.insert("slack".into(), limit);
-            })
-            .await,
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let instances = cluster_of(2, &nats, &[SLACK_EACH], Duration::from_secs(4), |c| {
+        c.plugins.slack.webhook_url = Some(url.clone());
+        let limit = kairo::limits::FamilyLimit {
+            concurrency: 2,
+            per_second: None,
+        };
+        c.dispatch.limits.insert("slack".into(), limit);
+    })
+    .await;
     let events: Vec<Value> = (0..16)
         .map(|i| json!({"id": format!("b-{i}"), "simId": format!("sim-{i:02}")}))
         .collect();

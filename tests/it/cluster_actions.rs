@@ -136,19 +136,10 @@ async fn a_dead_letter_is_kept_in_the_cluster_and_retried_from_any_instance() {
     let slack = catcher().await;
     // Refused for good once, then accepted.
     slack.fail_with(&[400]);
-    let mut instances = Vec::new();
-    for i in 0..2 {
-        let url = slack.url.clone();
-        instances.push(
-            start_kairo(&[("n.rhai", "slack(`${event.id}`);")], |c| {
-                clustered(c, &nats);
-                c.cluster.node = Some(format!("node-{i}"));
-                c.plugins.slack.webhook_url = Some(url);
-            })
-            .await,
-        );
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let instances = cluster_of(2, &nats, &[SLACK_EACH], Duration::from_secs(4), |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+    })
+    .await;
     let event = json!({"id": "d-1", "simId": "sim-01"});
     post_round_robin(&[event], &[instances[0].url.clone()]).await;
     let dead = |kairo: &Kairo| {
@@ -201,16 +192,7 @@ async fn dead_letters(kairo: &Kairo) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_input_is_a_dead_letter_every_instance_lists_and_drops() {
     let nats = nats_server();
-    let mut instances = Vec::new();
-    for i in 0..2 {
-        let kairo = start_kairo(&[], |c| {
-            clustered(c, &nats);
-            c.cluster.node = Some(format!("node-{i}"));
-        })
-        .await;
-        instances.push(kairo);
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let instances = cluster_of(2, &nats, &[], Duration::from_secs(4), |_| {}).await;
     // A partition message that holds no event, published past the intake.
     let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
     (js.publish("kairo.partition.0", "not an event".into()).await)

@@ -105,16 +105,7 @@ async fn a_groups_counters_and_run_once_hold_for_the_whole_cluster() {
                    "payload": {"bytes": 2 * 1024 * 1024}})
         })
         .collect();
-    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
-    post_round_robin(&events, &urls).await;
-    eventually_async("every event evaluated", Duration::from_secs(30), || async {
-        partitions_backlog(&nats).await == 0
-    })
-    .await;
-    for kairo in &cluster {
-        kairo.router.idle().await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    post_and_settle(&events, &cluster, &nats).await;
     let fired: Vec<String> = (caught.bodies().iter())
         .map(|b| b["handler"].as_str().unwrap().to_string())
         .collect();
@@ -152,31 +143,15 @@ const ALARM_RULE: &str = r#"if eventType == "Alarm" && simId == () && imsi == ()
 async fn a_rules_reevaluate_on_events_naming_no_sim_holds_for_the_whole_cluster() {
     let nats = nats_server();
     let slack = catcher().await;
-    let mut cluster = Vec::new();
-    for i in 0..3 {
-        let slack = slack.url.clone();
-        let kairo = start_kairo(&[("alarm.rhai", ALARM_RULE)], |c| {
-            c.plugins.slack.webhook_url = Some(slack);
-            clustered(c, &nats);
-            c.cluster.node = Some(format!("node-{i}"));
-        })
-        .await;
-        cluster.push(kairo);
-    }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rules = [("alarm.rhai", ALARM_RULE)];
+    let cluster = cluster_of(3, &nats, &rules, Duration::from_secs(5), |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+    })
+    .await;
     let events: Vec<Value> = (0..30)
         .map(|i| json!({"id": format!("alarm-{i}"), "eventType": "Alarm", "payload": {"n": i}}))
         .collect();
-    let urls: Vec<String> = cluster.iter().map(|k| k.url.clone()).collect();
-    post_round_robin(&events, &urls).await;
-    eventually_async("every event evaluated", Duration::from_secs(30), || async {
-        partitions_backlog(&nats).await == 0
-    })
-    .await;
-    for kairo in &cluster {
-        kairo.router.idle().await;
-    }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    post_and_settle(&events, &cluster, &nats).await;
     let sent = slack.bodies();
     assert_eq!(sent.len(), 1, "once a day for the whole cluster: {sent:?}");
     // Every other event's trace says the rule was held back.
