@@ -186,12 +186,9 @@ impl Matcher {
         loaded: &Loaded,
         now: i64,
     ) -> Result<(), ClusterError> {
-        let claiming = if holds.handlers.is_empty() {
-            0
-        } else {
-            events.len()
-        };
-        for (i, event) in events.iter().enumerate().take(claiming) {
+        // Handler traces are looked at only when some handler claims.
+        let handlers_claim = !holds.handlers.is_empty();
+        for (i, event) in events.iter().enumerate().filter(|_| handlers_claim) {
             let fired: Vec<String> = (evaluation.outcomes[i].0.handlers.iter())
                 .filter(|h| h.outcome == HandlerOutcome::Fired)
                 .filter(|h| holds.handlers.contains_key(h.handler.as_str()))

@@ -269,9 +269,7 @@ impl Owner {
         }
         Ok(())
     }
-}
 
-impl Owner {
     /// Adds a journal entry's counts to the shared counters.
     async fn add(&self, adds: &Adds) -> Result<(), ClusterError> {
         let open = || SharedState::open(self.js.clone(), self.config.clone());
@@ -285,6 +283,8 @@ impl Owner {
     async fn add_again(&self, adds: &Adds) -> Result<(), ClusterError> {
         let window = super::shared::duplicate_window(&self.config).as_millis() as i64;
         let age = self.sink.now_ms() - adds.at_ms;
+        // 10 s short of the window: the clocks of the instance that stored
+        // the entry and of the NATS server need not agree to the second.
         if age < window - 10_000 {
             return self.add(adds).await;
         }
