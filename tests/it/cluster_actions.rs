@@ -1,6 +1,7 @@
 //! Cluster mode's actions on a real nats-server: delayed ones scheduled in
 //! JetStream, the schedule and dead letters any instance lists and changes,
-//! each outliving the instance that asked for it.
+//! each outliving the instance that asked for it, and each family's limits
+//! held for the whole cluster.
 
 use std::time::Duration;
 
@@ -228,4 +229,119 @@ async fn rejected_input_is_a_dead_letter_every_instance_lists_and_drops() {
     assert_eq!(answer.status(), 204);
     assert!(dead_letters(&instances[0]).await.is_empty());
     assert!(dead_letters(&instances[1]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_familys_rate_limit_holds_for_the_whole_cluster() {
+    let nats = nats_server();
+    let slack = catcher().await;
+    let instances = cluster_of(2, &nats, &[SLACK_EACH], Duration::from_secs(4), |c| {
+        c.plugins.slack.webhook_url = Some(slack.url.clone());
+        let limit = kairo::limits::FamilyLimit {
+            concurrency: 4,
+            per_second: Some(5.0),
+        };
+        c.dispatch.limits.insert("slack".into(), limit);
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        let event = json!({"id": format!("r-{i}"), "simId": format!("sim-{i:02}")});
+        assert_eq!(instances[i % 2].post(&event.to_string()).await.0, 202);
+    }
+    eventually("every message sent", Duration::from_secs(30), || {
+        slack.bodies().len() == 20
+    })
+    .await;
+    let took = started.elapsed();
+    for kairo in &instances {
+        kairo.router.idle().await;
+        assert!(
+            !kairo.router.history().is_empty(),
+            "both instances perform actions"
+        );
+    }
+    // 5 a second for the cluster: 19 intervals of 200 ms after the first start.
+    assert!(
+        took >= Duration::from_millis(3_600),
+        "20 starts took only {took:?}"
+    );
+}
+
+/// Calls at once, at most, and calls done, of a [`slow_server`].
+#[derive(Default)]
+struct Busy {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+/// An HTTP server on loopback that answers every request after `delay`.
+async fn slow_server(delay: Duration) -> (String, std::sync::Arc<Busy>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let busy = std::sync::Arc::new(Busy::default());
+    let counts = busy.clone();
+    let app = axum::Router::new().fallback(move || {
+        let busy = counts.clone();
+        async move {
+            let now = busy.now.fetch_add(1, SeqCst) + 1;
+            busy.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(delay).await;
+            busy.now.fetch_sub(1, SeqCst);
+            busy.done.fetch_add(1, SeqCst);
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_familys_concurrency_holds_for_the_whole_cluster() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let nats = nats_server();
+    let (url, busy) = slow_server(Duration::from_millis(300)).await;
+    let instances = cluster_of(2, &nats, &[SLACK_EACH], Duration::from_secs(4), |c| {
+        c.plugins.slack.webhook_url = Some(url.clone());
+        let limit = kairo::limits::FamilyLimit {
+            concurrency: 2,
+            per_second: None,
+        };
+        c.dispatch.limits.insert("slack".into(), limit);
+    })
+    .await;
+    let events: Vec<Value> = (0..16)
+        .map(|i| json!({"id": format!("b-{i}"), "simId": format!("sim-{i:02}")}))
+        .collect();
+    let urls: Vec<String> = instances.iter().map(|k| k.url.clone()).collect();
+    post_round_robin(&events, &urls).await;
+    eventually("every message sent", Duration::from_secs(60), || {
+        busy.done.load(SeqCst) == 16
+    })
+    .await;
+    for kairo in &instances {
+        assert!(
+            !kairo.router.history().is_empty(),
+            "both instances perform actions"
+        );
+    }
+    assert_eq!(
+        busy.most.load(SeqCst),
+        2,
+        "two at once for the whole cluster, not two per instance"
+    );
+    // Each instance's history shows every instance's performed actions.
+    for kairo in &instances {
+        let url = format!("{}/v1/history?limit=100", kairo.url);
+        let answer = kairo.http.get(url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let history = answer.json::<Vec<Value>>().await.unwrap();
+        assert_eq!(history.len(), 16, "{history:?}");
+        assert!(
+            kairo.router.history().len() < 16,
+            "its own store has its share"
+        );
+    }
 }
