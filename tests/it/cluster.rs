@@ -494,3 +494,87 @@ async fn a_joining_instance_takes_its_partitions_without_waiting_for_the_takeove
         .count();
     assert!(moved > 0, "the joining instance evaluates its share");
 }
+
+/// An instance that received events from the `[nats]` source and died before
+/// passing them on: it never answers.
+struct Stuck;
+
+#[async_trait::async_trait]
+impl kairo::ingest::EventSink for Stuck {
+    async fn accept(
+        &self,
+        _events: Vec<kairo::core::Event>,
+    ) -> Result<usize, kairo::ingest::SinkError> {
+        futures::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_source_passes_a_dead_instances_events_on_before_newer_ones() {
+    let nats = nats_server();
+    let source = |c: &mut kairo::KairoConfig| {
+        clustered(c, &nats);
+        c.nats.subject = "fleet.events.>".into();
+        c.nats.stream = Some("FLEET".into());
+        c.nats.create_stream = true;
+        // Longer than the pin (takeover_seconds = 2), as when a pull
+        // request came well before its last messages.
+        c.nats.ack_wait_seconds = 4;
+    };
+    let js = async_nats::jetstream::new(async_nats::connect(&nats.url).await.unwrap());
+    let publish = |from: usize, to: usize| {
+        let js = js.clone();
+        async move {
+            for i in from..=to {
+                let event = json!({"id": format!("s-{i}"), "simId": "sim-1"});
+                let ack = js.publish("fleet.events.x", event.to_string().into()).await;
+                ack.unwrap().await.unwrap();
+            }
+        }
+    };
+    // The source's first instance is given events 1-5 and dies with them.
+    let mut config = kairo::KairoConfig::default();
+    source(&mut config);
+    let dead = async_nats::connect(&nats.url).await.unwrap();
+    let pinned = Some(Duration::from_secs(2));
+    let subscribed = kairo::ingest::nats::subscribe(dead.clone(), &config.nats, pinned).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(kairo::ingest::nats::run(
+        subscribed.unwrap(),
+        std::sync::Arc::new(Stuck),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish(1, 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    run.abort();
+    drop(dead);
+    // The next instance is given 6-8 at once, 1-5 after their ack wait.
+    let kairo = start_kairo(&[], |c| source(c)).await;
+    publish(6, 8).await;
+    let order = || async {
+        let url = format!("{}/v1/events?last=20", kairo.url);
+        let lines = kairo
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut ids: Vec<String> = (lines.lines())
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .map(|r| r["event"]["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.reverse();
+        ids
+    };
+    eventually_async("every event evaluated", Duration::from_secs(30), || async {
+        order().await.len() == 8
+    })
+    .await;
+    let expected: Vec<String> = (1..=8).map(|i| format!("s-{i}")).collect();
+    assert_eq!(order().await, expected, "the SIM's events in order");
+    stop.cancel();
+}

@@ -7,11 +7,12 @@
 //! webhook. A message that is not JSON or not an event is kept as a dead
 //! letter with the reason and acknowledged (terminated), never redelivered forever.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kairo_core::Event;
 use tokio_util::sync::CancellationToken;
 
@@ -128,8 +129,16 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Vec<Event>, String> {
 pub enum NatsSource {
     /// Core NATS subscriber.
     Core(async_nats::Subscriber),
-    /// JetStream durable pull consumer's message stream.
-    JetStream(Box<jetstream::consumer::pull::Stream>),
+    /// JetStream durable pull consumer and its message stream.
+    JetStream(Box<JetStreamSource>),
+}
+
+/// A JetStream durable pull consumer and its message stream.
+pub struct JetStreamSource {
+    consumer: jetstream::consumer::PullConsumer,
+    messages: pull::Stream,
+    /// Pinned to one instance at a time (cluster mode): passed on in stream order.
+    pinned: bool,
 }
 
 /// Subscribes according to `config`: JetStream when `stream` is set, else core NATS.
@@ -214,14 +223,18 @@ pub async fn subscribe(
         .await
         .map_err(|e| js_error(&format!("consumer {}", config.durable), &e))?;
     tracing::info!(stream = %stream_name, durable = %config.durable, subject = %config.subject, "JetStream ingest subscribed");
-    Ok(NatsSource::JetStream(Box::new(messages)))
+    Ok(NatsSource::JetStream(Box::new(JetStreamSource {
+        consumer,
+        messages,
+        pinned: pinned.is_some(),
+    })))
 }
 
 /// Consumes `source` into `sink` until `shutdown`.
 pub async fn run(source: NatsSource, sink: Arc<dyn EventSink>, shutdown: CancellationToken) {
     match source {
         NatsSource::Core(subscriber) => run_core(subscriber, sink, shutdown).await,
-        NatsSource::JetStream(messages) => run_jetstream(*messages, sink, shutdown).await,
+        NatsSource::JetStream(source) => run_jetstream(*source, sink, shutdown).await,
     }
     tracing::info!("NATS ingest stopped");
 }
@@ -260,40 +273,170 @@ async fn run_core(
     }
 }
 
-pub(crate) async fn run_jetstream(
-    messages: jetstream::consumer::pull::Stream,
+/// Passes a JetStream consumer's messages on to `sink` until `shutdown`,
+/// acknowledging them once accepted. A pinned consumer's new client first
+/// catches up with what an earlier one left, and a chunk that could not be
+/// accepted is sent back and the pull started again from it, so that no
+/// later message passes it.
+async fn run_jetstream(
+    source: JetStreamSource,
     sink: Arc<dyn EventSink>,
     shutdown: CancellationToken,
 ) {
+    let JetStreamSource {
+        consumer,
+        messages,
+        pinned,
+    } = source;
     let mut chunks = messages.ready_chunks(CHUNK);
     loop {
-        let chunk = tokio::select! {
-            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => break },
-            _ = shutdown.cancelled() => break,
-        };
-        let mut good = Vec::new();
-        let mut events = Vec::new();
-        for message in chunk.into_iter().filter_map(pulled) {
-            match parse(&message.payload) {
-                Ok(parsed) => {
-                    events.extend(parsed);
-                    good.push(message);
-                }
-                Err(reason) => reject(sink.as_ref(), &message, &reason).await,
+        let passed = pass_on(&consumer, &mut chunks, pinned, sink.as_ref(), &shutdown).await;
+        if passed.is_ok() || shutdown.is_cancelled() {
+            return;
+        }
+        // Pinned and refused: send back what was received, and pull again.
+        while let Some(Some(chunk)) = chunks.next().now_or_never() {
+            for message in chunk.into_iter().flatten() {
+                ack(&message, AckKind::Nak(None)).await;
             }
         }
-        if good.is_empty() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        chunks = match consumer.stream().group(PINNED_GROUP).messages().await {
+            Ok(messages) => messages.ready_chunks(CHUNK),
+            Err(error) => {
+                tracing::error!(%error, "could not pull the JetStream source again; stopped");
+                return;
+            }
+        };
+    }
+}
+
+/// Passes chunks on until `shutdown` or the stream's end (`Ok`), or, when
+/// `pinned`, until a chunk is refused (`Err`, the chunk sent back).
+async fn pass_on(
+    consumer: &jetstream::consumer::PullConsumer,
+    chunks: &mut Chunks,
+    pinned: bool,
+    sink: &dyn EventSink,
+    shutdown: &CancellationToken,
+) -> Result<(), ()> {
+    if pinned {
+        match catch_up(consumer, chunks, shutdown).await {
+            Ok(Some(held)) => {
+                let mut held = held.into_iter().map(Ok).peekable();
+                while held.peek().is_some() {
+                    pass_chunk(held.by_ref().take(CHUNK).collect(), sink, pinned).await?;
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the JetStream source's consumer; passing on as received")
+            }
+        }
+    }
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => match chunk { Some(chunk) => chunk, None => return Ok(()) },
+            _ = shutdown.cancelled() => return Ok(()),
+        };
+        pass_chunk(chunk, sink, pinned).await?;
+    }
+}
+
+/// Passes one chunk on and acknowledges it. When it is refused, it is sent
+/// back: at once when `pinned` (`Err`: the caller pulls again from it),
+/// else after a second.
+async fn pass_chunk(chunk: Vec<Pulled>, sink: &dyn EventSink, pinned: bool) -> Result<(), ()> {
+    let mut good = Vec::new();
+    let mut events = Vec::new();
+    for message in chunk.into_iter().filter_map(pulled) {
+        match parse(&message.payload) {
+            Ok(parsed) => {
+                events.extend(parsed);
+                good.push(message);
+            }
+            Err(reason) => reject(sink, &message, &reason).await,
+        }
+    }
+    if good.is_empty() {
+        return Ok(());
+    }
+    let (kind, passed) = match sink.accept(events).await {
+        Ok(_) => (AckKind::Ack, Ok(())),
+        Err(error) => {
+            tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not accept JetStream messages; they will be redelivered");
+            match pinned {
+                true => (AckKind::Nak(None), Err(())),
+                false => (AckKind::Nak(Some(Duration::from_secs(1))), Ok(())),
+            }
+        }
+    };
+    for message in &good {
+        ack(message, kind).await;
+    }
+    passed
+}
+
+/// A consumer's messages, in chunks as they arrive.
+pub(crate) type Chunks = futures::stream::ReadyChunks<pull::Stream>;
+
+/// How often a client waiting for what an earlier one left checks the
+/// consumer when nothing arrives.
+const CATCH_UP_CHECK: Duration = Duration::from_millis(250);
+
+/// Holds what a newly pinned client of `consumer` receives until every
+/// message delivered and not acknowledged is in its hands; returns them in
+/// stream order (`None` on `stop`, having sent them back). The messages a
+/// client that died had received come back only after their
+/// acknowledgement time, later than newer ones the next client may be
+/// given at once: passed on as they come, a SIM's older events would follow
+/// its newer ones.
+pub(crate) async fn catch_up(
+    consumer: &jetstream::consumer::PullConsumer,
+    chunks: &mut Chunks,
+    stop: &CancellationToken,
+) -> Result<Option<Vec<jetstream::Message>>, jetstream::context::ConsumerInfoError> {
+    let mut held = BTreeMap::new();
+    loop {
+        tokio::select! {
+            chunk = chunks.next() => match chunk {
+                Some(chunk) => hold(&mut held, chunk),
+                None => return Ok(Some(held.into_values().collect())),
+            },
+            // Another client may acknowledge what it held meanwhile.
+            _ = tokio::time::sleep(CATCH_UP_CHECK), if !held.is_empty() => {}
+            _ = stop.cancelled() => {
+                for message in held.values() {
+                    ack(message, AckKind::Nak(None)).await;
+                }
+                return Ok(None);
+            }
+        }
+        if held.is_empty() {
             continue;
         }
-        let kind = match sink.accept(events).await {
-            Ok(_) => AckKind::Ack,
-            Err(error) => {
-                tracing::error!(error = %kairo_core::error_chain(&error), messages = good.len(), "could not accept JetStream messages; they will be redelivered");
-                AckKind::Nak(Some(Duration::from_secs(1)))
+        let info = consumer.get_info().await?;
+        if info.num_ack_pending <= held.len() {
+            tracing::debug!(consumer = %info.name, held = held.len(), "caught up with what earlier clients left");
+            return Ok(Some(held.into_values().collect()));
+        }
+    }
+}
+
+/// Adds `chunk` to `held` by stream sequence (a message delivered again
+/// replaces its earlier delivery).
+fn hold(held: &mut BTreeMap<u64, jetstream::Message>, chunk: Vec<Pulled>) {
+    for message in chunk.into_iter().filter_map(pulled) {
+        match message.info().map(|info| info.stream_sequence) {
+            Ok(sequence) => {
+                held.insert(sequence, message);
             }
-        };
-        for message in &good {
-            ack(message, kind).await;
+            Err(_) => {
+                tracing::warn!(subject = %message.subject, "a message without its stream sequence; it will be redelivered")
+            }
         }
     }
 }

@@ -1,7 +1,6 @@
 //! Evaluating one partition: its pinned consumer, its journal, and the
 //! order of work that keeps its state exact across owners.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::journal::{Adds, Journal};
 use super::{ActionQueue, ClusterConfig, ClusterError, PartitionSink, SharedState};
-use crate::nats::{CHUNK, PINNED_GROUP as GROUP, Pulled, ack, parse, pulled, reject};
+use crate::nats::{
+    CHUNK, Chunks, PINNED_GROUP as GROUP, Pulled, ack, catch_up, parse, pulled, reject,
+};
 
 /// Partition `p`'s durable consumer (created when missing): one per
 /// partition, pinned to one instance at a time; a partition moves when its
@@ -70,9 +71,6 @@ pub(super) async fn pull(
     }
 }
 
-/// A partition's messages, in chunks as they arrive.
-type Chunks = futures::stream::ReadyChunks<pull::Stream>;
-
 /// What a partition's owner works with.
 struct Owner {
     js: jetstream::Context,
@@ -113,7 +111,9 @@ impl Owner {
         chunks: &mut Chunks,
         stop: &CancellationToken,
     ) -> Result<(), ClusterError> {
-        let Some(held) = self.catch_up(consumer, chunks, stop).await? else {
+        let held = (catch_up(consumer, chunks, stop).await)
+            .map_err(|e| ClusterError::js(format!("consumer kairo-p{}", self.partition), e))?;
+        let Some(held) = held else {
             return Ok(());
         };
         let mut held = held.into_iter().map(Ok).peekable();
@@ -148,51 +148,6 @@ impl Owner {
             (journal.roll_up(info.ack_floor.stream_sequence, self.sink.now_ms())).await?;
         }
         Ok(())
-    }
-
-    /// Holds what this new owner receives until every message of the
-    /// partition delivered and not acknowledged is in its hands; returns
-    /// them in stream order (`None` on `stop`, having sent them back). The
-    /// messages an owner that died had received come back only after their
-    /// acknowledgement time, later than newer ones this owner may be given
-    /// at once: evaluated as they come, a SIM's older events would follow
-    /// its newer ones.
-    async fn catch_up(
-        &self,
-        consumer: &jetstream::consumer::PullConsumer,
-        chunks: &mut Chunks,
-        stop: &CancellationToken,
-    ) -> Result<Option<Vec<jetstream::Message>>, ClusterError> {
-        let mut held = BTreeMap::new();
-        loop {
-            tokio::select! {
-                chunk = chunks.next() => match chunk {
-                    Some(chunk) => hold(&mut held, chunk),
-                    None => return Ok(Some(held.into_values().collect())),
-                },
-                // Another instance may acknowledge what it held meanwhile.
-                _ = tokio::time::sleep(CATCH_UP_CHECK), if !held.is_empty() => {}
-                _ = stop.cancelled() => {
-                    for message in held.values() {
-                        ack(message, AckKind::Nak(None)).await;
-                    }
-                    return Ok(None);
-                }
-            }
-            if held.is_empty() {
-                continue;
-            }
-            let info = (consumer.get_info().await)
-                .map_err(|e| ClusterError::js(format!("consumer kairo-p{}", self.partition), e))?;
-            if info.num_ack_pending <= held.len() {
-                tracing::debug!(
-                    partition = self.partition,
-                    held = held.len(),
-                    "caught up with what earlier owners left"
-                );
-                return Ok(Some(held.into_values().collect()));
-            }
-        }
     }
 
     /// Stops pulling: the messages received but not evaluated are sent back
@@ -293,25 +248,6 @@ impl Owner {
             "the journal's last entry is too old to add its shared counts again safely; left as they are"
         );
         Ok(())
-    }
-}
-
-/// How often a new owner waiting for an earlier owner's messages checks the
-/// partition's consumer when nothing arrives.
-const CATCH_UP_CHECK: Duration = Duration::from_millis(250);
-
-/// Adds `chunk` to `held` by stream sequence (a message delivered again
-/// replaces its earlier delivery).
-fn hold(held: &mut BTreeMap<u64, jetstream::Message>, chunk: Vec<Pulled>) {
-    for message in chunk.into_iter().filter_map(pulled) {
-        match message.info().map(|info| info.stream_sequence) {
-            Ok(sequence) => {
-                held.insert(sequence, message);
-            }
-            Err(_) => {
-                tracing::warn!(subject = %message.subject, "a partition message without its stream sequence; it will be redelivered")
-            }
-        }
     }
 }
 
