@@ -310,3 +310,66 @@ async fn publish_action_reaches_core_nats_and_jetstream() {
     let mut stream = js.get_stream("OUT").await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 1);
 }
+
+/// A sink that refuses its first chunk (the partition stream unreachable,
+/// say) and records the ids of what it accepts after.
+#[derive(Default)]
+struct RefusesFirst {
+    refused: std::sync::atomic::AtomicBool,
+    accepted: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl kairo::ingest::EventSink for RefusesFirst {
+    async fn accept(
+        &self,
+        events: Vec<kairo::core::Event>,
+    ) -> Result<usize, kairo::ingest::SinkError> {
+        if !self.refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let down = std::io::Error::other("the partition stream is unreachable");
+            return Err(kairo::ingest::SinkError::new(down));
+        }
+        let mut accepted = self.accepted.lock().unwrap();
+        accepted.extend(events.into_iter().map(|e| e.id));
+        Ok(0)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_source_sends_a_refused_chunk_back_before_passing_later_ones() {
+    let nats = nats_server();
+    let config = kairo::ingest::nats::NatsConfig {
+        url: Some(nats.url.clone()),
+        subject: "fleet.events.>".into(),
+        stream: Some("FLEET".into()),
+        create_stream: true,
+        ..Default::default()
+    };
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let pinned = Some(Duration::from_secs(2));
+    let source = kairo::ingest::nats::subscribe(client.clone(), &config, pinned)
+        .await
+        .unwrap();
+    let sink = std::sync::Arc::new(RefusesFirst::default());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(kairo::ingest::nats::run(source, sink.clone(), stop.clone()));
+    let js = jetstream::new(client);
+    for i in 1..=8 {
+        let event = json!({"id": format!("r-{i}"), "simId": "sim-1"});
+        let ack = js.publish("fleet.events.x", event.to_string().into()).await;
+        ack.unwrap().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually("every event passed on", LIMIT, || {
+        sink.accepted.lock().unwrap().len() >= 8
+    })
+    .await;
+    let expected: Vec<String> = (1..=8).map(|i| format!("r-{i}")).collect();
+    assert_eq!(
+        *sink.accepted.lock().unwrap(),
+        expected,
+        "the refused chunk first, once, then the rest in order"
+    );
+    stop.cancel();
+    run.await.unwrap();
+}

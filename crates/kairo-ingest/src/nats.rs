@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull, stream};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kairo_core::Event;
 use tokio_util::sync::CancellationToken;
 
@@ -276,8 +276,8 @@ async fn run_core(
 /// Passes a JetStream consumer's messages on to `sink` until `shutdown`,
 /// acknowledging them once accepted. A pinned consumer's new client first
 /// catches up with what an earlier one left, and a chunk that could not be
-/// accepted is sent back and the pull started again from it, so that no
-/// later message passes it.
+/// accepted is sent back and caught up with again, so that no later
+/// message passes it.
 async fn run_jetstream(
     source: JetStreamSource,
     sink: Arc<dyn EventSink>,
@@ -289,28 +289,15 @@ async fn run_jetstream(
         pinned,
     } = source;
     let mut chunks = messages.ready_chunks(CHUNK);
-    loop {
-        let passed = pass_on(&consumer, &mut chunks, pinned, sink.as_ref(), &shutdown).await;
-        if passed.is_ok() || shutdown.is_cancelled() {
-            return;
-        }
-        // Pinned and refused: send back what was received, and pull again.
-        while let Some(Some(chunk)) = chunks.next().now_or_never() {
-            for message in chunk.into_iter().flatten() {
-                ack(&message, AckKind::Nak(None)).await;
-            }
-        }
+    while pass_on(&consumer, &mut chunks, pinned, sink.as_ref(), &shutdown)
+        .await
+        .is_err()
+    {
+        // Pinned and refused: what was sent back returns first.
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = shutdown.cancelled() => return,
         }
-        chunks = match consumer.stream().group(PINNED_GROUP).messages().await {
-            Ok(messages) => messages.ready_chunks(CHUNK),
-            Err(error) => {
-                tracing::error!(%error, "could not pull the JetStream source again; stopped");
-                return;
-            }
-        };
     }
 }
 
