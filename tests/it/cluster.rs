@@ -553,16 +553,7 @@ async fn the_nats_source_passes_a_dead_instances_events_on_before_newer_ones() {
     let kairo = start_kairo(&[], |c| source(c)).await;
     publish(6, 8).await;
     let order = || async {
-        let url = format!("{}/v1/events?last=20", kairo.url);
-        let lines = kairo
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let lines = kairo.get_text("/v1/events?last=20").await;
         let mut ids: Vec<String> = (lines.lines())
             .map(|line| serde_json::from_str::<Value>(line).unwrap())
             .map(|r| r["event"]["id"].as_str().unwrap().to_string())

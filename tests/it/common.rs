@@ -269,9 +269,9 @@ impl Kairo {
             .unwrap()
     }
 
-    /// GETs `/metrics` as text.
-    pub async fn metrics_text(&self) -> String {
-        let url = format!("{}/metrics", self.url);
+    /// GETs `path` as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.url);
         self.http
             .get(url)
             .send()
@@ -280,6 +280,11 @@ impl Kairo {
             .text()
             .await
             .unwrap()
+    }
+
+    /// GETs `/metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        self.get_text("/metrics").await
     }
 
     pub async fn post_with(&self, body: &str, token: Option<&str>) -> (StatusCode, Value) {
