@@ -134,10 +134,19 @@ async fn cluster_dead(state: &AdminState) -> Result<Vec<kairo_store::DeadLetter>
         return Ok(Vec::new());
     };
     let kept = (queue.dead_letters(CLUSTER_DEAD_LISTED).await).map_err(cluster_unreachable)?;
-    Ok(kept
-        .iter()
-        .filter_map(|b| serde_json::from_slice(b).ok())
-        .collect())
+    Ok(decode_records(&kept))
+}
+
+/// Records read from the cluster's JetStream, decoded; one that does not
+/// decode (written by another version, say) is left out and logged.
+pub(crate) fn decode_records<T: serde::de::DeserializeOwned>(bodies: &[Vec<u8>]) -> Vec<T> {
+    (bodies.iter())
+        .filter_map(|body| {
+            serde_json::from_slice(body)
+                .inspect_err(|error| tracing::warn!(%error, "a record in the cluster's JetStream could not be read; left out"))
+                .ok()
+        })
+        .collect()
 }
 
 /// The cluster's JetStream could not answer.
@@ -253,9 +262,7 @@ async fn history(State(state): State<AdminState>, Query(query): Query<HistoryQue
     let mut entries = blocking(move || store.history(limit)).await?;
     if let Some(queue) = &state.cluster_actions {
         let finished = (queue.finished(limit).await).map_err(cluster_unreachable)?;
-        let finished = finished
-            .iter()
-            .filter_map(|b| serde_json::from_slice::<kairo_store::HistoryEntry>(b).ok());
+        let finished = decode_records::<kairo_store::HistoryEntry>(&finished).into_iter();
         // This instance's performed actions are in both.
         let known: std::collections::HashSet<(String, i64)> = (entries.iter())
             .map(|e| (e.request.key(), e.finished_at_ms))

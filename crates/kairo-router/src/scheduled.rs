@@ -8,7 +8,7 @@ use kairo_core::handler::describe_time;
 use kairo_store::{Batch, HistoryEntry, PendingAction};
 use serde_json::{Value, json};
 
-use crate::admin::{AdminError, AdminState, Answer, blocking, cluster_unreachable};
+use crate::admin::{AdminError, AdminState, Answer, blocking, cluster_unreachable, decode_records};
 use crate::dispatch::Cancelled;
 
 /// Why an action waits: `due` (its turn comes now), `delayed` (not before a
@@ -60,9 +60,7 @@ async fn cluster_scheduled(state: &AdminState) -> Result<Vec<PendingAction>, Adm
         return Ok(Vec::new());
     };
     let scheduled = (queue.scheduled(CLUSTER_LISTED).await).map_err(cluster_unreachable)?;
-    Ok((scheduled.iter())
-        .filter_map(|body| serde_json::from_slice(body).ok())
-        .collect())
+    Ok(decode_records(&scheduled))
 }
 
 /// `DELETE /v1/scheduled/{key}` (the key percent-encoded or not): takes the

@@ -165,8 +165,7 @@ impl ActionQueue {
     /// messages.
     pub async fn finished(&self, limit: usize) -> Result<Vec<Vec<u8>>, ClusterError> {
         let what = || format!("stream {}", self.config.outcomes_stream);
-        let mut stream = (self.js.get_stream(&self.config.outcomes_stream).await)
-            .map_err(|e| ClusterError::js(what(), e))?;
+        let mut stream = self.stream(&self.config.outcomes_stream).await?;
         let last = (stream.info().await).map_err(|e| ClusterError::js(what(), e))?;
         let from = (last.state.last_sequence + 1)
             .saturating_sub(4 * limit as u64)
@@ -188,6 +187,11 @@ impl ActionQueue {
             .await
     }
 
+    /// The stream named `name`.
+    async fn stream(&self, name: &str) -> Result<jetstream::stream::Stream, ClusterError> {
+        (self.js.get_stream(name).await).map_err(|e| ClusterError::js(format!("stream {name}"), e))
+    }
+
     /// The messages of `stream` on `subject`, `limit` at most.
     async fn read(
         &self,
@@ -196,7 +200,7 @@ impl ActionQueue {
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, ClusterError> {
         let what = || format!("stream {stream}");
-        let stream = (self.js.get_stream(stream).await).map_err(|e| ClusterError::js(what(), e))?;
+        let stream = self.stream(stream).await?;
         let found = super::messages(&stream, subject, limit).await;
         let found = found.map_err(|e| ClusterError::js(what(), e))?;
         Ok(found.into_iter().map(|m| m.payload.to_vec()).collect())
@@ -205,7 +209,7 @@ impl ActionQueue {
     /// Purges `subject` of `stream`; false when it held nothing.
     async fn purge(&self, stream: &str, subject: String) -> Result<bool, ClusterError> {
         let what = || format!("stream {stream}");
-        let stream = (self.js.get_stream(stream).await).map_err(|e| ClusterError::js(what(), e))?;
+        let stream = self.stream(stream).await?;
         let purged =
             (stream.purge().filter(subject).await).map_err(|e| ClusterError::js(what(), e))?;
         Ok(purged.purged > 0)
@@ -230,8 +234,7 @@ impl ActionQueue {
     pub async fn pull(&self) -> Result<impl futures::Stream<Item = Job> + use<>, ClusterError> {
         let name = "kairo-actions".to_string();
         let what = || format!("consumer {name}");
-        let stream = (self.js.get_stream(&self.config.actions_stream).await)
-            .map_err(|e| ClusterError::js(format!("stream {}", self.config.actions_stream), e))?;
+        let stream = self.stream(&self.config.actions_stream).await?;
         let consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(
                 &name,
